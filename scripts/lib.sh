@@ -1,0 +1,33 @@
+# Shared by scripts/test and scripts/demo: install what is missing, keep one build cache.
+
+# One cargo target directory outside the clone, so a fresh clone does not rebuild every
+# dependency from scratch.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tokengate/target}"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# npm dependencies of the test provider, from its lockfile, when absent or outdated.
+ensure_op_deps() {
+  local op=tests/op
+  if [ ! -f "$op/node_modules/.package-lock.json" ] || [ "$op/package-lock.json" -nt "$op/node_modules/.package-lock.json" ]; then
+    log "installing the test provider's npm packages (npm ci)"
+    (cd "$op" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
+# apt_install_missing CMD:PACKAGE ... — installs the Debian packages whose command is
+# missing, when running as root; otherwise says what to install.
+apt_install_missing() {
+  local missing=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing: ${missing[*]} — install them (apt-get install ${missing[*]}) or run as root" >&2
+    return 1
+  fi
+  log "installing ${missing[*]} (apt-get)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}

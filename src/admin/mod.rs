@@ -1,0 +1,40 @@
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`. It runs on its own port so that
+//! probes and scrapes never share the public listener.
+
+pub mod metrics;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::app::Gateway;
+use crate::server::respond::{json, text};
+use crate::server::{Body, Reject};
+
+pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" => ready(gw).await,
+        "/metrics" => text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            gw.metrics.render(),
+        ),
+        _ => Reject::NotFound.response(),
+    }
+}
+
+/// Ready when the provider is discovered and the store answers.
+async fn ready(gw: &Gateway) -> Response<Body> {
+    let provider = gw.provider.get().is_some();
+    let store = gw.sessions.ping().await.is_ok();
+    let status = if provider && store {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(
+        status,
+        serde_json::json!({ "ready": provider && store, "provider": provider, "store": store })
+            .to_string(),
+    )
+}

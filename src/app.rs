@@ -1,0 +1,191 @@
+//! Building the gateway from its configuration, and serving it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue};
+use tokio::net::TcpListener;
+
+use crate::admin::metrics::Metrics;
+use crate::config::{Config, StoreKind, TokenPolicy};
+use crate::crypto::cookie::{self, CookieNames};
+use crate::crypto::KeyRing;
+use crate::oidc::http_client::ProviderHttp;
+use crate::oidc::ProviderCell;
+use crate::proxy::upstream::{self, UpstreamClient};
+use crate::route::{Route, RouteTable};
+use crate::server::listener::{self, Limits};
+use crate::server::Reject;
+use crate::session::memory::MemoryStore;
+use crate::session::{LiveSession, SessionStore, Sessions};
+use crate::shutdown;
+use crate::token::refresh::Refresher;
+
+/// Everything a request may need, built once at start and shared by every connection.
+pub struct Gateway {
+    pub config: Config,
+    pub routes: RouteTable,
+    pub sessions: Arc<Sessions>,
+    pub keys: Arc<KeyRing>,
+    pub cookies: CookieNames,
+    pub provider: Arc<ProviderCell>,
+    pub provider_http: Arc<ProviderHttp>,
+    pub refresher: Refresher,
+    pub upstream: UpstreamClient,
+    pub metrics: Metrics,
+    pub redirect_uri: String,
+    pub post_logout_redirect_uri: String,
+    /// `X-Forwarded-Proto` sent upstream: the scheme the browser used, from `public_url`.
+    pub forwarded_proto: HeaderValue,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Gateway {
+    pub fn new(config: Config) -> Result<Gateway, StartError> {
+        let keys = Arc::new(KeyRing::new(&config.session.keys).ok_or_else(|| {
+            StartError::Config("session.keys: at least one key is required".into())
+        })?);
+        let store: Arc<dyn SessionStore> = match config.session.store {
+            StoreKind::Memory => Arc::new(MemoryStore::default()),
+            StoreKind::Embedded => return Err(StartError::Config(
+                "session.store: \"embedded\" is not available in this version yet; use \"memory\""
+                    .into(),
+            )),
+            StoreKind::Redis => {
+                return Err(StartError::Config(
+                    "session.store: \"redis\" is not available in this version yet; use \"memory\""
+                        .into(),
+                ))
+            }
+        };
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for (i, rc) in config.routes.iter().enumerate() {
+            if rc.token == TokenPolicy::Client {
+                return Err(StartError::Config(format!(
+                    "route[{i}].token: \"client\" is not available in this version yet"
+                )));
+            }
+            let route = Route::from_config(i, rc).ok_or_else(|| {
+                StartError::Config(format!("route[{i}].upstream: not an absolute http(s) URL"))
+            })?;
+            routes.push(route);
+        }
+        let sessions = Arc::new(Sessions::new(
+            store,
+            keys.clone(),
+            config.session.idle_timeout,
+            config.session.absolute_timeout,
+            config.session.cache_capacity,
+        ));
+        let provider = Arc::new(ProviderCell::default());
+        let refresher = Refresher::new(
+            sessions.clone(),
+            provider.clone(),
+            config.tokens.refresh_before_expiry,
+        );
+        let origin = &config.server.public_origin;
+        let proto = if config.server.secure_cookies {
+            "https"
+        } else {
+            "http"
+        };
+        if !config.server.secure_cookies {
+            tracing::warn!(public_url = %config.server.public_url, "public_url is plain http: cookies are not Secure; use this for local development only");
+        }
+        Ok(Gateway {
+            routes: RouteTable::new(routes),
+            sessions,
+            keys,
+            cookies: CookieNames::new(config.server.secure_cookies),
+            provider,
+            provider_http: Arc::new(ProviderHttp::new(
+                config.upstream.connect_timeout,
+                Duration::from_secs(10),
+            )),
+            refresher,
+            upstream: upstream::client(&config.upstream),
+            metrics: Metrics::default(),
+            redirect_uri: format!("{origin}/bff/callback"),
+            post_logout_redirect_uri: format!("{origin}/"),
+            forwarded_proto: HeaderValue::from_static(proto),
+            config,
+        })
+    }
+
+    /// The live session named by the request's session cookie, if any.
+    pub async fn session_from(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Arc<LiveSession>>, Reject> {
+        match cookie::find(headers, self.cookies.session()) {
+            cookie::Lookup::One(value) => self
+                .sessions
+                .find_by_cookie(value)
+                .await
+                .map_err(|_| Reject::StoreUnavailable),
+            cookie::Lookup::Absent | cookie::Lookup::Ambiguous => Ok(None),
+        }
+    }
+}
+
+/// Serves the gateway on `listener` and its admin endpoints on `admin` until `shutdown`
+/// resolves, then drains both. Provider discovery runs in the background meanwhile.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let tls = match &config.server.tls {
+        Some(files) => {
+            Some(listener::tls_acceptor(&files.cert, &files.key).map_err(StartError::Config)?)
+        }
+        None => None,
+    };
+    let limits = Limits {
+        header_read_timeout: config.server.header_read_timeout,
+        max_header_bytes: config.server.max_header_bytes,
+        max_headers: config.server.max_headers,
+        shutdown_grace: config.server.shutdown_grace,
+    };
+    let gw = Arc::new(Gateway::new(config)?);
+    let discovery = tokio::spawn(gw.provider.clone().discover_until_ready(
+        gw.config.oidc.clone(),
+        gw.redirect_uri.clone(),
+        gw.provider_http.clone(),
+    ));
+
+    let (trigger, stop) = shutdown::channel();
+    let public = {
+        let gw = gw.clone();
+        tokio::spawn(listener::run(
+            listener,
+            tls,
+            limits,
+            stop.clone(),
+            move |req, conn| crate::server::dispatch::handle(gw.clone(), req, conn),
+        ))
+    };
+    let admin = {
+        let gw = gw.clone();
+        tokio::spawn(listener::run(admin, None, limits, stop, move |req, _| {
+            let gw = gw.clone();
+            async move { crate::admin::handle(&gw, req).await }
+        }))
+    };
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, draining in-flight requests");
+    trigger.fire();
+    discovery.abort();
+    let _ = tokio::join!(public, admin);
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! `GET /bff/callback`: finish the code flow and create the session.
+//!
+//! Order matters: the `state` must match a login-state cookie we sealed (CSRF and mix-up
+//! defence) before anything else is looked at; `iss` must name our provider (RFC 9207)
+//! before the code is sent anywhere; only then is the code redeemed and the ID token
+//! validated. A **new** session ID is made on every login, and a session the browser
+//! already had is ended, so a planted or old cookie never becomes a logged-in one.
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::login::{LoginState, LOGIN_STATE_TTL};
+use super::query_param;
+use crate::app::Gateway;
+use crate::crypto::{self, cookie};
+use crate::oidc::GrantError;
+use crate::server::respond::{error_page, redirect};
+use crate::server::Body;
+use crate::session::{bearer_header, unix_now, Session};
+
+/// Errors a `prompt=none` renewal reports back to the SPA instead of an error page.
+const SILENT_FAILURES: [&str; 4] = [
+    "login_required",
+    "consent_required",
+    "interaction_required",
+    "account_selection_required",
+];
+
+pub async fn finish(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
+    let Some(state) = query_param(req, "state") else {
+        return refused("The sign-in response has no state parameter.");
+    };
+    let name = gw.cookies.login(&state);
+    let Some(login) = open_login_state(gw, req, &name, &state) else {
+        return refused("This sign-in response does not belong to a sign-in started in this browser, or it has expired. Please sign in again.");
+    };
+    // From here on the login-state cookie is spent, whatever the outcome.
+    let clear = gw.cookies.clear_login(&name);
+    let mut resp = complete(gw, req, &login).await;
+    if let Ok(v) = HeaderValue::from_str(&clear) {
+        resp.headers_mut().append(http::header::SET_COOKIE, v);
+    }
+    resp
+}
+
+fn open_login_state(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+    name: &str,
+    state: &str,
+) -> Option<LoginState> {
+    let cookie::Lookup::One(value) = cookie::find(req.headers(), name) else {
+        return None;
+    };
+    let sealed = crypto::b64url_decode(value)?;
+    let plain = gw.keys.open(&sealed, name.as_bytes()).ok()?;
+    let login: LoginState = serde_json::from_slice(&plain).ok()?;
+    let fresh = unix_now() < login.created_at + LOGIN_STATE_TTL.as_secs();
+    (fresh && login.state == state).then_some(login)
+}
+
+async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> Response<Body> {
+    let Some(provider) = gw.provider.get() else {
+        return error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in is unavailable",
+            "The identity provider cannot be reached. Please try again.",
+        );
+    };
+    match query_param(req, "iss") {
+        Some(iss) if iss != provider.issuer() => {
+            tracing::warn!("callback with a foreign issuer refused (possible mix-up attack)");
+            return refused("The sign-in response came from an unexpected identity provider.");
+        }
+        None if provider.requires_iss() => {
+            return refused("The sign-in response lacks the issuer the provider promised to send.");
+        }
+        _ => {}
+    }
+    if let Some(error) = query_param(req, "error") {
+        if login.silent && SILENT_FAILURES.contains(&error.as_str()) {
+            // The SPA asked for a silent renewal; tell it, on its own page, to log in.
+            let sep = if login.return_url.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            return redirect(&format!("{}{sep}error=login_required", login.return_url));
+        }
+        let detail = query_param(req, "error_description").unwrap_or_default();
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            &format!("The identity provider answered: {error}. {detail}"),
+        );
+    }
+    let Some(code) = query_param(req, "code") else {
+        return refused("The sign-in response has no authorization code.");
+    };
+    let tokens = match provider
+        .exchange_code(&code, &login.pkce_verifier, &login.nonce)
+        .await
+    {
+        Ok(t) => t,
+        Err(GrantError::Unavailable(e)) => {
+            tracing::warn!(error = %e, "code exchange failed: provider unavailable");
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is unavailable",
+                "The identity provider cannot be reached. Please try again.",
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "code exchange refused");
+            return refused("The sign-in could not be completed. Please sign in again.");
+        }
+    };
+    if bearer_header(&tokens.access_token).is_none() {
+        return refused("The identity provider issued an unusable access token.");
+    }
+    let claims = tokens.id_claims.clone().unwrap_or_default();
+    let Some(sub) = claims
+        .get("sub")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+    else {
+        return refused("The ID token has no subject.");
+    };
+    let now = unix_now();
+    let mut record = Session {
+        sub,
+        sid: claims
+            .get("sid")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        claims,
+        id_token: String::new(),
+        access_token: String::new(),
+        access_expires_at: None,
+        refresh_at: None,
+        refresh_token: None,
+        created_at: now,
+        last_seen: now,
+    };
+    crate::token::apply(
+        &mut record,
+        &tokens,
+        now,
+        gw.config.tokens.refresh_before_expiry,
+    );
+
+    // A session this browser already had ends here: one login, one live session.
+    if let Ok(Some(old)) = gw.session_from(req.headers()).await {
+        let _ = gw.sessions.end(old.key).await;
+    }
+    let (id, live) = match gw.sessions.create(record).await {
+        Ok(created) => created,
+        Err(e) => {
+            tracing::error!(error = %e, "could not store a new session");
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is unavailable",
+                "Sessions cannot be stored right now. Please try again.",
+            );
+        }
+    };
+    tracing::info!(session = %live.key.short(), "login completed");
+    gw.metrics.logins_completed.inc();
+    let mut resp = redirect(&login.return_url);
+    let set = gw
+        .cookies
+        .set_session(id.secret(), gw.config.session.absolute_timeout);
+    if let Ok(v) = HeaderValue::from_str(&set) {
+        resp.headers_mut().append(http::header::SET_COOKIE, v);
+    }
+    resp
+}
+
+fn refused(detail: &str) -> Response<Body> {
+    error_page(StatusCode::BAD_REQUEST, "Sign-in failed", detail)
+}

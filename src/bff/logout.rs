@@ -1,0 +1,66 @@
+//! `GET /bff/logout?sid=…` and `POST /bff/logout` (with `X-CSRF: 1`).
+//!
+//! A GET is a navigation any site can trigger, so it must carry the session's logout
+//! handle (from `/bff/user`), which a cross-site page cannot know. The session is ended
+//! in the store first (access stops at once), then the refresh token is revoked at the
+//! provider (RFC 7009; logout completes even when that fails), then the browser goes to
+//! the provider's end-session endpoint to end the provider's session too.
+
+use std::time::Duration;
+
+use http::{HeaderValue, Method, Request, Response};
+use hyper::body::Incoming;
+
+use super::{csrf, query_param};
+use crate::app::Gateway;
+use crate::server::respond::redirect;
+use crate::server::{Body, Reject};
+
+/// Longest the browser waits on the provider's revocation endpoint.
+const REVOKE_LIMIT: Duration = Duration::from_secs(5);
+
+pub async fn logout(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, Reject> {
+    let session = gw.session_from(req.headers()).await?;
+    if req.method() == Method::POST {
+        csrf::check(gw, req.headers())?;
+    } else {
+        let Some(sid) = query_param(req, "sid") else {
+            return Err(Reject::BadRequest(
+                "logout needs the sid parameter from /bff/user",
+            ));
+        };
+        if let Some(live) = &session {
+            if sid != live.key.logout_handle() {
+                return Err(Reject::BadRequest("sid does not match the session"));
+            }
+        }
+    }
+    let mut location = "/".to_owned();
+    if let Some(live) = session {
+        gw.sessions
+            .end(live.key)
+            .await
+            .map_err(|_| Reject::StoreUnavailable)?;
+        gw.metrics.logouts.inc();
+        tracing::info!(session = %live.key.short(), "logout");
+        if let Some(provider) = gw.provider.get() {
+            if let Some(rt) = &live.record.refresh_token {
+                match tokio::time::timeout(REVOKE_LIMIT, provider.revoke_refresh_token(rt)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "refresh token revocation failed"),
+                    Err(_) => tracing::warn!("refresh token revocation timed out"),
+                }
+            }
+            if let Some(url) =
+                provider.end_session_url(&live.record.id_token, &gw.post_logout_redirect_uri)
+            {
+                location = url.to_string();
+            }
+        }
+    }
+    let mut resp = redirect(&location);
+    if let Ok(v) = HeaderValue::from_str(&gw.cookies.clear_session()) {
+        resp.headers_mut().append(http::header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}

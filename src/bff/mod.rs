@@ -1,0 +1,39 @@
+//! The endpoints the gateway answers itself, under `/bff`.
+//!
+//! `login` and `callback` are browser navigations and fail with an HTML page; `user` and
+//! `logout` are called by the SPA and fail with the JSON error shape.
+
+pub mod callback;
+pub mod csrf;
+pub mod login;
+pub mod logout;
+pub mod return_url;
+pub mod user;
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use crate::app::Gateway;
+use crate::server::{Body, Reject};
+
+pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+    let result = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/bff/login") => Ok(login::start(gw, &req)),
+        (&Method::GET, "/bff/callback") => Ok(callback::finish(gw, &req).await),
+        (&Method::GET, "/bff/user") => user::get(gw, &req).await,
+        (&Method::GET | &Method::POST, "/bff/logout") => logout::logout(gw, &req).await,
+        (_, "/bff/login" | "/bff/callback" | "/bff/user" | "/bff/logout") => {
+            Err(Reject::MethodNotAllowed)
+        }
+        _ => Err(Reject::NotFound),
+    };
+    result.unwrap_or_else(|r| r.response())
+}
+
+/// The value of query parameter `name`, percent-decoded; the first if repeated.
+pub fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
+    let q = req.uri().query()?;
+    url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}

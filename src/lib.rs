@@ -1,0 +1,40 @@
+//! tokengate: an OpenID Connect Backend-for-Frontend gateway.
+//!
+//! The browser holds one opaque, HttpOnly cookie; the gateway holds the tokens, in an
+//! encrypted server-side session, and adds a fresh access token to every proxied API call.
+//!
+//! # Layout
+//!
+//! The modules in the order a request meets them:
+//!
+//! - [`server::listener`] accepts connections (TLS via rustls, HTTP/1.1 and HTTP/2, head
+//!   limits, graceful drain) and hands each request to [`server::dispatch`].
+//! - [`server::dispatch`] sends `/bff/*` to [`bff`] and everything else through the
+//!   [`route`] table to [`proxy`].
+//! - [`bff`] answers login ([`bff::login`], [`bff::callback`]), [`bff::user`] and
+//!   [`bff::logout`], with [`bff::csrf`] guarding the SPA's calls.
+//! - [`proxy::forward`] runs the phases of a proxied call: admit, authorise (CSRF,
+//!   session, token), prepare ([`proxy::headers`]), send ([`proxy::upstream`]), respond
+//!   (and [`proxy::upgrade`] for WebSockets).
+//! - [`session`] finds the session behind the cookie: [`session::Sessions`] caches
+//!   decrypted records in front of a [`session::SessionStore`]; the records are sealed
+//!   by the [`crypto::keyring`].
+//! - [`token`] decides when an access token is due and refreshes one session at a time
+//!   ([`token::refresh`]), through [`oidc`], the provider client.
+//! - [`server::respond`] is the one place errors become responses.
+//! - [`admin`] serves `/healthz`, `/readyz` and `/metrics` on the admin listener.
+//! - [`config`] loads and validates the configuration; [`app`] builds the [`app::Gateway`]
+//!   from it and serves; [`shutdown`] carries the drain signal.
+
+pub mod admin;
+pub mod app;
+pub mod bff;
+pub mod config;
+pub mod crypto;
+pub mod oidc;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod session;
+pub mod shutdown;
+pub mod token;

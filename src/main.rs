@@ -1,0 +1,144 @@
+//! The `tokengate` command: `run` (default), `check`, `keygen`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tokengate::config::Config;
+
+const USAGE: &str = "usage:
+  tokengate [run] [--config PATH]       serve (default config: config/tokengate.toml)
+  tokengate check [--config PATH]       validate the configuration; exit 1 on any problem
+  tokengate keygen                      print a fresh random 32-byte key, base64";
+
+enum Command {
+    Run,
+    Check,
+    Keygen,
+}
+
+struct Args {
+    command: Command,
+    config: PathBuf,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut command = None;
+    let mut config = PathBuf::from("config/tokengate.toml");
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "run" | "check" | "keygen" if command.is_none() => {
+                command = Some(match arg.as_str() {
+                    "run" => Command::Run,
+                    "check" => Command::Check,
+                    _ => Command::Keygen,
+                });
+            }
+            "--config" | "-c" => {
+                config = it.next().ok_or("--config needs a path")?.into();
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Args {
+        command: command.unwrap_or(Command::Run),
+        config,
+    })
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("tokengate: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.command {
+        Command::Keygen => {
+            use base64::Engine;
+            let key = tokengate::crypto::random_bytes::<32>();
+            println!("{}", base64::engine::general_purpose::STANDARD.encode(key));
+            ExitCode::SUCCESS
+        }
+        Command::Check => match Config::load(&args.config) {
+            Ok(_) => {
+                println!("{}: ok", args.config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {} problem(s)", args.config.display(), e.problems.len());
+                for p in &e.problems {
+                    eprintln!("  {p}");
+                }
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run => run(&args.config),
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if std::env::var("TOKENGATE_LOG_FORMAT").is_ok_and(|v| v == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    init_logging();
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {} problem(s)", path.display(), e.problems.len());
+            for p in &e.problems {
+                eprintln!("  {p}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tokengate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let listen = config.server.listen;
+        let admin_listen = config.server.admin_listen;
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("tokengate: server.listen: cannot listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let admin = match tokio::net::TcpListener::bind(admin_listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("tokengate: server.admin_listen: cannot listen on {admin_listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(%listen, admin = %admin_listen, "tokengate listening");
+        match tokengate::app::serve(config, listener, admin, tokengate::shutdown::signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tokengate: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,197 @@
+//! Header hygiene between the browser and an upstream (DESIGN.md "Proxied routes").
+//!
+//! Requests: hop-by-hop headers and those the `Connection` header lists are removed
+//! (RFC 9110 §7.6.1); the gateway's own cookies never leave; on token routes the
+//! browser's `Authorization` is dropped and ours is set; `X-Forwarded-For`, `-Proto` and
+//! `-Host` are set; `Host` becomes the upstream's. Responses: hop-by-hop headers are
+//! removed and an upstream cannot set a cookie under one of our names.
+
+use http::header::{
+    AUTHORIZATION, CONNECTION, COOKIE, HOST, PROXY_AUTHORIZATION, SET_COOKIE, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::TokenPolicy;
+use crate::crypto::cookie::{self, CookieNames};
+use crate::route::Route;
+use crate::server::listener::ConnInfo;
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+pub struct RequestContext<'a> {
+    pub route: &'a Route,
+    pub conn: ConnInfo,
+    pub bearer: Option<HeaderValue>,
+    pub original_host: Option<HeaderValue>,
+    pub proto: HeaderValue,
+    pub upgrade: bool,
+}
+
+/// True for an HTTP/1.1 upgrade request (WebSocket).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+        && headers.get_all(CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+}
+
+/// Removes hop-by-hop headers, and the headers `Connection` names. With `keep_upgrade`,
+/// `Connection: upgrade` and `Upgrade` stay: the upstream must see the upgrade request.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if headers.contains_key(CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|s| s.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !(keep_upgrade && n == UPGRADE))
+            .collect();
+        for name in listed {
+            headers.remove(&name);
+        }
+        headers.remove(CONNECTION);
+    }
+    for name in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &TE,
+        &TRAILER,
+        &TRANSFER_ENCODING,
+        &PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+}
+
+pub fn rewrite_request(headers: &mut HeaderMap, ctx: &RequestContext<'_>) {
+    strip_hop_by_hop(headers, ctx.upgrade);
+
+    if cookie::has_own(headers) {
+        match cookie::without_own(headers) {
+            Some(rest) => match HeaderValue::from_str(&rest) {
+                Ok(v) => {
+                    headers.insert(COOKIE, v);
+                }
+                Err(_) => {
+                    headers.remove(COOKIE);
+                }
+            },
+            None => {
+                headers.remove(COOKIE);
+            }
+        }
+    }
+
+    if ctx.route.token != TokenPolicy::None {
+        // Never let the browser choose the credential a token route presents.
+        headers.remove(AUTHORIZATION);
+    }
+    if let Some(bearer) = &ctx.bearer {
+        headers.insert(AUTHORIZATION, bearer.clone());
+    }
+
+    let ip = ctx.conn.remote.ip().to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), ctx.proto.clone());
+    match &ctx.original_host {
+        Some(h) => {
+            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+        }
+        None => {
+            headers.remove(&X_FORWARDED_HOST);
+        }
+    }
+    headers.insert(HOST, ctx.route.upstream.host.clone());
+}
+
+/// Drops any `Set-Cookie` from an upstream that would overwrite one of our cookies.
+pub fn protect_own_cookies(headers: &mut HeaderMap) {
+    if !headers.contains_key(SET_COOKIE) {
+        return;
+    }
+    let keep: Vec<HeaderValue> = headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            let name = v
+                .to_str()
+                .ok()
+                .and_then(|s| s.split_once('='))
+                .map_or("", |(n, _)| n.trim());
+            !CookieNames::is_own(name)
+        })
+        .cloned()
+        .collect();
+    headers.remove(SET_COOKIE);
+    for v in keep {
+        headers.append(SET_COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_listed_and_hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("close, x-secret-hop"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(TE, HeaderValue::from_static("trailers"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn upgrade_survives_when_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(is_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(
+            h.get(UPGRADE).map(|v| v.as_bytes()),
+            Some(&b"websocket"[..])
+        );
+        assert_eq!(
+            h.get(CONNECTION).map(|v| v.as_bytes()),
+            Some(&b"upgrade"[..])
+        );
+    }
+
+    #[test]
+    fn upstream_cannot_set_our_cookies() {
+        let mut h = HeaderMap::new();
+        h.append(
+            SET_COOKIE,
+            HeaderValue::from_static("tokengate=evil; Path=/"),
+        );
+        h.append(SET_COOKIE, HeaderValue::from_static("app=1; Path=/"));
+        protect_own_cookies(&mut h);
+        let left: Vec<_> = h.get_all(SET_COOKIE).iter().collect();
+        assert_eq!(left, vec![HeaderValue::from_static("app=1; Path=/")]);
+    }
+}

@@ -1,0 +1,177 @@
+//! Proxying a matched request, as named phases in the order they run (habit 3):
+//!
+//! 1. [`admit`] — is the method allowed on this route?
+//! 2. [`authorise`] — CSRF defence, session lookup, a fresh access token (maybe a refresh);
+//!    yields the `Authorization` value to send, if any. May answer 401/403/503.
+//! 3. [`prepare`] — the upstream URI and the header rewrite of [`headers`]; takes the
+//!    client side of a WebSocket upgrade. Changes only the request.
+//! 4. [`send`] — the pooled client, bounded by `upstream.response_timeout`. May answer
+//!    502/504.
+//! 5. [`respond`] — response hop-by-hop headers out, our cookie names protected, the body
+//!    streamed back untouched; a `101` is wired into a tunnel.
+//!
+//! Bodies are never buffered: the request's `Incoming` goes upstream as it arrives and
+//! the upstream's `Incoming` comes back the same way.
+
+pub mod headers;
+pub mod upgrade;
+pub mod upstream;
+
+use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+
+use crate::app::Gateway;
+use crate::bff::csrf;
+use crate::config::TokenPolicy;
+use crate::route::Route;
+use crate::server::listener::ConnInfo;
+use crate::server::{Body, Reject};
+use crate::token::refresh::RefreshError;
+
+pub async fn forward(
+    gw: &Gateway,
+    route: &Route,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<Body> {
+    match run_phases(gw, route, req, conn).await {
+        Ok(resp) => resp,
+        Err(reject) => reject.response(),
+    }
+}
+
+async fn run_phases(
+    gw: &Gateway,
+    route: &Route,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+) -> Result<Response<Body>, Reject> {
+    admit(route, &req)?;
+    let bearer = authorise(gw, route, req.headers()).await?;
+    let (upstream_req, client_upgrade) = prepare(gw, route, req, conn, bearer)?;
+    let resp = send(gw, upstream_req).await?;
+    Ok(respond(resp, client_upgrade))
+}
+
+/// Phase 1: the route's method list.
+fn admit(route: &Route, req: &Request<Incoming>) -> Result<(), Reject> {
+    if route.allows(req.method()) {
+        Ok(())
+    } else {
+        Err(Reject::MethodNotAllowed)
+    }
+}
+
+/// Phase 2: the token this request carries upstream, per the route's policy.
+async fn authorise(
+    gw: &Gateway,
+    route: &Route,
+    headers: &http::HeaderMap,
+) -> Result<Option<HeaderValue>, Reject> {
+    match route.token {
+        TokenPolicy::None => Ok(None),
+        TokenPolicy::User => {
+            // CSRF first: a cross-site request learns nothing, not even whether a session exists.
+            csrf::check(gw, headers)?;
+            let live = gw.session_from(headers).await?.ok_or(Reject::NoSession)?;
+            Ok(Some(fresh_bearer(gw, live).await?))
+        }
+        TokenPolicy::UserOptional => match gw.session_from(headers).await? {
+            Some(live) => {
+                csrf::check(gw, headers)?;
+                Ok(Some(fresh_bearer(gw, live).await?))
+            }
+            None => Ok(None),
+        },
+        // Client-credentials tokens arrive with the token lifecycle work; validation
+        // refuses such routes until then, so this arm is not reached in practice.
+        TokenPolicy::Client => Err(Reject::TokenUnavailable),
+    }
+}
+
+async fn fresh_bearer(
+    gw: &Gateway,
+    live: std::sync::Arc<crate::session::LiveSession>,
+) -> Result<HeaderValue, Reject> {
+    match gw.refresher.fresh(live).await {
+        Ok(live) => Ok(live.bearer.clone()),
+        Err(e) => Err(match e {
+            RefreshError::Ended(_) | RefreshError::Gone => Reject::NoSession,
+            RefreshError::ProviderUnavailable(_) | RefreshError::Timeout => {
+                Reject::ProviderUnavailable
+            }
+            RefreshError::ProviderInvalid(_) => Reject::ProviderInvalid,
+            RefreshError::Store(_) => Reject::StoreUnavailable,
+        }),
+    }
+}
+
+/// Phase 3: the request as the upstream will see it.
+fn prepare(
+    gw: &Gateway,
+    route: &Route,
+    mut req: Request<Incoming>,
+    conn: ConnInfo,
+    bearer: Option<HeaderValue>,
+) -> Result<(Request<Incoming>, Option<OnUpgrade>), Reject> {
+    let upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    parts.uri = route
+        .upstream_uri(pq)
+        .map_err(|_| Reject::BadRequest("the request path cannot be forwarded"))?;
+    let original_host = parts.headers.get(http::header::HOST).cloned().or_else(|| {
+        // HTTP/2 carries the host in the `:authority` pseudo-header instead.
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    headers::rewrite_request(
+        &mut parts.headers,
+        &headers::RequestContext {
+            route,
+            conn,
+            bearer,
+            original_host,
+            proto: gw.forwarded_proto.clone(),
+            upgrade: upgrade.is_some(),
+        },
+    );
+    // The pool speaks HTTP/1.1 to upstreams, or HTTP/2 where TLS offers it.
+    parts.version = Version::HTTP_11;
+    Ok((Request::from_parts(parts, body), upgrade))
+}
+
+/// Phase 4: the upstream exchange, up to the response head.
+async fn send(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Incoming>, Reject> {
+    match tokio::time::timeout(
+        gw.config.upstream.response_timeout,
+        gw.upstream.request(req),
+    )
+    .await
+    {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, connect = e.is_connect(), "upstream request failed");
+            Err(Reject::UpstreamUnreachable)
+        }
+        Err(_) => Err(Reject::UpstreamTimeout),
+    }
+}
+
+/// Phase 5: the response as the browser will see it.
+fn respond(mut resp: Response<Incoming>, client_upgrade: Option<OnUpgrade>) -> Response<Body> {
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    match (switching, client_upgrade) {
+        (true, Some(client)) => {
+            let upstream = hyper::upgrade::on(&mut resp);
+            tokio::spawn(upgrade::tunnel(client, upstream));
+        }
+        _ => headers::strip_hop_by_hop(resp.headers_mut(), false),
+    }
+    headers::protect_own_cookies(resp.headers_mut());
+    resp.map(Either::Left)
+}

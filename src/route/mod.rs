@@ -1,0 +1,96 @@
+//! Routes: which upstream a request goes to and what token it carries.
+//!
+//! The table is built once from the configuration and sorted for matching; a request
+//! borrows its [`Route`] (habit 11: precompute at startup, borrow per request).
+
+mod matcher;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Method};
+
+use crate::config::{RouteConfig, TokenPolicy};
+pub use matcher::RouteTable;
+
+/// One route, ready for the hot path.
+#[derive(Debug)]
+pub struct Route {
+    /// Normalised prefix (`/api`, or `/` for the catch-all).
+    pub prefix: String,
+    pub token: TokenPolicy,
+    pub strip_prefix: bool,
+    pub resource: Option<String>,
+    /// `None`: every method is allowed.
+    pub methods: Option<Vec<Method>>,
+    pub upstream: Upstream,
+    /// Position in the configuration, for logs and metrics (`route[1]`).
+    pub index: usize,
+}
+
+/// Where a route's requests go, split up front so rewriting a URI copies no more than
+/// the request's own path.
+#[derive(Debug)]
+pub struct Upstream {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// The upstream's base path without a trailing `/` (empty for none).
+    pub base_path: String,
+    /// The `Host` header sent upstream.
+    pub host: HeaderValue,
+}
+
+impl Route {
+    pub fn from_config(index: usize, c: &RouteConfig) -> Option<Route> {
+        let scheme = c.upstream.scheme().cloned()?;
+        let authority = c.upstream.authority().cloned()?;
+        let host = HeaderValue::from_str(authority.as_str()).ok()?;
+        let base_path = c.upstream.path().trim_end_matches('/').to_owned();
+        Some(Route {
+            prefix: c.path.clone(),
+            token: c.token,
+            strip_prefix: c.strip_prefix,
+            resource: c.resource.clone(),
+            methods: c.methods.clone(),
+            upstream: Upstream {
+                scheme,
+                authority,
+                base_path,
+                host,
+            },
+            index,
+        })
+    }
+
+    pub fn allows(&self, method: &Method) -> bool {
+        self.methods.as_ref().is_none_or(|m| m.contains(method))
+    }
+
+    /// The upstream URI for a request path and query that matched this route.
+    pub fn upstream_uri(&self, path_and_query: &str) -> Result<http::Uri, http::Error> {
+        let rest = if self.strip_prefix && self.prefix != "/" {
+            // Matching guarantees the prefix is there and ends at a segment boundary.
+            let r = &path_and_query[self.prefix.len()..];
+            if r.is_empty() || r.starts_with('?') {
+                // `/api` → `/`, `/api?x` → `/?x`
+                return self.join("/", r);
+            }
+            r
+        } else {
+            path_and_query
+        };
+        self.join("", rest)
+    }
+
+    fn join(&self, middle: &str, rest: &str) -> Result<http::Uri, http::Error> {
+        let mut pq =
+            String::with_capacity(self.upstream.base_path.len() + middle.len() + rest.len());
+        pq.push_str(&self.upstream.base_path);
+        pq.push_str(middle);
+        pq.push_str(rest);
+        let pq = PathAndQuery::try_from(pq)?;
+        http::Uri::builder()
+            .scheme(self.upstream.scheme.clone())
+            .authority(self.upstream.authority.clone())
+            .path_and_query(pq)
+            .build()
+    }
+}

@@ -1,0 +1,8 @@
+//! The HTTP server: accepting connections, dispatching requests, and turning every error
+//! into its response in one place.
+
+pub mod dispatch;
+pub mod listener;
+pub mod respond;
+
+pub use respond::{Body, Reject};

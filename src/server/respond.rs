@@ -1,0 +1,215 @@
+//! The only place where an error becomes an HTTP response (habit 6).
+//!
+//! Every refusal the gateway answers itself is a [`Reject`]; its status, code and message
+//! are chosen here by an exhaustive `match`, so a new kind of error cannot slip out as a
+//! default 500, and nothing internal (a path, a token, a provider's error text) reaches
+//! the client.
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+/// The body of every response: an upstream's streamed through, or one of our own.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reject {
+    /// The request is malformed; the message is ours, never an echo of input.
+    BadRequest(&'static str),
+    /// No valid session (absent, unknown, expired, ended, tampered).
+    NoSession,
+    /// A token route or `/bff/user` without `X-CSRF: 1`.
+    CsrfHeaderMissing,
+    /// An `Origin` or `Sec-Fetch-Site` that is not our own site.
+    ForeignOrigin,
+    NotFound,
+    MethodNotAllowed,
+    /// The route needs a kind of token this gateway cannot obtain.
+    TokenUnavailable,
+    /// The upstream could not be reached or broke the exchange.
+    UpstreamUnreachable,
+    /// The upstream did not answer in time.
+    UpstreamTimeout,
+    /// The provider is down, slow, or not discovered yet; the session is kept.
+    ProviderUnavailable,
+    /// The provider answered with something we refuse to use; the session is kept.
+    ProviderInvalid,
+    /// The session store is unreachable.
+    StoreUnavailable,
+}
+
+impl Reject {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use Reject::*;
+        match self {
+            BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
+            NoSession => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "no valid session; log in at /bff/login",
+            ),
+            CsrfHeaderMissing => (
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "the request must carry the header X-CSRF: 1",
+            ),
+            ForeignOrigin => (
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "cross-site requests are not allowed",
+            ),
+            NotFound => (StatusCode::NOT_FOUND, "not_found", "no route for this path"),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed here",
+            ),
+            TokenUnavailable => (
+                StatusCode::BAD_GATEWAY,
+                "token_unavailable",
+                "no token can be obtained for this route",
+            ),
+            UpstreamUnreachable => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_unreachable",
+                "the upstream could not be reached",
+            ),
+            UpstreamTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the upstream did not answer in time",
+            ),
+            ProviderUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "provider_unavailable",
+                "the identity provider is unavailable; try again shortly",
+            ),
+            ProviderInvalid => (
+                StatusCode::BAD_GATEWAY,
+                "provider_error",
+                "the identity provider gave an unusable answer",
+            ),
+            StoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the session store is unavailable; try again shortly",
+            ),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// The JSON error response of DESIGN.md: `{ "error": …, "message": … }`.
+    pub fn response(&self) -> Response<Body> {
+        let (status, code, message) = self.parts();
+        let body = serde_json::json!({ "error": code, "message": message }).to_string();
+        let mut resp = json(status, body);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        resp
+    }
+}
+
+/// A JSON response of ours; never cached (it may describe a session).
+pub fn json(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// A plain-text response (health and metrics).
+pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// A redirect of ours (302), never cached.
+pub fn redirect(location: &str) -> Response<Body> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
+    *resp.status_mut() = StatusCode::FOUND;
+    let h = resp.headers_mut();
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            h.insert(http::header::LOCATION, v);
+        }
+        // Every location we build is from validated parts; if one still is not a valid
+        // header value, send the browser home rather than answer a broken redirect.
+        Err(_) => {
+            h.insert(http::header::LOCATION, HeaderValue::from_static("/"));
+        }
+    }
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The HTML page for a login that failed in the browser (the only HTML we answer).
+/// `detail` is escaped: it may come from the provider's error parameters.
+pub fn error_page(status: StatusCode, title: &str, detail: &str) -> Response<Body> {
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
+         <meta name=\"viewport\" content=\"width=device-width\"></head>\
+         <body style=\"font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem\">\
+         <h1>{t}</h1><p>{d}</p><p><a href=\"/\">Back to the application</a></p></body></html>",
+        t = escape_html(title),
+        d = escape_html(detail),
+    );
+    let mut resp = text(status, "text/html; charset=utf-8", body);
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
+    resp
+}
+
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_service_unavailable_carries_retry_after() {
+        for r in [Reject::ProviderUnavailable, Reject::StoreUnavailable] {
+            assert!(r.response().headers().contains_key(RETRY_AFTER));
+        }
+        assert!(!Reject::NoSession
+            .response()
+            .headers()
+            .contains_key(RETRY_AFTER));
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            escape_html("<script>\"x\"&'"),
+            "&lt;script&gt;&quot;x&quot;&amp;&#39;"
+        );
+    }
+}

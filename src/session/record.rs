@@ -1,0 +1,226 @@
+//! The session record and its identifiers.
+//!
+//! The browser holds a [`SessionId`]; the store never sees it, only its SHA-256, the
+//! [`StoreKey`]. A dump of the store therefore yields no cookie that would work.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::crypto;
+
+/// The random 256-bit value in the session cookie. A secret: `Debug` is redacted and the
+/// value is read only through [`SessionId::secret`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// A fresh random session ID.
+    pub fn generate() -> SessionId {
+        SessionId(crypto::random_token())
+    }
+
+    /// Accepts exactly the form [`SessionId::generate`] makes (43 URL-safe base64
+    /// characters encoding 32 bytes) and nothing else, without allocating on rejection.
+    pub fn parse(text: &str) -> Option<SessionId> {
+        if text.len() != 43
+            || !text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return None;
+        }
+        let bytes = crypto::b64url_decode(text)?;
+        (bytes.len() == 32).then(|| SessionId(text.to_owned()))
+    }
+
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+
+    pub fn store_key(&self) -> StoreKey {
+        StoreKey::of(self.0.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionId([redacted])")
+    }
+}
+
+/// SHA-256 of the session ID: the only name a session has in the store.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreKey(pub [u8; 32]);
+
+impl StoreKey {
+    pub fn of(session_id: &[u8]) -> StoreKey {
+        StoreKey(Sha256::digest(session_id).into())
+    }
+
+    /// Eight hex characters: enough to follow one session through the logs, far too few
+    /// to find it in the store or guess its cookie.
+    pub fn short(&self) -> String {
+        self.0[..4].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Full hex form, for the admin API (a handle to the record, not a credential).
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The value `/bff/logout?sid=` must carry: derived from the store key, so only a
+    /// page that could read `/bff/user` (same origin) knows it.
+    pub fn logout_handle(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"logout\0");
+        h.update(self.0);
+        h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    pub fn from_hex(text: &str) -> Option<StoreKey> {
+        if text.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
+            let s = std::str::from_utf8(chunk).ok()?;
+            out[i] = u8::from_str_radix(s, 16).ok()?;
+        }
+        Some(StoreKey(out))
+    }
+}
+
+impl std::fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreKey({})", self.short())
+    }
+}
+
+/// A lookup key of a secondary index, hashed like the store key so the store holds no
+/// user identifier in the clear.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum IndexKey {
+    Sub([u8; 32]),
+    Sid([u8; 32]),
+}
+
+impl IndexKey {
+    pub fn sub(sub: &str) -> IndexKey {
+        IndexKey::Sub(Self::hash(b"sub\0", sub))
+    }
+    pub fn sid(sid: &str) -> IndexKey {
+        IndexKey::Sid(Self::hash(b"sid\0", sid))
+    }
+    fn hash(domain: &[u8], value: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(domain);
+        h.update(value.as_bytes());
+        h.finalize().into()
+    }
+}
+
+/// What a session knows, stored sealed. Times are Unix seconds.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct Session {
+    pub sub: String,
+    /// The provider's session ID (`sid` claim), for back-channel logout.
+    pub sid: Option<String>,
+    /// The ID token's claims, returned by `/bff/user`.
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// Kept for `id_token_hint` at logout.
+    pub id_token: String,
+    pub access_token: String,
+    pub access_expires_at: Option<u64>,
+    /// When to refresh: before expiry by `refresh_before_expiry`, or at half the lifetime
+    /// of a token shorter than that. `None`: the token carries no expiry; never refreshed
+    /// ahead of time.
+    pub refresh_at: Option<u64>,
+    pub refresh_token: Option<String>,
+    pub created_at: u64,
+    pub last_seen: u64,
+}
+
+impl Session {
+    /// The moment the session ends if nothing extends it: the earlier of the idle and the
+    /// absolute limit.
+    pub fn ends_at(&self, idle: u64, absolute: u64) -> u64 {
+        self.last_seen
+            .saturating_add(idle)
+            .min(self.created_at.saturating_add(absolute))
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tokens are never printed, not even by accident in a debug log.
+        f.debug_struct("Session")
+            .field("sub", &self.sub)
+            .field("sid", &self.sid)
+            .field("access_expires_at", &self.access_expires_at)
+            .field("refresh_at", &self.refresh_at)
+            .field("has_refresh_token", &self.refresh_token.is_some())
+            .field("created_at", &self.created_at)
+            .field("last_seen", &self.last_seen)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_id_parses_and_maps_to_a_stable_key() {
+        let id = SessionId::generate();
+        let again = SessionId::parse(id.secret()).expect("own format");
+        assert_eq!(again.store_key(), id.store_key());
+        assert_ne!(SessionId::generate().store_key(), id.store_key());
+    }
+
+    #[test]
+    fn malformed_ids_are_rejected() {
+        let id = SessionId::generate();
+        for bad in [
+            "",
+            "short",
+            &id.secret()[..42],
+            &format!("{}A", id.secret()),
+            &id.secret().replace(|_: char| true, "%"),
+            "===========================================",
+        ] {
+            assert!(SessionId::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let id = SessionId::generate();
+        assert!(!format!("{id:?}").contains(id.secret()));
+        let s = Session {
+            sub: "alice".into(),
+            sid: None,
+            claims: Default::default(),
+            id_token: "ID.TOKEN.X".into(),
+            access_token: "ACCESS.TOKEN.X".into(),
+            access_expires_at: None,
+            refresh_at: None,
+            refresh_token: Some("REFRESH-X".into()),
+            created_at: 0,
+            last_seen: 0,
+        };
+        let dbg = format!("{s:?}");
+        for secret in ["ID.TOKEN.X", "ACCESS.TOKEN.X", "REFRESH-X"] {
+            assert!(!dbg.contains(secret), "{dbg}");
+        }
+    }
+
+    #[test]
+    fn store_key_hex_round_trips() {
+        let k = SessionId::generate().store_key();
+        assert_eq!(StoreKey::from_hex(&k.hex()), Some(k));
+        assert_eq!(StoreKey::from_hex("zz"), None);
+    }
+}

@@ -1,0 +1,76 @@
+//! The storage contract every backend fulfils: bytes in, bytes out.
+//!
+//! Backends know nothing of sessions, tokens or encryption (habit 10): they keep sealed
+//! values under a [`StoreKey`] with an expiry, a version for compare-and-set writes, and
+//! two secondary indexes (by hashed `sub` and hashed `sid`). Everything above — records,
+//! sealing, caching — lives in `session::Sessions`.
+
+use async_trait::async_trait;
+
+use super::record::{IndexKey, StoreKey};
+
+/// A value as the store holds it.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub value: Vec<u8>,
+    /// Bumped by every successful write; compare-and-set is on this.
+    pub version: u64,
+    /// Unix seconds after which the store treats the value as gone.
+    pub expires_at: u64,
+}
+
+/// The precondition of a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Create only: fails if the key exists.
+    Absent,
+    /// Replace only the version that was read: fails if anyone wrote since.
+    Version(u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Written; the value now has this version.
+    Ok(u64),
+    /// The precondition did not hold; nothing was written.
+    Conflict,
+}
+
+/// The index entries a value is listed under.
+#[derive(Clone, Debug)]
+pub struct Indexes {
+    pub sub: IndexKey,
+    pub sid: Option<IndexKey>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached or failed; the caller answers 503 and keeps nothing.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// The value under `key`, unless absent or expired.
+    async fn get(&self, key: &StoreKey) -> Result<Option<Stored>, StoreError>;
+
+    /// Writes `value` under `key` if `expect` holds, listing it under `indexes`.
+    async fn put(
+        &self,
+        key: &StoreKey,
+        value: Vec<u8>,
+        expires_at: u64,
+        indexes: &Indexes,
+        expect: Expect,
+    ) -> Result<Written, StoreError>;
+
+    /// Removes `key` and its index entries; true when something was removed.
+    async fn delete(&self, key: &StoreKey) -> Result<bool, StoreError>;
+
+    /// Keys listed under `index` whose values still live.
+    async fn find(&self, index: &IndexKey) -> Result<Vec<StoreKey>, StoreError>;
+
+    /// Cheap reachability check for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,59 @@
+//! Access tokens for proxied calls: when to refresh, and refreshing one session at a time.
+
+pub mod refresh;
+
+use std::time::Duration;
+
+use crate::oidc::TokenSet;
+use crate::session::Session;
+
+/// When a token issued `now` with `lifetime` is refreshed: `skew` before it expires, or at
+/// half its life when the lifetime is shorter than twice the skew (so a 5-second token
+/// under a 60-second skew is refreshed after 2.5 s, not on every request).
+pub fn refresh_at(now: u64, lifetime: Option<Duration>, skew: Duration) -> Option<u64> {
+    let life = lifetime?.as_secs();
+    let lead = skew.as_secs().min(life / 2);
+    Some(now + life - lead)
+}
+
+/// Puts a grant's tokens into a session record. A missing refresh token in the answer
+/// keeps the old one (providers that do not rotate); a present one replaces it, so a
+/// rotated refresh token is stored in the same write as the access token it came with.
+pub fn apply(session: &mut Session, tokens: &TokenSet, now: u64, skew: Duration) {
+    session.access_token.clone_from(&tokens.access_token);
+    session.access_expires_at = tokens.expires_in.map(|d| now + d.as_secs());
+    session.refresh_at = refresh_at(now, tokens.expires_in, skew);
+    if let Some(rt) = &tokens.refresh_token {
+        session.refresh_token = Some(rt.clone());
+    }
+    if let Some(id) = &tokens.id_token {
+        session.id_token.clone_from(id);
+    }
+    session.last_seen = now;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_token_refreshes_skew_before_expiry() {
+        let at = refresh_at(
+            1000,
+            Some(Duration::from_secs(300)),
+            Duration::from_secs(60),
+        );
+        assert_eq!(at, Some(1240));
+    }
+
+    #[test]
+    fn short_token_refreshes_at_half_life() {
+        let at = refresh_at(1000, Some(Duration::from_secs(5)), Duration::from_secs(60));
+        assert_eq!(at, Some(1003)); // 5 / 2 = 2 whole seconds of lead
+    }
+
+    #[test]
+    fn token_without_lifetime_is_not_refreshed_ahead() {
+        assert_eq!(refresh_at(1000, None, Duration::from_secs(60)), None);
+    }
+}
