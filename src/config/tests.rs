@@ -1,0 +1,207 @@
+//! The configuration contract: defaults, every kind of mistake named by its key path, and
+//! `${VAR}` expansion.
+
+use super::*;
+
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "SECRET" => Some("s3cret-value".into()),
+        "KEY" => Some(KEY.into()),
+        _ => None,
+    }
+}
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml_str_with_env(text, &env)
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match load(text) {
+        Ok(_) => panic!("expected problems"),
+        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const MINIMAL: &str = r#"
+[oidc]
+issuer = "http://127.0.0.1:9000"
+client_id = "gateway"
+client_secret = "${SECRET}"
+[session]
+keys = ["${KEY}"]
+[[route]]
+path = "/api/"
+upstream = "http://127.0.0.1:9100/base/"
+token = "user"
+"#;
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let c = load(MINIMAL).expect("valid");
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:9090");
+    assert_eq!(c.server.public_origin, "http://127.0.0.1:8080");
+    assert!(!c.server.secure_cookies);
+    assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.max_header_bytes, 16384);
+    assert_eq!(c.upstream.response_timeout, Duration::from_secs(30));
+    assert_eq!(c.oidc.issuer, "http://127.0.0.1:9000");
+    assert_eq!(
+        c.oidc.client_secret.as_ref().map(Secret::secret),
+        Some("s3cret-value")
+    );
+    assert_eq!(c.oidc.client_auth, ClientAuth::ClientSecretBasic);
+    assert_eq!(
+        c.oidc.scopes,
+        ["openid", "profile", "email", "offline_access"]
+    );
+    assert_eq!(c.session.idle_timeout, Duration::from_secs(8 * 3600));
+    assert_eq!(c.session.absolute_timeout, Duration::from_secs(7 * 86400));
+    assert_eq!(c.session.store, StoreKind::Embedded);
+    assert_eq!(c.session.keys.len(), 1);
+    assert_eq!(c.tokens.refresh_before_expiry, Duration::from_secs(60));
+    assert!(c.admin.token.is_none());
+    assert_eq!(c.routes[0].path, "/api");
+    assert_eq!(c.routes[0].token, TokenPolicy::User);
+}
+
+#[test]
+fn https_public_url_selects_secure_cookies() {
+    let text = format!("[server]\npublic_url = \"https://app.example.com\"\n{MINIMAL}");
+    let c = load(&text).expect("valid");
+    assert!(c.server.secure_cookies);
+    assert_eq!(c.server.public_origin, "https://app.example.com");
+}
+
+#[test]
+fn three_mistakes_are_reported_together_with_their_paths() {
+    let text = MINIMAL
+        .replace("[oidc]", "[server]\nlisten = \"nope\"\n[oidc]")
+        .replace(
+            "token = \"user\"",
+            "token = \"user\"\n[[route]]\npath = \"/\"\nupstream = \"htp:/x\"\ntoken = \"none\"",
+        )
+        .replace("[session]", "[session]\nidle_timeout = \"8 hourz\"");
+    let p = problems(&text);
+    assert_eq!(p.len(), 3, "{p:#?}");
+    assert!(
+        p[0].starts_with("server.listen: invalid address \"nope\""),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("session.idle_timeout: invalid duration \"8 hourz\"")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| m == "route[1].upstream: invalid URL \"htp:/x\""),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn unknown_key_is_an_error_naming_it() {
+    let p = problems(&MINIMAL.replace("[oidc]", "[oidc]\nisuer = \"x\""));
+    assert_eq!(p.len(), 1);
+    assert!(p[0].contains("isuer"), "{p:?}");
+}
+
+#[test]
+fn toml_syntax_error_names_the_line() {
+    let p = problems("[server]\nlisten = \n");
+    assert!(p[0].starts_with("line 2"), "{p:?}");
+}
+
+#[test]
+fn unset_variables_are_all_reported() {
+    let text = MINIMAL
+        .replace("${SECRET}", "${NOPE_ONE}")
+        .replace("${KEY}", "${NOPE_TWO}");
+    let p = problems(&text);
+    assert_eq!(
+        p,
+        [
+            "oidc.client_secret: environment variable NOPE_ONE is not set",
+            "session.keys[0]: environment variable NOPE_TWO is not set"
+        ]
+    );
+}
+
+#[test]
+fn dollar_without_brace_is_literal() {
+    let e = |_: &str| Some("X".to_owned());
+    assert_eq!(
+        raw::expand_for_test("a$b ${V} $$ ${", &e).as_deref(),
+        Ok("a$b X $$ ${")
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_problems() {
+    let text = MINIMAL
+        .replace("${KEY}", "c2hvcnQtc2VjcmV0LWtleQ==")
+        .replace("[session]", "[admin]\ntoken = \"tiny-admin\"\n[session]");
+    let p = problems(&text).join("\n");
+    assert!(p.contains("session.keys[0]: must be 32 bytes"), "{p}");
+    assert!(p.contains("admin.token: must be at least 16"), "{p}");
+    for secret in ["c2hvcnQtc2VjcmV0LWtleQ==", "tiny-admin"] {
+        assert!(!p.contains(secret), "{p}");
+    }
+}
+
+#[test]
+fn secret_debug_is_redacted() {
+    assert_eq!(
+        format!("{:?}", Secret::new("hunter2".into())),
+        "Secret([redacted])"
+    );
+}
+
+#[test]
+fn routes_are_checked_one_by_one() {
+    let text = MINIMAL.replace(
+        "token = \"user\"",
+        "token = \"bogus\"\nmethods = [\"GET\", \"BAD METHOD\"]\n[[route]]\npath = \"/bff/x\"\nupstream = \"http://x\"\ntoken = \"none\"\n[[route]]\npath = \"/api\"\nupstream = \"http://y\"\ntoken = \"none\"",
+    );
+    let p = problems(&text);
+    for expected in [
+        "route[0].token: unknown policy \"bogus\"",
+        "route[0].methods[1]: invalid method \"BAD METHOD\"",
+        "route[1].path: /bff is reserved",
+        "route[2].path: \"/api\" is also route[0].path",
+    ] {
+        assert!(
+            p.iter().any(|m| m.starts_with(expected)),
+            "{expected} not in {p:#?}"
+        );
+    }
+}
+
+#[test]
+fn missing_required_keys_are_named() {
+    let p = problems("[[route]]\npath = \"/\"\nupstream = \"http://x\"\n");
+    for expected in [
+        "oidc.issuer",
+        "oidc.client_id",
+        "oidc.client_secret",
+        "session.keys",
+        "route[0].token",
+    ] {
+        assert!(
+            p.iter().any(|m| m.starts_with(expected)),
+            "{expected} not in {p:#?}"
+        );
+    }
+}
+
+#[test]
+fn auth_params_cannot_override_the_gateways_own() {
+    let p = problems(&MINIMAL.replace(
+        "[session]",
+        "[oidc.auth_params]\nstate = \"x\"\nprompt = \"consent\"\n[session]",
+    ));
+    assert_eq!(p, ["oidc.auth_params.state: is set by the gateway itself"]);
+}

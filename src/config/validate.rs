@@ -1,0 +1,552 @@
+//! Raw configuration → [`Config`], collecting every problem with its key path (habit 5):
+//! an operator fixes a file in one pass, not one error per restart.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::{RawConfig, RawRoute};
+use super::*;
+
+/// One thing wrong with the configuration, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path such as `route[1].upstream`; empty for the file as a whole.
+    pub path: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Collects problems while values are checked; each check returns a usable default so
+/// validation carries on past a mistake.
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn fail(&mut self, path: &str, message: impl Into<String>) {
+        self.problems.push(Problem::new(path, message));
+    }
+
+    fn duration(&mut self, path: &str, value: Option<&str>, default: &str) -> Duration {
+        let text = value.unwrap_or(default);
+        match humantime::parse_duration(text) {
+            Ok(d) if d > Duration::ZERO => d,
+            Ok(_) => {
+                self.fail(path, "must be longer than zero");
+                Duration::from_secs(1)
+            }
+            Err(_) => {
+                self.fail(
+                    path,
+                    format!(
+                        "invalid duration {text:?} (use e.g. \"90s\", \"15m\", \"8h\", \"7d\")"
+                    ),
+                );
+                Duration::from_secs(1)
+            }
+        }
+    }
+
+    fn socket(&mut self, path: &str, value: Option<&str>, default: &str) -> SocketAddr {
+        let text = value.unwrap_or(default);
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return addr;
+        }
+        if let Some(port) = text.strip_prefix("localhost:") {
+            if let Ok(port) = port.parse::<u16>() {
+                return SocketAddr::from(([127, 0, 0, 1], port));
+            }
+        }
+        // Host names resolve at start; a name that does not resolve is a mistake now.
+        match text.to_socket_addrs().map(|mut it| it.next()) {
+            Ok(Some(addr)) if text.contains(':') => addr,
+            _ => {
+                self.fail(
+                    path,
+                    format!("invalid address {text:?} (use ip:port, e.g. \"127.0.0.1:8080\")"),
+                );
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            }
+        }
+    }
+
+    fn int(&mut self, path: &str, value: Option<i64>, default: i64, min: i64, max: i64) -> i64 {
+        let v = value.unwrap_or(default);
+        if v < min || v > max {
+            self.fail(path, format!("must be between {min} and {max} (got {v})"));
+            return default;
+        }
+        v
+    }
+
+    fn http_url(&mut self, path: &str, text: &str) -> Option<url::Url> {
+        match url::Url::parse(text) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                if u.query().is_some() || u.fragment().is_some() {
+                    self.fail(path, format!("{text:?} must not have a query or fragment"));
+                    None
+                } else {
+                    Some(u)
+                }
+            }
+            _ => {
+                self.fail(
+                    path,
+                    format!("invalid URL {text:?} (an absolute http:// or https:// URL)"),
+                );
+                None
+            }
+        }
+    }
+}
+
+pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
+    let mut c = Checker::default();
+
+    // === [server]
+    let s = &raw.server;
+    let listen = c.socket("server.listen", s.listen.as_deref(), "127.0.0.1:8080");
+    let admin_listen = c.socket(
+        "server.admin_listen",
+        s.admin_listen.as_deref(),
+        "127.0.0.1:9090",
+    );
+    if listen == admin_listen && listen.port() != 0 {
+        c.fail("server.admin_listen", "must differ from server.listen");
+    }
+    let default_public = format!("http://{listen}");
+    let public_text = s.public_url.clone().unwrap_or(default_public);
+    let public_url = c.http_url("server.public_url", &public_text);
+    if let Some(u) = &public_url {
+        if u.path() != "/" {
+            c.fail(
+                "server.public_url",
+                format!("{public_text:?} must be an origin without a path"),
+            );
+        }
+        if !u.username().is_empty() || u.password().is_some() {
+            c.fail("server.public_url", "must not carry credentials");
+        }
+    }
+    let tls = s.tls.as_ref().map(|t| {
+        for (key, file) in [("server.tls.cert", &t.cert), ("server.tls.key", &t.key)] {
+            if std::fs::metadata(file).is_err() {
+                c.fail(key, format!("cannot read file {file:?}"));
+            }
+        }
+        TlsFiles {
+            cert: PathBuf::from(&t.cert),
+            key: PathBuf::from(&t.key),
+        }
+    });
+    let header_read_timeout = c.duration(
+        "server.header_read_timeout",
+        s.header_read_timeout.as_deref(),
+        "10s",
+    );
+    let max_header_bytes = c.int(
+        "server.max_header_bytes",
+        s.max_header_bytes,
+        16384,
+        8192,
+        1 << 20,
+    ) as usize;
+    let max_headers = c.int("server.max_headers", s.max_headers, 100, 1, 1000) as usize;
+    let shutdown_grace = c.duration("server.shutdown_grace", s.shutdown_grace.as_deref(), "10s");
+
+    // === [upstream]
+    let u = &raw.upstream;
+    let upstream = UpstreamConfig {
+        connect_timeout: c.duration(
+            "upstream.connect_timeout",
+            u.connect_timeout.as_deref(),
+            "5s",
+        ),
+        response_timeout: c.duration(
+            "upstream.response_timeout",
+            u.response_timeout.as_deref(),
+            "30s",
+        ),
+        pool_idle_timeout: c.duration(
+            "upstream.pool_idle_timeout",
+            u.pool_idle_timeout.as_deref(),
+            "90s",
+        ),
+    };
+
+    // === [oidc]
+    let o = &raw.oidc;
+    let issuer = match &o.issuer {
+        Some(i) => {
+            c.http_url("oidc.issuer", i);
+            i.clone()
+        }
+        None => {
+            c.fail("oidc.issuer", "is required (the provider's issuer URL)");
+            String::new()
+        }
+    };
+    let client_id = match o.client_id.as_deref() {
+        Some(id) if !id.is_empty() => id.to_owned(),
+        _ => {
+            c.fail("oidc.client_id", "is required");
+            String::new()
+        }
+    };
+    let client_auth = match o.client_auth.as_deref().unwrap_or("client_secret_basic") {
+        "client_secret_basic" => ClientAuth::ClientSecretBasic,
+        "client_secret_post" => ClientAuth::ClientSecretPost,
+        "private_key_jwt" => {
+            c.fail("oidc.client_auth", "private_key_jwt is not supported yet");
+            ClientAuth::PrivateKeyJwt
+        }
+        other => {
+            c.fail(
+                "oidc.client_auth",
+                format!("unknown method {other:?} (client_secret_basic, client_secret_post or private_key_jwt)"),
+            );
+            ClientAuth::ClientSecretBasic
+        }
+    };
+    let client_secret = o
+        .client_secret
+        .clone()
+        .filter(|s| !s.is_empty())
+        .map(Secret::new);
+    if client_secret.is_none() && client_auth != ClientAuth::PrivateKeyJwt {
+        c.fail(
+            "oidc.client_secret",
+            "is required for client_secret_basic and client_secret_post",
+        );
+    }
+    let default_scopes = ["openid", "profile", "email", "offline_access"];
+    let scopes = o
+        .scopes
+        .clone()
+        .unwrap_or_else(|| default_scopes.iter().map(|s| (*s).to_owned()).collect());
+    if !scopes.iter().any(|s| s == "openid") {
+        c.fail("oidc.scopes", "must include \"openid\"");
+    }
+    for (i, scope) in scopes.iter().enumerate() {
+        if scope.is_empty() || scope.contains(char::is_whitespace) {
+            c.fail(
+                &format!("oidc.scopes[{i}]"),
+                format!("invalid scope {scope:?}"),
+            );
+        }
+    }
+    const OWN_PARAMS: [&str; 8] = [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+    ];
+    let auth_params: Vec<(String, String)> = o
+        .auth_params
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    for (k, _) in &auth_params {
+        if OWN_PARAMS.contains(&k.as_str()) {
+            c.fail(
+                &format!("oidc.auth_params.{k}"),
+                "is set by the gateway itself",
+            );
+        }
+    }
+
+    // === [session]
+    let se = &raw.session;
+    let idle_timeout = c.duration("session.idle_timeout", se.idle_timeout.as_deref(), "8h");
+    let absolute_timeout = c.duration(
+        "session.absolute_timeout",
+        se.absolute_timeout.as_deref(),
+        "7d",
+    );
+    if idle_timeout > absolute_timeout {
+        c.fail(
+            "session.idle_timeout",
+            "must not be longer than session.absolute_timeout",
+        );
+    }
+    let keys = session_keys(&mut c, se.keys.as_deref());
+    let store = match se.store.as_deref().unwrap_or("embedded") {
+        "memory" => StoreKind::Memory,
+        "embedded" => StoreKind::Embedded,
+        "redis" => StoreKind::Redis,
+        other => {
+            c.fail(
+                "session.store",
+                format!("unknown store {other:?} (memory, embedded or redis)"),
+            );
+            StoreKind::Memory
+        }
+    };
+    if let Some(url) = &se.redis_url {
+        let ok = url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "redis" | "rediss"));
+        if !ok {
+            c.fail("session.redis_url", "must be a redis:// or rediss:// URL");
+        }
+    } else if store == StoreKind::Redis {
+        c.fail(
+            "session.redis_url",
+            "is required when session.store is \"redis\"",
+        );
+    }
+    let cache_capacity = c.int(
+        "session.cache_capacity",
+        se.cache_capacity,
+        100_000,
+        1,
+        i64::MAX,
+    ) as u64;
+
+    // === [tokens], [admin]
+    let refresh_before_expiry = c.duration(
+        "tokens.refresh_before_expiry",
+        raw.tokens.refresh_before_expiry.as_deref(),
+        "60s",
+    );
+    let admin_token = raw.admin.token.clone().map(Secret::new);
+    if admin_token.as_ref().is_some_and(|t| t.secret().len() < 16) {
+        c.fail("admin.token", "must be at least 16 characters");
+    }
+
+    // === [[route]]
+    if raw.route.is_empty() {
+        c.fail("route", "at least one [[route]] is required");
+    }
+    let routes: Vec<RouteConfig> = raw
+        .route
+        .iter()
+        .enumerate()
+        .map(|(i, r)| route(&mut c, i, r))
+        .collect();
+    for (i, a) in routes.iter().enumerate() {
+        if let Some(j) = routes[..i].iter().position(|b| b.path == a.path) {
+            c.fail(
+                &format!("route[{i}].path"),
+                format!("{:?} is also route[{j}].path", a.path),
+            );
+        }
+    }
+
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    let public_url =
+        public_url.ok_or_else(|| vec![Problem::new("server.public_url", "invalid")])?;
+    Ok(Config {
+        server: ServerConfig {
+            listen,
+            public_origin: public_url.origin().ascii_serialization(),
+            secure_cookies: public_url.scheme() == "https",
+            public_url,
+            admin_listen,
+            tls,
+            header_read_timeout,
+            max_header_bytes,
+            max_headers,
+            shutdown_grace,
+        },
+        upstream,
+        oidc: OidcConfig {
+            issuer,
+            client_id,
+            client_secret,
+            client_auth,
+            scopes,
+            auth_params,
+        },
+        session: SessionConfig {
+            idle_timeout,
+            absolute_timeout,
+            keys,
+            store,
+            path: PathBuf::from(se.path.as_deref().unwrap_or("data/sessions")),
+            redis_url: se.redis_url.clone(),
+            cache_capacity,
+        },
+        tokens: TokensConfig {
+            refresh_before_expiry,
+        },
+        admin: AdminConfig { token: admin_token },
+        routes,
+    })
+}
+
+fn session_keys(c: &mut Checker, keys: Option<&[String]>) -> Vec<[u8; 32]> {
+    use base64::Engine;
+    let Some(keys) = keys.filter(|k| !k.is_empty()) else {
+        c.fail(
+            "session.keys",
+            "at least one key is required; make one with \"tokengate keygen\"",
+        );
+        return Vec::new();
+    };
+    let engines = [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+        &base64::engine::general_purpose::URL_SAFE,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    let mut out: Vec<[u8; 32]> = Vec::new();
+    for (i, text) in keys.iter().enumerate() {
+        let path = format!("session.keys[{i}]");
+        // The key itself is never echoed in a message.
+        let decoded = engines.iter().find_map(|e| e.decode(text.trim()).ok());
+        match decoded {
+            Some(bytes) if bytes.len() == 32 => {
+                let mut k = [0u8; 32];
+                k.copy_from_slice(&bytes);
+                if out.contains(&k) {
+                    c.fail(&path, "duplicates an earlier key");
+                }
+                out.push(k);
+            }
+            Some(bytes) => c.fail(
+                &path,
+                format!(
+                    "must be 32 bytes of base64 (got {} bytes); make one with \"tokengate keygen\"",
+                    bytes.len()
+                ),
+            ),
+            None => c.fail(&path, "is not base64; make one with \"tokengate keygen\""),
+        }
+    }
+    out
+}
+
+fn route(c: &mut Checker, i: usize, r: &RawRoute) -> RouteConfig {
+    let at = |key: &str| format!("route[{i}].{key}");
+    let path = match r.path.as_deref() {
+        Some(p) => {
+            let bad = !p.starts_with('/')
+                || p.contains(['?', '#'])
+                || p.contains("//")
+                || p.split('/').any(|seg| seg == "." || seg == "..");
+            if bad {
+                c.fail(&at("path"), format!("invalid path {p:?} (e.g. \"/api\")"));
+            }
+            let norm = if p.len() > 1 {
+                p.trim_end_matches('/')
+            } else {
+                p
+            };
+            if norm == "/bff" || norm.starts_with("/bff/") {
+                c.fail(
+                    &at("path"),
+                    "/bff is reserved for the gateway's own endpoints",
+                );
+            }
+            norm.to_owned()
+        }
+        None => {
+            c.fail(&at("path"), "is required");
+            "/".to_owned()
+        }
+    };
+    let upstream = match r.upstream.as_deref() {
+        Some(text) => match text.parse::<http::Uri>() {
+            Ok(u)
+                if matches!(u.scheme_str(), Some("http" | "https"))
+                    && u.host().is_some_and(|h| !h.is_empty()) =>
+            {
+                if u.query().is_some() {
+                    c.fail(&at("upstream"), format!("{text:?} must not have a query"));
+                }
+                u
+            }
+            _ => {
+                c.fail(&at("upstream"), format!("invalid URL {text:?}"));
+                http::Uri::from_static("http://invalid")
+            }
+        },
+        None => {
+            c.fail(&at("upstream"), "is required");
+            http::Uri::from_static("http://invalid")
+        }
+    };
+    let token = match r.token.as_deref() {
+        Some("user") => TokenPolicy::User,
+        Some("user-optional") => TokenPolicy::UserOptional,
+        Some("client") => TokenPolicy::Client,
+        Some("none") => TokenPolicy::None,
+        Some(other) => {
+            c.fail(
+                &at("token"),
+                format!("unknown policy {other:?} (user, user-optional, client or none)"),
+            );
+            TokenPolicy::None
+        }
+        None => {
+            c.fail(
+                &at("token"),
+                "is required (user, user-optional, client or none)",
+            );
+            TokenPolicy::None
+        }
+    };
+    let resource = r.resource.clone();
+    if let Some(res) = &resource {
+        if url::Url::parse(res).is_err() {
+            c.fail(&at("resource"), format!("invalid URI {res:?}"));
+        }
+    }
+    let methods = r.methods.as_ref().map(|ms| {
+        if ms.is_empty() {
+            c.fail(
+                &at("methods"),
+                "must not be empty (leave it out to allow every method)",
+            );
+        }
+        ms.iter()
+            .enumerate()
+            .filter_map(|(j, m)| {
+                match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                    Ok(m) => Some(m),
+                    Err(_) => {
+                        c.fail(
+                            &format!("route[{i}].methods[{j}]"),
+                            format!("invalid method {m:?}"),
+                        );
+                        None
+                    }
+                }
+            })
+            .collect()
+    });
+    RouteConfig {
+        path,
+        upstream,
+        token,
+        strip_prefix: r.strip_prefix.unwrap_or(false),
+        resource,
+        methods,
+    }
+}
