@@ -1,0 +1,10 @@
+//! Integration tests: tokengate in process, in front of a verifying test upstream, logging
+//! in through a real OpenID Provider (tests/op). One test binary, so the suite links once.
+
+mod support;
+
+mod config_check;
+mod cookies;
+mod login;
+mod proxy;
+mod refresh;
