@@ -1,1 +1,211 @@
-//! (filled below)
+//! Refusals: no or bad session cookie, CSRF, open redirects, forged callbacks, logout.
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::support::{browser::urlencode, Browser, TestGateway};
+
+async fn status_with_cookie(gw: &TestGateway, path: &str, cookie: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(gw.url(path))
+        .header("cookie", format!("tokengate={cookie}"))
+        .header("x-csrf", "1")
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_cookie_is_401_json() {
+    let gw = TestGateway::start().await;
+    let b = Browser::default();
+    for path in ["/api/x", "/bff/user"] {
+        let (status, body) = b.api(&gw.url(path)).await;
+        assert_eq!(status, 401, "{path}");
+        assert_eq!(body["error"], "unauthorized", "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_cookies_are_401_and_the_gateway_keeps_serving() {
+    let gw = TestGateway::start().await;
+    let other = TestGateway::start().await;
+    let b = gw.logged_in("alice").await;
+    let foreign = other
+        .logged_in("alice")
+        .await
+        .cookie("tokengate")
+        .expect("cookie");
+    let good = b.cookie("tokengate").expect("cookie");
+    let mut tampered = good.clone().into_bytes();
+    tampered[10] = if tampered[10] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).expect("ascii");
+    let random = crate::support::fresh_key().replace(['+', '/', '='], "A")[..43].to_owned();
+    let long = "A".repeat(4000);
+    for (what, cookie) in [
+        ("tampered", tampered.as_str()),
+        ("truncated", &good[..20]),
+        ("empty", ""),
+        ("random", random.as_str()),
+        ("from another gateway", foreign.as_str()),
+        ("oversized", long.as_str()),
+        ("not base64", "%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%"),
+    ] {
+        let (status, body) = status_with_cookie(&gw, "/api/x", cookie).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["error"], "unauthorized", "{what}");
+    }
+    // Still serving, and the real session is untouched.
+    assert_eq!(status_with_cookie(&gw, "/api/x", &good).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn csrf_header_and_origin_are_enforced() {
+    let gw = TestGateway::start().await;
+    let b = gw.logged_in("alice").await;
+    let no_header = b.send(Method::GET, &gw.url("/api/x"), &[], None).await;
+    assert_eq!(no_header.status(), 403);
+    assert_eq!(
+        no_header.json::<Value>().await.expect("json")["error"],
+        "csrf"
+    );
+    let user_no_header = b.send(Method::GET, &gw.url("/bff/user"), &[], None).await;
+    assert_eq!(user_no_header.status(), 403);
+    let foreign = b
+        .send(
+            Method::POST,
+            &gw.url("/api/x"),
+            &[("x-csrf", "1"), ("origin", "https://evil.example")],
+            None,
+        )
+        .await;
+    assert_eq!(foreign.status(), 403);
+    let cross_site = b
+        .send(
+            Method::GET,
+            &gw.url("/api/x"),
+            &[("x-csrf", "1"), ("sec-fetch-site", "cross-site")],
+            None,
+        )
+        .await;
+    assert_eq!(cross_site.status(), 403);
+    let own_origin = gw.url("");
+    let same = b
+        .send(
+            Method::POST,
+            &gw.url("/api/x"),
+            &[("x-csrf", "1"), ("origin", own_origin.as_str())],
+            None,
+        )
+        .await;
+    assert_eq!(same.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn return_url_must_stay_on_this_site() {
+    let gw = TestGateway::start().await;
+    for bad in [
+        "https://evil.example",
+        "//evil.example",
+        "/\\evil.example",
+        "javascript:alert(1)",
+    ] {
+        let resp = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+            .get(gw.url(&format!("/bff/login?returnUrl={}", urlencode(bad))))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 400, "{bad}");
+        assert!(resp.headers().get("location").is_none(), "{bad}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn callback_with_a_wrong_state_is_400_and_makes_no_session() {
+    let gw = TestGateway::start().await;
+    let b = Browser::default();
+    // Start a real login so a login-state cookie exists, then answer with another state.
+    let resp = b
+        .send(Method::GET, &gw.url("/bff/login?returnUrl=/"), &[], None)
+        .await;
+    assert_eq!(resp.status(), 302);
+    let resp = b
+        .send(
+            Method::GET,
+            &gw.url("/bff/callback?code=abc&state=not-the-state"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert!(
+        b.cookie("tokengate").is_none(),
+        "no session cookie on a forged callback"
+    );
+    let provider_error = b
+        .send(
+            Method::GET,
+            &gw.url("/bff/callback?error=%3Cscript%3Ex&state=zzz"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(provider_error.status(), 400);
+    assert!(!provider_error
+        .text()
+        .await
+        .expect("body")
+        .contains("<script>"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_needs_the_sid_then_ends_everything() {
+    let gw = TestGateway::start().await;
+    let b = gw.logged_in("alice").await;
+    let refresh_tokens_before = gw.op.revocations().await.len();
+
+    let no_sid = b.send(Method::GET, &gw.url("/bff/logout"), &[], None).await;
+    assert_eq!(no_sid.status(), 400);
+    let wrong_sid = b
+        .send(Method::GET, &gw.url("/bff/logout?sid=abc"), &[], None)
+        .await;
+    assert_eq!(wrong_sid.status(), 400);
+    assert_eq!(
+        b.api(&gw.url("/api/x")).await.0,
+        200,
+        "session survives a refused logout"
+    );
+
+    let (_, user) = b.api(&gw.url("/bff/user")).await;
+    let logout = user["session"]["logout_url"]
+        .as_str()
+        .expect("logout_url")
+        .to_owned();
+    let cookie = b.cookie("tokengate").expect("cookie");
+    let resp = b.send(Method::GET, &gw.url(&logout), &[], None).await;
+    assert_eq!(resp.status(), 302);
+    let location = resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(
+        location.starts_with(&format!("{}/session/end", gw.op.issuer)),
+        "{location}"
+    );
+    assert!(location.contains("id_token_hint="), "{location}");
+    assert!(location.contains("post_logout_redirect_uri="), "{location}");
+    assert!(b.cookie("tokengate").is_none(), "cookie cleared");
+    // The old cookie no longer works, and the refresh token was revoked at the provider.
+    assert_eq!(status_with_cookie(&gw, "/api/x", &cookie).await.0, 401);
+    let revoked = gw.op.revocations().await;
+    assert_eq!(revoked.len(), refresh_tokens_before + 1);
+    assert_eq!(
+        revoked.last().expect("one")["token_type_hint"],
+        "refresh_token"
+    );
+}

@@ -1,1 +1,111 @@
-//! (filled below)
+//! Refreshing access tokens: after expiry a call carries a fresh token, and concurrent
+//! calls of one session share a single refresh grant at the provider.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::support::{wait_until, OpOptions, Setup, TestGateway};
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn token_claims(b: &crate::support::Browser, gw: &TestGateway) -> Value {
+    let (status, seen) = b.api(&gw.url("/api/token")).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["token"]["valid"], true, "{seen}");
+    seen["token"]["claims"].clone()
+}
+
+/// Waits until the access token with expiry `exp` has expired.
+async fn until_expired(exp: u64) {
+    wait_until(
+        Duration::from_secs(20),
+        "access token expiry",
+        || async move { now() > exp },
+    )
+    .await;
+}
+
+fn short_lived() -> Setup {
+    Setup {
+        op: OpOptions {
+            access_token_ttl: 5,
+            ..OpOptions::default()
+        },
+        ..Setup::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn call_after_expiry_gets_a_fresh_token() {
+    let gw = TestGateway::start_with(short_lived()).await;
+    let b = gw.logged_in("alice").await;
+    let first = token_claims(&b, &gw).await;
+    assert_eq!(
+        first["exp"].as_u64().expect("exp") - first["iat"].as_u64().expect("iat"),
+        5
+    );
+    until_expired(first["exp"].as_u64().expect("exp")).await;
+
+    let second = token_claims(&b, &gw).await;
+    assert_ne!(second["jti"], first["jti"], "a new token after expiry");
+    assert!(second["exp"].as_u64() > first["exp"].as_u64());
+    assert_eq!(gw.op.refresh_grants().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_calls_after_expiry_share_one_refresh() {
+    let gw = TestGateway::start_with(short_lived()).await;
+    let b = std::sync::Arc::new(gw.logged_in("alice").await);
+    let first = token_claims(&b, &gw).await;
+    until_expired(first["exp"].as_u64().expect("exp")).await;
+    let before = gw.op.refresh_grants().await;
+
+    let url = gw.url("/api/concurrent");
+    let calls = (0..50).map(|_| {
+        let b = b.clone();
+        let url = url.clone();
+        tokio::spawn(async move { b.api(&url).await })
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let mut jtis = std::collections::HashSet::new();
+    for r in results {
+        let (status, seen) = r.expect("task");
+        assert_eq!(status, 200, "{seen}");
+        assert_eq!(seen["token"]["valid"], true, "{seen}");
+        jtis.insert(seen["token"]["claims"]["jti"].to_string());
+    }
+    assert_eq!(
+        jtis.len(),
+        1,
+        "all 50 calls carried the same refreshed token"
+    );
+    assert!(!jtis.contains(&first["jti"].to_string()));
+    assert_eq!(
+        gw.op.refresh_grants().await,
+        before + 1,
+        "exactly one refresh grant"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_token_refused_by_provider_ends_the_session() {
+    let gw = TestGateway::start_with(short_lived()).await;
+    let b = gw.logged_in("alice").await;
+    let first = token_claims(&b, &gw).await;
+    assert!(gw.op.revoke_refresh_tokens("alice").await >= 1);
+    until_expired(first["exp"].as_u64().expect("exp")).await;
+
+    let (status, body) = b.api(&gw.url("/api/after-revoke")).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "unauthorized");
+    assert_eq!(
+        b.api(&gw.url("/bff/user")).await.0,
+        401,
+        "the session is gone"
+    );
+}
