@@ -1,136 +1,254 @@
-// tokengate's test OpenID Provider: a real `oidc-provider` configured the way the gateway
-// is used in production — a confidential client, the code flow with PKCE, refresh tokens
-// for offline_access (rotating, with replay detection), JWT access tokens for an API
-// audience, revocation, RP-initiated and back-channel logout — plus a login form for
-// test users and a few /test/ endpoints that let tests count and provoke events.
+// tokengate's test OpenID Provider.
 //
-// Started by the Rust test harness and by scripts/demo. When it listens it prints one
-// line to stdout, {"ready":true,"issuer":…,"port":…}; everything else goes to stderr.
+// A real OpenID Provider (the `oidc-provider` package) set up the way tokengate is used in
+// production: one confidential client, the code flow with PKCE S256, refresh tokens for
+// offline_access (rotating, with replay detection), JWT access tokens for an API audience,
+// revocation, introspection, RP-initiated and back-channel logout, client credentials.
+// It adds a login form for two test users, grants consent automatically, and serves a few
+// /test/ endpoints that let tests count what happened and provoke failures.
 //
-// Environment (all optional but OP_REDIRECT_URIS):
-//   OP_PORT                       port on 127.0.0.1; 0 or unset: a free one
-//   OP_CLIENT_ID, OP_CLIENT_SECRET   the confidential client (gateway / gateway-secret)
-//   OP_CLIENT_AUTH                client_secret_basic (default) or client_secret_post
-//   OP_REDIRECT_URIS              comma-separated redirect URIs of the client
+// Started by the Rust integration tests and by scripts/demo as `node tests/op/server.mjs`.
+// Once it listens it prints exactly one line to stdout:
+//   {"ready":true,"issuer":"http://127.0.0.1:PORT","port":PORT}
+// Everything else goes to stderr. SIGTERM or SIGINT stops it (exit code 0).
+//
+// Environment (all optional except OP_REDIRECT_URIS):
+//   OP_PORT                       port on 127.0.0.1; 0 or unset: a free one. The issuer is
+//                                 http://127.0.0.1:<port>.
+//   OP_CLIENT_ID                  the client's id (default gateway)
+//   OP_CLIENT_SECRET              the client's secret (default gateway-secret)
+//   OP_CLIENT_AUTH                its token endpoint auth method: client_secret_basic
+//                                 (default) or client_secret_post
+//   OP_REDIRECT_URIS              comma-separated redirect URIs of the client (required)
 //   OP_POST_LOGOUT_REDIRECT_URIS  comma-separated post-logout redirect URIs
-//   OP_BACKCHANNEL_LOGOUT_URI     the client's back-channel logout endpoint
-//   OP_ACCESS_TOKEN_TTL           access token lifetime in seconds (300)
-//   OP_ROTATE_REFRESH             1 (default): refresh tokens are one-time use; 0: reusable
-//   OP_API_AUDIENCE               `aud` of access tokens (https://api.tokengate.test)
-//   OP_STATE_DIR                  keep keys and every record in JSON files there, so a
-//                                 restart on the same port continues where it stopped
-import http from 'node:http';
-import fs from 'node:fs';
-import path from 'node:path';
+//   OP_BACKCHANNEL_LOGOUT_URI     the client's back-channel logout URI; logout tokens are
+//                                 sent there when the user signs out at the provider
+//   OP_ACCESS_TOKEN_TTL           access token lifetime in seconds (default 300), for the
+//                                 authorization_code, refresh_token and client_credentials
+//                                 grants alike
+//   OP_ROTATE_REFRESH             1 (default): a refresh token is used once and replaced by
+//                                 a new one; presenting a used one again revokes the whole
+//                                 grant. 0: the same refresh token keeps working.
+//   OP_API_AUDIENCE               `aud` of the access tokens (default
+//                                 https://api.tokengate.test). They are JWTs (RS256, the
+//                                 provider's key, see jwks_uri) with iss, sub, aud, exp,
+//                                 iat, jti, client_id and scope. Scope `api` puts "api" in
+//                                 their scope claim.
+//   OP_STATE_DIR                  keep the signing key and every record (sessions, grants,
+//                                 codes, refresh tokens, ...) in JSON files in this
+//                                 directory, so that a restart on the same OP_PORT carries on
+//                                 where the previous process stopped. Unset: a new key at
+//                                 every start, records in memory only.
+//
+// Test users: alice / alice-password and bob / bob-password (sub = the login name).
+// Test endpoints: GET /test/stats, GET /test/revocations, POST /test/revoke-refresh?sub=…
+// (see README.md next to this file).
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+
 import Provider, { errors } from 'oidc-provider';
 
+const log = (...args) => console.error('[op]', ...args);
+// stdout carries the ready line and nothing else: oidc-provider's notices (console.info)
+// and anything else logged go to stderr.
+console.log = console.info = console.debug = (...args) => console.error(...args);
+
+function fail(message) {
+  log(message);
+  process.exit(2);
+}
+
+// === Settings ==========================================================================
+
 const env = process.env;
-const list = (v) => (v ? v.split(',').map((s) => s.trim()).filter(Boolean) : []);
-const TTL = Number(env.OP_ACCESS_TOKEN_TTL || 300);
-const ROTATE = (env.OP_ROTATE_REFRESH ?? '1') !== '0';
+const list = (value) => (value ? value.split(',').map((s) => s.trim()).filter(Boolean) : []);
+
+function seconds(name, fallback) {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) fail(`${name} must be a positive number of seconds, not ${JSON.stringify(raw)}`);
+  return n;
+}
+
+const PORT = Number(env.OP_PORT || 0);
+if (!Number.isInteger(PORT) || PORT < 0 || PORT > 65535) fail(`OP_PORT is not a port: ${JSON.stringify(env.OP_PORT)}`);
+const CLIENT_AUTH = env.OP_CLIENT_AUTH || 'client_secret_basic';
+if (!['client_secret_basic', 'client_secret_post'].includes(CLIENT_AUTH)) {
+  fail(`OP_CLIENT_AUTH must be client_secret_basic or client_secret_post, not ${JSON.stringify(CLIENT_AUTH)}`);
+}
+const REDIRECT_URIS = list(env.OP_REDIRECT_URIS);
+if (REDIRECT_URIS.length === 0) fail('OP_REDIRECT_URIS is required (comma-separated redirect URIs of the client)');
+const ACCESS_TOKEN_TTL = seconds('OP_ACCESS_TOKEN_TTL', 300);
+const ROTATE_REFRESH = (env.OP_ROTATE_REFRESH || '1') !== '0';
 const AUDIENCE = env.OP_API_AUDIENCE || 'https://api.tokengate.test';
 const STATE_DIR = env.OP_STATE_DIR || '';
-const log = (...a) => console.error('[op]', ...a);
+// The scope of the API audience (a resource server scope, not an OpenID Connect one).
+const API_SCOPE = 'api';
+
+// === Test users ========================================================================
 
 const USERS = {
   alice: {
     password: 'alice-password',
-    claims: { name: 'Alice Example', given_name: 'Alice', family_name: 'Example', preferred_username: 'alice', email: 'alice@example.test', email_verified: true },
+    claims: {
+      name: 'Alice Example',
+      given_name: 'Alice',
+      family_name: 'Example',
+      preferred_username: 'alice',
+      email: 'alice@example.test',
+      email_verified: true,
+    },
   },
   bob: {
     password: 'bob-password',
-    claims: { name: 'Bob Example', given_name: 'Bob', family_name: 'Example', preferred_username: 'bob', email: 'bob@example.test', email_verified: true },
+    claims: {
+      name: 'Bob Example',
+      given_name: 'Bob',
+      family_name: 'Example',
+      preferred_username: 'bob',
+      email: 'bob@example.test',
+      email_verified: true,
+    },
   },
 };
 
-// === Storage: one in-memory map for every model, optionally mirrored to a file. Our own
-// adapter (rather than the built-in one) so /test/ endpoints can find tokens by account.
-const records = new Map(); // `${model}:${id}` → { payload, expiresAt }
-const stateFile = STATE_DIR && path.join(STATE_DIR, 'records.json');
-if (stateFile && fs.existsSync(stateFile)) {
-  for (const [k, v] of Object.entries(JSON.parse(fs.readFileSync(stateFile, 'utf8')))) records.set(k, v);
-}
-function persist() {
-  if (stateFile) fs.writeFileSync(stateFile, JSON.stringify(Object.fromEntries(records)));
+// === Storage ===========================================================================
+// Every model (Session, Interaction, Grant, AuthorizationCode, RefreshToken, ...) lives in a
+// map of its own. With OP_STATE_DIR each map is mirrored to <dir>/<Model>.json, rewritten
+// synchronously and atomically (temporary file, then rename) on every change, so even a
+// killed process leaves consistent files behind.
+
+if (STATE_DIR) fs.mkdirSync(STATE_DIR, { recursive: true });
+
+const stores = new Map(); // model name → Map(id → { payload, expiresAt (ms) | null })
+
+function storeOf(model) {
+  let store = stores.get(model);
+  if (!store) {
+    store = new Map();
+    const file = STATE_DIR && path.join(STATE_DIR, `${model}.json`);
+    if (file && fs.existsSync(file)) {
+      for (const [id, record] of Object.entries(JSON.parse(fs.readFileSync(file, 'utf8')))) store.set(id, record);
+    }
+    stores.set(model, store);
+  }
+  return store;
 }
 
-class Adapter {
+function persist(model) {
+  if (!STATE_DIR) return;
+  const store = storeOf(model);
+  const now = Date.now();
+  for (const [id, record] of store) if (record.expiresAt && record.expiresAt < now) store.delete(id);
+  const file = path.join(STATE_DIR, `${model}.json`);
+  fs.writeFileSync(`${file}.tmp`, JSON.stringify(Object.fromEntries(store)));
+  fs.renameSync(`${file}.tmp`, file);
+}
+
+class FileAdapter {
   constructor(model) {
     this.model = model;
+    this.store = storeOf(model);
   }
-  key(id) {
-    return `${this.model}:${id}`;
-  }
+
   async upsert(id, payload, expiresIn) {
-    records.set(this.key(id), { payload, expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : null });
-    persist();
+    this.store.set(id, { payload: structuredClone(payload), expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : null });
+    persist(this.model);
   }
+
   async find(id) {
-    const r = records.get(this.key(id));
-    if (!r) return undefined;
-    if (r.expiresAt && r.expiresAt < Date.now()) {
-      records.delete(this.key(id));
+    const record = this.store.get(id);
+    if (!record) return undefined;
+    if (record.expiresAt && record.expiresAt < Date.now()) {
+      this.store.delete(id);
+      persist(this.model);
       return undefined;
     }
-    return r.payload;
+    return structuredClone(record.payload);
   }
+
   async findByUid(uid) {
-    for (const [k, r] of records) if (k.startsWith(`${this.model}:`) && r.payload.uid === uid) return this.find(k.slice(this.model.length + 1));
+    for (const [id, record] of this.store) if (record.payload.uid === uid) return this.find(id);
     return undefined;
   }
-  async findByUserCode() {
+
+  async findByUserCode(userCode) {
+    for (const [id, record] of this.store) if (record.payload.userCode === userCode) return this.find(id);
     return undefined;
   }
+
   async consume(id) {
-    const r = records.get(this.key(id));
-    if (r) r.payload.consumed = Math.floor(Date.now() / 1000);
-    persist();
+    const record = this.store.get(id);
+    if (record) {
+      record.payload.consumed = Math.floor(Date.now() / 1000);
+      persist(this.model);
+    }
   }
+
   async destroy(id) {
-    records.delete(this.key(id));
-    persist();
+    if (this.store.delete(id)) persist(this.model);
   }
+
   async revokeByGrantId(grantId) {
-    for (const [k, r] of records) if (r.payload.grantId === grantId) records.delete(k);
-    persist();
+    let changed = false;
+    for (const [id, record] of this.store) {
+      if (record.payload.grantId === grantId) {
+        this.store.delete(id);
+        changed = true;
+      }
+    }
+    if (changed) persist(this.model);
   }
 }
 
-// === Signing key: RS256, generated once (and kept in OP_STATE_DIR when set).
+// === Signing key =======================================================================
+// One RS256 key (2048-bit) with a kid, made at start, or kept in OP_STATE_DIR/jwks.json.
+
 function signingKeys() {
   const file = STATE_DIR && path.join(STATE_DIR, 'jwks.json');
   if (file && fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8'));
   const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const jwk = { ...privateKey.export({ format: 'jwk' }), kid: crypto.randomBytes(8).toString('hex'), use: 'sig', alg: 'RS256' };
-  const jwks = { keys: [jwk] };
+  const jwks = {
+    keys: [{ ...privateKey.export({ format: 'jwk' }), kid: crypto.randomBytes(8).toString('hex'), use: 'sig', alg: 'RS256' }],
+  };
   if (file) {
-    fs.mkdirSync(STATE_DIR, { recursive: true });
-    fs.writeFileSync(file, JSON.stringify(jwks));
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(jwks));
+    fs.renameSync(`${file}.tmp`, file);
   }
   return jwks;
 }
 
-// === What tests can observe.
+// === What tests can observe (since this process started) ================================
+
 const stats = {
-  grants: { authorization_code: 0, refresh_token: 0, client_credentials: 0 },
-  grant_errors: {},
-  revocations: 0,
-  backchannel_logouts: 0,
-  end_sessions: 0,
+  grants: { authorization_code: 0, refresh_token: 0, client_credentials: 0 }, // successful token responses, by grant_type
+  grant_errors: {}, // refused token requests, by grant_type
+  revocations: 0, // answered requests to the revocation endpoint
+  backchannel_logouts: 0, // logout tokens delivered
+  end_sessions: 0, // completed RP-initiated logouts
 };
-const revoked = []; // { token, token_type_hint } as received at the revocation endpoint
+const revocations = []; // { token, token_type_hint } in the order the revocation endpoint got them
+
+// === The provider ======================================================================
+// Listen first: the issuer names the port actually bound.
 
 const server = http.createServer();
-await new Promise((resolve) => server.listen(Number(env.OP_PORT || 0), '127.0.0.1', resolve));
-const port = server.address().port;
+server.on('error', (err) => {
+  log(`cannot listen on 127.0.0.1:${PORT}:`, err.message);
+  process.exit(1);
+});
+await new Promise((resolve) => server.listen(PORT, '127.0.0.1', resolve));
+const { port } = server.address();
 const issuer = `http://127.0.0.1:${port}`;
 
 const client = {
   client_id: env.OP_CLIENT_ID || 'gateway',
   client_secret: env.OP_CLIENT_SECRET || 'gateway-secret',
-  token_endpoint_auth_method: env.OP_CLIENT_AUTH || 'client_secret_basic',
-  redirect_uris: list(env.OP_REDIRECT_URIS),
+  token_endpoint_auth_method: CLIENT_AUTH,
+  redirect_uris: REDIRECT_URIS,
   post_logout_redirect_uris: list(env.OP_POST_LOGOUT_REDIRECT_URIS),
   grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
   response_types: ['code'],
@@ -139,41 +257,49 @@ if (env.OP_BACKCHANNEL_LOGOUT_URI) {
   client.backchannel_logout_uri = env.OP_BACKCHANNEL_LOGOUT_URI;
   client.backchannel_logout_session_required = true;
 }
-if (client.redirect_uris.length === 0) {
-  log('OP_REDIRECT_URIS is required');
-  process.exit(2);
-}
 
-// A resource server for the API audience (and any https:// audience a route asks for):
-// JWT access tokens, signed with the provider's key.
-function resourceServer(audience) {
-  return { scope: 'api', audience, accessTokenTTL: TTL, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
+const ownTokensOnly = async (_ctx, caller, token) => token.clientId === caller.clientId;
+
+const isLoopback = (url) => /^(127\.|localhost$|\[::1\]$)/.test(new URL(url).hostname);
+const isHttpsUrl = (value) => typeof value === 'string' && URL.parse(value)?.protocol === 'https:';
+
+// Access tokens for OP_API_AUDIENCE, and for any other https:// audience asked for with
+// `resource`, are JWTs signed with the provider's key.
+function resourceServerInfo(audience) {
+  return {
+    scope: API_SCOPE,
+    audience,
+    accessTokenTTL: ACCESS_TOKEN_TTL,
+    accessTokenFormat: 'jwt',
+    jwt: { sign: { alg: 'RS256' } },
+  };
 }
 
 const provider = new Provider(issuer, {
-  adapter: Adapter,
+  adapter: FileAdapter,
   clients: [client],
   jwks: signingKeys(),
   cookies: { keys: ['tokengate-test-provider-cookie-key'] },
-  scopes: ['openid', 'profile', 'email', 'offline_access', 'api'],
+  scopes: ['openid', 'profile', 'email', 'offline_access'],
   claims: {
     openid: ['sub'],
     profile: ['name', 'given_name', 'family_name', 'preferred_username'],
     email: ['email', 'email_verified'],
   },
-  // Code flow: put the scope-requested claims in the ID token (the gateway shows them).
+  // The ID token carries every claim of the granted scopes (the gateway shows them).
   conformIdTokenClaims: false,
   async findAccount(_ctx, sub) {
     const user = USERS[sub];
     if (!user) return undefined;
     return { accountId: sub, claims: async () => ({ sub, ...user.claims }) };
   },
+  responseTypes: ['code'],
   interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
   pkce: { required: () => true },
-  rotateRefreshToken: () => ROTATE,
+  rotateRefreshToken: () => ROTATE_REFRESH,
   ttl: {
-    AccessToken: TTL,
-    ClientCredentials: TTL,
+    AccessToken: ACCESS_TOKEN_TTL,
+    ClientCredentials: ACCESS_TOKEN_TTL,
     AuthorizationCode: 60,
     IdToken: 3600,
     Interaction: 3600,
@@ -183,175 +309,307 @@ const provider = new Provider(issuer, {
   },
   features: {
     devInteractions: { enabled: false },
-    revocation: { enabled: true },
-    introspection: { enabled: true },
+    // A client may revoke and introspect its own tokens only.
+    revocation: { enabled: true, allowedPolicy: ownTokensOnly },
+    introspection: { enabled: true, allowedPolicy: ownTokensOnly },
     clientCredentials: { enabled: true },
     backchannelLogout: { enabled: true },
-    rpInitiatedLogout: {
-      enabled: true,
-      // The confirmation form submits itself ("yes, sign me out of the provider too");
-      // it stays a plain form with id="op-logout" for HTTP clients.
-      async logoutSource(ctx, form) {
-        const yes = form
-          .replace('<form', '<form id="op-logout"')
-          .replace('</form>', '<input type="hidden" name="logout" value="yes"/></form>');
-        ctx.body = `<!doctype html><html><head><meta charset="utf-8"><title>Signing out</title></head>
-          <body style="font-family:system-ui,sans-serif;text-align:center;margin-top:4rem">
-          <p>Signing you out…</p>${yes}<script>document.getElementById('op-logout').submit()</script></body></html>`;
-      },
-      async postLogoutSuccessSource(ctx) {
-        ctx.body = `<!doctype html><html><head><meta charset="utf-8"><title>Signed out</title></head>
-          <body style="font-family:system-ui,sans-serif;text-align:center;margin-top:4rem"><p>You are signed out.</p></body></html>`;
-      },
-    },
+    rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
     resourceIndicators: {
       enabled: true,
-      defaultResource: async (_ctx, _client, oneOf) => oneOf ?? AUDIENCE,
+      // No `resource` parameter: the API audience (at the authorization endpoint, and for
+      // client credentials); at the token endpoint, the one resource that was granted.
+      defaultResource: async (_ctx, _client, oneOf) => {
+        if (!oneOf) return AUDIENCE;
+        return oneOf.includes(AUDIENCE) ? AUDIENCE : oneOf[0];
+      },
       useGrantedResource: async () => true,
-      getResourceServerInfo: async (_ctx, indicator) => {
-        if (indicator === AUDIENCE || indicator.startsWith('https://')) return resourceServer(indicator);
+      getResourceServerInfo: async (_ctx, resource) => {
+        if (resource === AUDIENCE || isHttpsUrl(resource)) return resourceServerInfo(resource);
         throw new errors.InvalidTarget();
       },
     },
   },
+  // oidc-provider refuses outgoing requests to special-use addresses, loopback among them;
+  // the back-channel logout receivers of tests listen on 127.0.0.1, so loopback is allowed.
+  fetch(url, options) {
+    if (isLoopback(url)) delete options.dispatcher;
+    return globalThis.fetch(url, options);
+  },
+  renderError(ctx, out) {
+    ctx.type = 'html';
+    ctx.body = page('Error', `<h1>Something went wrong</h1><p class="err">${escapeHtml(out.error)}</p>
+<p>${escapeHtml(out.error_description || '')}</p>`);
+  },
 });
 
-provider.on('grant.success', (ctx) => {
-  const type = ctx.oidc.params.grant_type;
-  stats.grants[type] = (stats.grants[type] || 0) + 1;
+// Per-route audiences: a refresh token may be exchanged for an access token to any https://
+// resource, not only those of the original authorization request (oidc-provider would
+// answer invalid_target), and such a token carries the scopes granted to the API audience.
+Object.defineProperty(provider.RefreshToken.prototype, 'resourceIndicators', {
+  get() {
+    const granted = new Set([this.resource].flat().filter(Boolean));
+    return { has: (resource) => granted.has(resource) || isHttpsUrl(resource) };
+  },
+});
+const grantedResourceScope = provider.Grant.prototype.getResourceScope;
+provider.Grant.prototype.getResourceScope = function getResourceScope(resource) {
+  const own = grantedResourceScope.call(this, resource);
+  if (own || resource === AUDIENCE || !isHttpsUrl(resource)) return own;
+  return grantedResourceScope.call(this, AUDIENCE);
+};
+
+// === Events ============================================================================
+
+const bump = (counts, key) => {
+  counts[key] = (counts[key] || 0) + 1;
+};
+provider.on('grant.success', (ctx) => bump(stats.grants, ctx.oidc.params.grant_type));
+provider.on('grant.error', (ctx, err) => {
+  bump(stats.grant_errors, ctx.oidc?.params?.grant_type || 'unknown');
+  log(`token request refused: ${err.error} (${err.error_description || ''})`);
 });
 provider.on('backchannel.success', () => stats.backchannel_logouts++);
+provider.on('backchannel.error', (_ctx, err) => log('back-channel logout failed:', err.message, err.cause?.message || ''));
 provider.on('end_session.success', () => stats.end_sessions++);
-provider.on('server_error', (_ctx, err) => log('server error', err));
-// Outcomes the events do not carry: refused grants and revocations, seen after the route ran.
+provider.on('server_error', (_ctx, err) => log('server error:', err));
+
 provider.use(async (ctx, next) => {
   await next();
   const route = ctx.oidc?.route;
-  if (route === 'token' && ctx.status >= 400) {
-    const type = ctx.oidc.params?.grant_type || 'unknown';
-    stats.grant_errors[type] = (stats.grant_errors[type] || 0) + 1;
-  }
+  // The revocation endpoint has no success event; note what it received once it answered.
   if (route === 'revocation' && ctx.status === 200) {
     stats.revocations++;
-    revoked.push({ token: ctx.oidc.params?.token, token_type_hint: ctx.oidc.params?.token_type_hint });
+    revocations.push({ token: ctx.oidc.params.token, token_type_hint: ctx.oidc.params.token_type_hint });
+  }
+  // Without a provider session the logout "form" is oidc-provider's self-submitting form
+  // post: give it the same id as our logout page so HTTP clients find it either way.
+  if (route === 'end_session' && typeof ctx.body === 'string' && !ctx.body.includes('id="op-logout"')) {
+    ctx.body = ctx.body.replace('<form method="post"', '<form id="op-logout" method="post"');
   }
 });
 
-// === Interactions: our login form; consent is granted automatically (first-party client).
-const page = (title, body) => `<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>${title} · tokengate test provider</title>
-<style>body{font-family:system-ui,sans-serif;background:#eef1f5;margin:0}main{max-width:22rem;margin:5rem auto;background:#fff;padding:2rem;border-radius:.6rem;box-shadow:0 2px 10px rgba(0,0,0,.08)}
-h1{font-size:1.3rem;margin-top:0}label{display:block;margin:.8rem 0 .3rem;font-size:.9rem}input{width:100%;box-sizing:border-box;padding:.55rem;border:1px solid #c5ccd6;border-radius:.35rem;font:inherit}
-button{margin-top:1.2rem;width:100%;padding:.6rem;border:0;border-radius:.35rem;background:#2c6bed;color:#fff;font:inherit;cursor:pointer}.err{color:#b3261e}.hint{color:#5b6b7c;font-size:.85rem}</style>
-</head><body><main>${body}</main></body></html>`;
+// === Pages =============================================================================
 
-function loginForm(uid, error) {
-  return page('Sign in', `<h1>Sign in</h1><p class="hint">tokengate test provider</p>
-${error ? `<p class="err">${error}</p>` : ''}
-<form method="post" action="/interaction/${uid}/login" autocomplete="off">
-<label for="login">User</label><input id="login" name="login" autofocus>
-<label for="password">Password</label><input id="password" name="password" type="password">
-<button type="submit">Sign in</button></form>
-<p class="hint">Test users: alice / alice-password, bob / bob-password</p>`);
+function escapeHtml(value) {
+  return String(value).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
+
+function page(title, body) {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)} · tokengate test provider</title>
+<style>
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;background:#eef1f5;color:#1d2733;margin:0}
+main{max-width:22rem;margin:5rem auto;background:#fff;padding:2rem 2.2rem;border-radius:.7rem;box-shadow:0 2px 12px rgba(0,0,0,.08)}
+h1{font-size:1.35rem;margin:0 0 .2rem}
+.brand{color:#5b6b7c;font-size:.85rem;margin:0 0 1.2rem}
+label{display:block;margin:.9rem 0 .3rem;font-size:.9rem}
+input{width:100%;box-sizing:border-box;padding:.55rem .6rem;border:1px solid #c5ccd6;border-radius:.35rem;font:inherit}
+input:focus{outline:2px solid #2c6bed55;border-color:#2c6bed}
+button{margin-top:1.3rem;width:100%;padding:.65rem;border:0;border-radius:.35rem;background:#2c6bed;color:#fff;font:inherit;font-weight:600;cursor:pointer}
+button:hover{background:#1f56c7}
+.err{color:#b3261e;background:#fdecea;padding:.5rem .7rem;border-radius:.35rem}
+.hint{color:#5b6b7c;font-size:.85rem;margin-top:1.2rem;line-height:1.6}
+code{background:#f1f3f6;padding:.05rem .3rem;border-radius:.25rem;white-space:nowrap}
+</style>
+</head>
+<body><main>${body}</main></body>
+</html>`;
+}
+
+function loginPage(uid, { error, login } = {}) {
+  return page('Sign in', `<h1>Sign in</h1>
+<p class="brand">tokengate test provider</p>
+${error ? `<p class="err">${escapeHtml(error)}</p>` : ''}
+<form method="post" action="/interaction/${encodeURIComponent(uid)}/login" autocomplete="off">
+<label for="login">Username</label>
+<input id="login" name="login" value="${escapeHtml(login || '')}"${login ? '' : ' autofocus'} required>
+<label for="password">Password</label>
+<input id="password" name="password" type="password"${login ? ' autofocus' : ''} required>
+<button type="submit">Sign in</button>
+</form>
+<p class="hint">Test users: <code>alice</code> / <code>alice-password</code><br>
+<code>bob</code> / <code>bob-password</code></p>`);
+}
+
+// RP-initiated logout: oidc-provider's confirmation form, signed out of the provider too
+// (logout=yes), submitted on load by a script. It stays a plain form with id="op-logout"
+// so an HTTP client can read it and post it.
+async function logoutSource(ctx, form) {
+  const auto = form
+    .replace('id="op.logoutForm"', 'id="op-logout"')
+    .replace('</form>', '<input type="hidden" name="logout" value="yes"/><noscript><button type="submit">Sign out</button></noscript></form>');
+  ctx.body = page('Signing out', `<h1>Signing out…</h1>
+<p class="brand">tokengate test provider</p>
+${auto}
+<script>document.getElementById('op-logout').submit();</script>`);
+}
+
+// Only shown when the logout request named no post_logout_redirect_uri: with one, the
+// provider redirects there instead.
+async function postLogoutSuccessSource(ctx) {
+  ctx.body = page('Signed out', `<h1>Signed out</h1>
+<p class="brand">tokengate test provider</p>
+<p>You are signed out of the provider.</p>`);
+}
+
+function send(res, status, type, body) {
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+  res.end(body);
+}
+
+// === Interactions ======================================================================
+// GET  /interaction/:uid        login prompt: the form; consent prompt: granted at once
+// POST /interaction/:uid/login  check the credentials (urlencoded login, password)
 
 async function readForm(req) {
   let body = '';
   for await (const chunk of req) {
     body += chunk;
-    if (body.length > 10000) break;
+    if (body.length > 64 * 1024) throw new Error('form too large');
   }
   return Object.fromEntries(new URLSearchParams(body));
 }
 
+// Everything the client asked for is granted: missing OpenID Connect scopes and claims,
+// and the scopes of the requested resources (the API audience).
 async function grantConsent(req, res, interaction) {
-  const { prompt, params, session } = interaction;
-  const { details } = prompt;
-  let { grantId } = interaction;
-  const grant = grantId
-    ? await provider.Grant.find(grantId)
+  const { prompt: { details }, params, session } = interaction;
+  const grant = interaction.grantId
+    ? await provider.Grant.find(interaction.grantId)
     : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
   if (details.missingOIDCScope) grant.addOIDCScope(details.missingOIDCScope.join(' '));
   if (details.missingOIDCClaims) grant.addOIDCClaims(details.missingOIDCClaims);
-  if (details.missingResourceScopes) {
-    for (const [indicator, scopes] of Object.entries(details.missingResourceScopes)) grant.addResourceScope(indicator, scopes.join(' '));
+  for (const [resource, scopes] of Object.entries(details.missingResourceScopes || {})) {
+    grant.addResourceScope(resource, scopes.join(' '));
   }
-  grantId = await grant.save();
+  const grantId = await grant.save();
   const consent = interaction.grantId ? {} : { grantId };
   await provider.interactionFinished(req, res, { consent }, { mergeWithLastSubmission: true });
 }
 
-async function interactions(req, res, url) {
-  const m = url.pathname.match(/^\/interaction\/([^/]+)(\/login)?$/);
-  if (!m) return false;
-  const interaction = await provider.interactionDetails(req, res);
-  if (req.method === 'GET' && !m[2]) {
+async function handleInteraction(req, res, uid, action) {
+  let interaction;
+  try {
+    interaction = await provider.interactionDetails(req, res);
+  } catch (err) {
+    if (!(err instanceof errors.SessionNotFound)) throw err;
+    send(res, 400, 'text/html; charset=utf-8', page('Sign-in expired', `<h1>Sign-in expired</h1>
+<p class="brand">tokengate test provider</p>
+<p>This sign-in attempt is unknown or has expired. Start again from the application.</p>`));
+    return;
+  }
+  if (interaction.uid !== uid) {
+    send(res, 400, 'text/plain; charset=utf-8', 'interaction mismatch\n');
+    return;
+  }
+
+  if (req.method === 'GET' && !action) {
     if (interaction.prompt.name === 'consent') {
       await grantConsent(req, res, interaction);
     } else {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      res.end(loginForm(interaction.uid));
+      send(res, 200, 'text/html; charset=utf-8', loginPage(uid));
     }
-    return true;
+    return;
   }
-  if (req.method === 'POST' && m[2]) {
-    const form = await readForm(req);
-    const user = USERS[form.login];
-    if (!user || user.password !== form.password) {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      res.end(loginForm(interaction.uid, 'Invalid login'));
-      return true;
+
+  if (req.method === 'POST' && action === 'login') {
+    const { login = '', password = '' } = await readForm(req);
+    const user = Object.hasOwn(USERS, login) ? USERS[login] : undefined;
+    if (!user || user.password !== password) {
+      send(res, 200, 'text/html; charset=utf-8', loginPage(uid, { error: 'Invalid login', login }));
+      return;
     }
-    await provider.interactionFinished(req, res, { login: { accountId: form.login } }, { mergeWithLastSubmission: false });
-    return true;
+    await provider.interactionFinished(req, res, { login: { accountId: login } }, { mergeWithLastSubmission: false });
+    return;
   }
-  res.writeHead(405);
-  res.end();
+
+  send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
+}
+
+// === /test/ endpoints ==================================================================
+
+function handleTest(req, res, url) {
+  const json = (status, body) => send(res, status, 'application/json', `${JSON.stringify(body)}\n`);
+  const route = `${req.method} ${url.pathname}`;
+  switch (route) {
+    case 'GET /test/stats':
+      return json(200, stats);
+    case 'GET /test/revocations':
+      return json(200, revocations);
+    case 'POST /test/revoke-refresh': {
+      // Destroys every refresh token of the account: its next refresh is invalid_grant.
+      const sub = url.searchParams.get('sub');
+      if (!sub) return json(400, { error: 'sub is required' });
+      const store = storeOf('RefreshToken');
+      let revoked = 0;
+      for (const [id, record] of store) {
+        if (record.payload.accountId === sub) {
+          store.delete(id);
+          revoked++;
+        }
+      }
+      persist('RefreshToken');
+      return json(200, { revoked });
+    }
+    default:
+      return json(404, { error: 'unknown test endpoint' });
+  }
+}
+
+// === Requests ==========================================================================
+
+// oidc-provider accepts client_secret_basic and client_secret_post alike, whichever the
+// client registered. Hold the client to its OP_CLIENT_AUTH, so that tests show the gateway
+// authenticates the way it is configured to: the registered method or invalid_client.
+const CLIENT_AUTH_PATHS = new Set(['/token', '/token/revocation', '/token/introspection']);
+
+async function refuseOtherClientAuth(req, res, url) {
+  if (req.method !== 'POST' || !CLIENT_AUTH_PATHS.has(url.pathname)) return false;
+  const basic = /^basic /i.test(req.headers.authorization || '');
+  if (basic === (CLIENT_AUTH === 'client_secret_basic')) return false;
+  const form = await readForm(req);
+  if (url.pathname === '/token') bump(stats.grant_errors, form.grant_type || 'unknown');
+  log(`${url.pathname}: client authentication other than ${CLIENT_AUTH} refused`);
+  res.writeHead(401, { 'content-type': 'application/json', 'cache-control': 'no-store', 'www-authenticate': 'Basic realm="tokengate test provider"' });
+  res.end(JSON.stringify({ error: 'invalid_client', error_description: `client authentication failed (the client must use ${CLIENT_AUTH})` }));
   return true;
 }
 
-// === /test/: observe and provoke.
-function testEndpoints(req, res, url) {
-  const json = (status, body) => {
-    res.writeHead(status, { 'content-type': 'application/json' });
-    res.end(JSON.stringify(body));
-  };
-  if (req.method === 'GET' && url.pathname === '/test/stats') return json(200, stats), true;
-  if (req.method === 'GET' && url.pathname === '/test/revocations') return json(200, revoked), true;
-  if (req.method === 'POST' && url.pathname === '/test/revoke-refresh') {
-    const sub = url.searchParams.get('sub');
-    let n = 0;
-    for (const [k, r] of records) {
-      if (k.startsWith('RefreshToken:') && r.payload.accountId === sub) {
-        records.delete(k);
-        n++;
-      }
-    }
-    persist();
-    return json(200, { revoked: n }), true;
-  }
-  return false;
-}
+const providerCallback = provider.callback();
 
-const callback = provider.callback();
 server.on('request', async (req, res) => {
   try {
     const url = new URL(req.url, issuer);
-    if (url.pathname.startsWith('/test/') && testEndpoints(req, res, url)) return;
-    if (url.pathname.startsWith('/interaction/') && (await interactions(req, res, url))) return;
-    callback(req, res);
+    if (url.pathname.startsWith('/test/')) {
+      handleTest(req, res, url);
+      return;
+    }
+    const interaction = url.pathname.match(/^\/interaction\/([^/]+)(?:\/(login))?$/);
+    if (interaction) {
+      await handleInteraction(req, res, decodeURIComponent(interaction[1]), interaction[2]);
+      return;
+    }
+    if (await refuseOtherClientAuth(req, res, url)) return;
+    providerCallback(req, res);
   } catch (err) {
-    log('request failed', err);
-    if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
-    res.end(String(err.message || err));
+    log('request failed:', err);
+    if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', `${err.message || err}\n`);
+    else res.end();
   }
 });
 
-for (const sig of ['SIGTERM', 'SIGINT']) {
-  process.on(sig, () => {
-    server.close();
-    server.closeAllConnections?.();
-    process.exit(0);
-  });
+function stop(signal) {
+  log(`${signal}: stopping`);
+  server.close();
+  server.closeAllConnections();
+  process.exit(0);
 }
+process.on('SIGTERM', () => stop('SIGTERM'));
+process.on('SIGINT', () => stop('SIGINT'));
+
 process.stdout.write(`${JSON.stringify({ ready: true, issuer, port })}\n`);
