@@ -118,17 +118,18 @@ fn prepare(
 ) -> Result<(Request<Incoming>, Option<OnUpgrade>), Reject> {
     let upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    parts.uri = route
-        .upstream_uri(pq)
-        .map_err(|_| Reject::BadRequest("the request path cannot be forwarded"))?;
+    // Read before the URI becomes the upstream's: HTTP/2 has no `Host` header and carries
+    // the browser's host in the `:authority` pseudo-header, which is part of the URI.
     let original_host = parts.headers.get(http::header::HOST).cloned().or_else(|| {
-        // HTTP/2 carries the host in the `:authority` pseudo-header instead.
         parts
             .uri
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
+    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    parts.uri = route
+        .upstream_uri(pq)
+        .map_err(|_| Reject::BadRequest("the request path cannot be forwarded"))?;
     headers::rewrite_request(
         &mut parts.headers,
         &headers::RequestContext {
