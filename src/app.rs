@@ -74,6 +74,11 @@ impl Gateway {
                     "route[{i}].token: \"client\" is not available in this version yet"
                 )));
             }
+            if rc.resource.is_some() {
+                return Err(StartError::Config(format!(
+                    "route[{i}].resource: per-route audiences are not available in this version yet"
+                )));
+            }
             let route = Route::from_config(i, rc).ok_or_else(|| {
                 StartError::Config(format!("route[{i}].upstream: not an absolute http(s) URL"))
             })?;
