@@ -1,6 +1,6 @@
 //! Refusals: no or bad session cookie, CSRF, open redirects, forged callbacks, logout.
 
-use reqwest::Method;
+use reqwest::{Method, Url};
 use serde_json::Value;
 
 use crate::support::{browser::urlencode, Browser, TestGateway};
@@ -82,6 +82,15 @@ async fn csrf_header_and_origin_are_enforced() {
         )
         .await;
     assert_eq!(foreign.status(), 403);
+    let foreign_get = b
+        .send(
+            Method::GET,
+            &gw.url("/api/x"),
+            &[("x-csrf", "1"), ("origin", "https://evil.example")],
+            None,
+        )
+        .await;
+    assert_eq!(foreign_get.status(), 403, "Origin is checked for GET too");
     let cross_site = b
         .send(
             Method::GET,
@@ -147,20 +156,69 @@ async fn callback_with_a_wrong_state_is_400_and_makes_no_session() {
         b.cookie("tokengate").is_none(),
         "no session cookie on a forged callback"
     );
-    let provider_error = b
-        .send(
-            Method::GET,
-            &gw.url("/bff/callback?error=%3Cscript%3Ex&state=zzz"),
-            &[],
-            None,
-        )
+    assert_eq!(gw.op.stats().await["grants"]["authorization_code"], 0);
+}
+
+/// Starts a login in `b` (so its login-state cookie is set) and returns its `state`.
+async fn start_login(gw: &TestGateway, b: &Browser) -> String {
+    let resp = b
+        .send(Method::GET, &gw.url("/bff/login?returnUrl=/"), &[], None)
         .await;
-    assert_eq!(provider_error.status(), 400);
-    assert!(!provider_error
-        .text()
-        .await
-        .expect("body")
-        .contains("<script>"));
+    assert_eq!(resp.status(), 302);
+    let authorize =
+        Url::parse(resp.headers()["location"].to_str().expect("ascii")).expect("authorization URL");
+    assert!(authorize.as_str().starts_with(&gw.op.issuer), "{authorize}");
+    authorize
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("state")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn callback_from_another_issuer_is_refused_before_the_code_is_used() {
+    let gw = TestGateway::start().await;
+    let b = Browser::default();
+    let state = start_login(&gw, &b).await;
+    let callback = format!(
+        "/bff/callback?code=some-code&state={}&iss={}",
+        urlencode(&state),
+        urlencode("https://evil.example"),
+    );
+    let resp = b.send(Method::GET, &gw.url(&callback), &[], None).await;
+    assert_eq!(resp.status(), 400);
+    assert!(b.cookie("tokengate").is_none(), "no session");
+    let stats = gw.op.stats().await;
+    assert_eq!(
+        stats["grant_errors"],
+        serde_json::json!({}),
+        "the code never reached the provider: {stats}"
+    );
+    assert_eq!(stats["grants"]["authorization_code"], 0, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_error_at_the_callback_is_a_400_page_naming_it_escaped() {
+    let gw = TestGateway::start().await;
+    let b = Browser::default();
+    let state = start_login(&gw, &b).await;
+    // The provider's answer for this very login, as a provider sends an error back.
+    let callback = format!(
+        "/bff/callback?state={}&iss={}&error=access_denied&error_description={}",
+        urlencode(&state),
+        urlencode(&gw.op.issuer),
+        urlencode("<script>alert(1)</script>"),
+    );
+    let resp = b.send(Method::GET, &gw.url(&callback), &[], None).await;
+    assert_eq!(resp.status(), 400);
+    let html = resp.text().await.expect("body");
+    assert!(html.contains("access_denied"), "names the error: {html}");
+    assert!(
+        !html.contains("<script>"),
+        "provider text unescaped: {html}"
+    );
+    assert!(html.contains("&lt;script&gt;"), "{html}");
+    assert!(b.cookie("tokengate").is_none(), "no session on an error");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -208,4 +266,30 @@ async fn logout_needs_the_sid_then_ends_everything() {
         revoked.last().expect("one")["token_type_hint"],
         "refresh_token"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_by_post_needs_the_csrf_header() {
+    let gw = TestGateway::start().await;
+    let b = gw.logged_in("alice").await;
+    let cookie = b.cookie("tokengate").expect("cookie");
+
+    let no_header = b
+        .send(Method::POST, &gw.url("/bff/logout"), &[], None)
+        .await;
+    assert_eq!(no_header.status(), 403);
+    assert_eq!(b.api(&gw.url("/api/x")).await.0, 200, "session survives");
+
+    let resp = b
+        .send(
+            Method::POST,
+            &gw.url("/bff/logout"),
+            &[("x-csrf", "1")],
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 302);
+    let location = resp.headers()["location"].to_str().expect("ascii");
+    assert!(location.contains("id_token_hint="), "{location}");
+    assert_eq!(status_with_cookie(&gw, "/api/x", &cookie).await.0, 401);
 }

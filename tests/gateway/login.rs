@@ -1,5 +1,7 @@
 //! Logging in through the real provider, and what the browser ends up holding.
 
+use reqwest::{Method, Url};
+
 use crate::support::TestGateway;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -16,17 +18,54 @@ async fn login_gives_claims_at_bff_user_and_no_token() {
     assert!(logout_url.starts_with("/bff/logout?sid="), "{logout_url}");
     assert!(user["session"]["expires_at"].as_u64().is_some());
 
-    // The API call reveals the access token the gateway holds; /bff/user must not.
-    let (status, _) = browser.api(&gw.url("/api/who")).await;
-    assert_eq!(status, 200);
-    let token = gw
+    let text = user.to_string();
+    assert!(!text.contains("eyJ"), "a JWT leaked to /bff/user: {text}");
+
+    // Learn the tokens the gateway holds from the other side, then look for them in
+    // everything the browser received: the access token from what the upstream saw, the
+    // ID token from the logout redirect's id_token_hint, the refresh token from what the
+    // provider's revocation endpoint received at logout.
+    let (status, echo) = browser.api(&gw.url("/api/who")).await;
+    assert_eq!(status, 200, "{echo}");
+    let access = gw
         .upstream
         .last("/api/who")
         .and_then(|s| s.token)
         .expect("upstream saw a token");
-    let text = user.to_string();
-    assert!(!text.contains(&token), "access token leaked to /bff/user");
-    assert!(!text.contains("eyJ"), "a JWT leaked to /bff/user: {text}");
+    assert!(
+        !echo.to_string().contains(&access),
+        "the test upstream must not echo the token"
+    );
+    let resp = browser
+        .send(Method::GET, &gw.url(logout_url), &[], None)
+        .await;
+    assert_eq!(resp.status(), 302);
+    let end_session =
+        Url::parse(resp.headers()["location"].to_str().expect("ascii")).expect("end-session URL");
+    let id_token = end_session
+        .query_pairs()
+        .find(|(k, _)| k == "id_token_hint")
+        .map(|(_, v)| v.into_owned())
+        .expect("id_token_hint");
+    let revoked = gw.op.revocations().await;
+    let refresh = revoked
+        .last()
+        .and_then(|r| r["token"].as_str())
+        .expect("the refresh token was revoked at logout")
+        .to_owned();
+    let set_cookies = browser.set_cookies.lock().expect("set-cookies").join("\n");
+    for (what, token) in [
+        ("access token", &access),
+        ("ID token", &id_token),
+        ("refresh token", &refresh),
+    ] {
+        assert!(token.len() > 20, "{what} looks real: {token}");
+        assert!(!text.contains(token.as_str()), "{what} leaked to /bff/user");
+        assert!(
+            !set_cookies.contains(token.as_str()),
+            "{what} leaked into a cookie"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -36,8 +75,17 @@ async fn session_cookie_is_httponly_strict_and_opaque() {
     let header = browser
         .set_cookie_header("tokengate")
         .expect("Set-Cookie for the session");
+    let attrs: Vec<&str> = header.split(';').map(str::trim).collect();
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
-        assert!(header.contains(attr), "{attr} missing: {header}");
+        assert!(attrs.contains(&attr), "{attr} missing: {header}");
+    }
+    // Host-only (no Domain); plain http public_url (local development): no Secure.
+    for attr in &attrs[1..] {
+        let name = attr.split('=').next().unwrap_or("").to_ascii_lowercase();
+        assert!(
+            name != "domain" && name != "secure",
+            "unexpected {attr}: {header}"
+        );
     }
     let value = browser.cookie("tokengate").expect("cookie");
     assert_eq!(value.len(), 43, "a 256-bit random ID, not a token: {value}");
@@ -75,4 +123,51 @@ async fn every_login_makes_a_new_session_id() {
     // Both sessions work independently.
     assert_eq!(first.api(&gw.url("/bff/user")).await.0, 200);
     assert_eq!(second.api(&gw.url("/bff/user")).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_login_renews_the_session_while_the_provider_session_lives() {
+    let gw = TestGateway::start().await;
+    let b = gw.logged_in("alice").await;
+    let old = b.cookie("tokengate").expect("cookie");
+
+    // The browser still has the provider's session cookie: no form is shown.
+    let landed = b
+        .navigate(&gw.url("/bff/login?returnUrl=%2Fagain&prompt=none"))
+        .await;
+    assert_eq!(landed.url, gw.url("/again"), "{}", landed.body);
+    let new = b.cookie("tokengate").expect("a session after the renewal");
+    assert_ne!(new, old, "the renewal makes a new session ID");
+    let (status, user) = b.api(&gw.url("/bff/user")).await;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(user["claims"]["sub"], "alice");
+
+    // The session the browser had before is over.
+    let resp = reqwest::Client::new()
+        .get(gw.url("/bff/user"))
+        .header("cookie", format!("tokengate={old}"))
+        .header("x-csrf", "1")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 401, "the replaced session still works");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_login_without_a_provider_session_reports_login_required_to_the_spa() {
+    let gw = TestGateway::start().await;
+    let b = crate::support::Browser::default();
+    let landed = b
+        .navigate(&gw.url("/bff/login?returnUrl=%2Fapp%3Fx%3D1&prompt=none"))
+        .await;
+    assert_eq!(
+        landed.url,
+        gw.url("/app?x=1&error=login_required"),
+        "{}",
+        landed.body
+    );
+    assert!(
+        b.cookie("tokengate").is_none(),
+        "no session without a login"
+    );
 }

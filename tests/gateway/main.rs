@@ -5,6 +5,8 @@ mod support;
 
 mod config_check;
 mod cookies;
+mod lifetime;
 mod login;
 mod proxy;
 mod refresh;
+mod server;

@@ -50,6 +50,11 @@ async fn user_route_carries_a_verified_bearer_token_and_no_gateway_cookie() {
     assert_eq!(h["x-forwarded-for"][0], "127.0.0.1");
     assert_eq!(h["x-forwarded-proto"][0], "http");
     assert_eq!(h["x-forwarded-host"][0], gw.addr.to_string());
+    assert_eq!(
+        h["host"][0],
+        gw.upstream.addr.to_string(),
+        "Host is the upstream's"
+    );
     let auth = gw
         .upstream
         .last("/api/hello")
@@ -143,16 +148,7 @@ async fn upgrade_requests_are_tunnelled() {
         gw.addr
     );
     conn.write_all(request.as_bytes()).await.expect("write");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut byte))
-            .await
-            .expect("response head in time")
-            .expect("read");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head);
+    let head = read_head(&mut conn).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     conn.write_all(b"ping through the tunnel")
         .await
@@ -178,4 +174,264 @@ async fn unknown_path_without_catch_all_route_is_404_json() {
     assert_eq!(resp.status(), 404);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"], "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_response_streams_back_to_the_browser() {
+    const BYTES: u64 = 50 * 1024 * 1024;
+    let gw = TestGateway::start().await;
+    let browser = gw.logged_in("alice").await;
+    let cookie = browser.cookie("tokengate").expect("cookie");
+    let mut resp = reqwest::Client::new()
+        .get(gw.url(&format!("/api/download?bytes={BYTES}")))
+        .header("cookie", format!("tokengate={cookie}"))
+        .header("x-csrf", "1")
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(resp.status(), 200);
+    // Counted chunk by chunk, as it arrives.
+    let mut received: u64 = 0;
+    while let Some(chunk) = resp.chunk().await.expect("body chunk") {
+        received += chunk.len() as u64;
+    }
+    assert_eq!(received, BYTES);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_cannot_set_the_gateways_cookies() {
+    let gw = TestGateway::start().await;
+    let resp = reqwest::get(gw.url("/set-cookie")).await.expect("request");
+    assert_eq!(resp.status(), 200);
+    let set: Vec<&str> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().expect("ascii"))
+        .collect();
+    assert_eq!(set, vec!["app-pref=dark; Path=/"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrade_on_a_user_route_carries_the_token_and_not_the_cookie() {
+    let gw = TestGateway::start().await;
+    let browser = gw.logged_in("alice").await;
+    let cookie = browser.cookie("tokengate").expect("cookie");
+    let mut conn = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET /api/ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Cookie: tokengate={cookie}; app=1\r\nX-CSRF: 1\r\n\r\n",
+        gw.addr
+    );
+    conn.write_all(request.as_bytes()).await.expect("write");
+    let head = read_head(&mut conn).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    conn.write_all(b"hello").await.expect("write");
+    let mut echo = [0u8; 5];
+    tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut echo))
+        .await
+        .expect("echo in time")
+        .expect("read echo");
+    assert_eq!(&echo, b"hello");
+
+    let seen = gw
+        .upstream
+        .last("/api/ws")
+        .expect("upstream saw the upgrade");
+    let token = seen.token.expect("a bearer token on the upgrade request");
+    let claims = gw.upstream.verify(&token).await.expect("token verifies");
+    assert_eq!(claims["sub"], "alice");
+    let cookies = seen
+        .headers
+        .get("cookie")
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .unwrap_or_default();
+    assert_eq!(
+        cookies, "app=1",
+        "only the application's cookie goes upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrade_on_a_user_route_without_a_session_is_401() {
+    let gw = TestGateway::start().await;
+    let mut conn = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET /api/ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         X-CSRF: 1\r\n\r\n",
+        gw.addr
+    );
+    conn.write_all(request.as_bytes()).await.expect("write");
+    let head = read_head(&mut conn).await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    assert!(
+        gw.upstream.last("/api/ws").is_none(),
+        "nothing reached the upstream"
+    );
+}
+
+/// Reads an HTTP/1.1 response head, byte by byte so nothing after it is consumed.
+async fn read_head(conn: &mut tokio::net::TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut byte))
+            .await
+            .expect("response head in time")
+            .expect("read");
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Routes with options: `/opt` (user-optional), `/strip` (prefix stripped onto a base
+/// path), `/ro` (GET only), then the usual `/api` and `/`.
+fn route_options() -> Setup {
+    Setup {
+        routes: "[[route]]\npath = \"/opt\"\nupstream = \"{upstream}\"\ntoken = \"user-optional\"\n\n\
+                 [[route]]\npath = \"/strip\"\nupstream = \"{upstream}/base\"\ntoken = \"none\"\nstrip_prefix = true\n\n\
+                 [[route]]\npath = \"/ro\"\nupstream = \"{upstream}\"\ntoken = \"none\"\nmethods = [\"GET\"]\n\n\
+                 [[route]]\npath = \"/api\"\nupstream = \"{upstream}\"\ntoken = \"user\"\n\n\
+                 [[route]]\npath = \"/\"\nupstream = \"{upstream}\"\ntoken = \"none\"\n"
+            .into(),
+        ..Setup::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_optional_route_adds_a_token_only_with_a_session() {
+    let gw = TestGateway::start_with(route_options()).await;
+    let anonymous = crate::support::Browser::default();
+    let resp = anonymous
+        .send(Method::GET, &gw.url("/opt/x"), &[], None)
+        .await;
+    assert_eq!(resp.status(), 200, "forwarded without a session");
+    let seen: Value = resp.json().await.expect("json");
+    assert_eq!(seen["token"]["error"], "no bearer token");
+
+    let b = gw.logged_in("alice").await;
+    let (status, seen) = b.api(&gw.url("/opt/x")).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["token"]["valid"], true, "{seen}");
+    assert_eq!(seen["token"]["claims"]["sub"], "alice");
+    let no_csrf = b.send(Method::GET, &gw.url("/opt/x"), &[], None).await;
+    assert_eq!(no_csrf.status(), 403, "with a session, CSRF rules apply");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn strip_prefix_and_method_lists_shape_what_reaches_the_upstream() {
+    let gw = TestGateway::start_with(route_options()).await;
+    let client = reqwest::Client::new();
+    let seen: Value = client
+        .get(gw.url("/strip/a/b?q=1"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(seen["path"], "/base/a/b");
+    assert_eq!(seen["query"], "q=1");
+
+    assert_eq!(
+        client
+            .get(gw.url("/ro/x"))
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        200
+    );
+    let before = gw.upstream.seen.lock().expect("seen").len();
+    let resp = client.post(gw.url("/ro/x")).send().await.expect("post");
+    assert_eq!(resp.status(), 405);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "method_not_allowed");
+    assert_eq!(
+        gw.upstream.seen.lock().expect("seen").len(),
+        before,
+        "a refused method never reaches the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dot_segments_cannot_walk_out_of_a_route() {
+    let gw = TestGateway::start().await;
+    for path in ["/api/../bff/user", "/x/%2e%2e/api/secret", "/x/./y"] {
+        let mut conn = tokio::net::TcpStream::connect(gw.addr)
+            .await
+            .expect("connect");
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nX-CSRF: 1\r\nConnection: close\r\n\r\n",
+            gw.addr
+        );
+        conn.write_all(request.as_bytes()).await.expect("write");
+        let head = read_head(&mut conn).await;
+        assert!(head.starts_with("HTTP/1.1 400"), "{path}: {head}");
+    }
+    assert!(gw.upstream.seen.lock().expect("seen").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_requests_get_the_browsers_host_as_x_forwarded_host() {
+    let gw = TestGateway::start().await;
+    // HTTP/2 has no Host header: the browser's host travels in `:authority`.
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let resp = client
+        .get(gw.url("/h2?x=1"))
+        .send()
+        .await
+        .expect("h2 request");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let seen: Value = resp.json().await.expect("json");
+    let h = &seen["headers"];
+    assert_eq!(
+        h["x-forwarded-host"][0],
+        gw.addr.to_string(),
+        "X-Forwarded-Host must be the host the browser asked for: {h}"
+    );
+    assert_eq!(h["host"][0], gw.upstream.addr.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_split_cookie_headers_find_the_session_and_lose_the_gateways_cookie() {
+    let gw = TestGateway::start().await;
+    let cookie = gw
+        .logged_in("alice")
+        .await
+        .cookie("tokengate")
+        .expect("cookie");
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    // Browsers send one `cookie` field per cookie over HTTP/2 (RFC 9113 §8.2.3).
+    let resp = client
+        .get(gw.url("/api/h2"))
+        .header("cookie", "app=1")
+        .header("cookie", format!("tokengate={cookie}"))
+        .header("cookie", "theme=dark")
+        .header("x-csrf", "1")
+        .send()
+        .await
+        .expect("h2 request");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let seen: Value = resp.json().await.expect("json");
+    assert_eq!(seen["token"]["valid"], true, "{seen}");
+    let cookies: Vec<String> = seen["headers"]["cookie"]
+        .as_array()
+        .expect("cookies reach the upstream")
+        .iter()
+        .map(|v| v.as_str().expect("string").to_owned())
+        .collect();
+    assert_eq!(cookies.join("; "), "app=1; theme=dark");
 }

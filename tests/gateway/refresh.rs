@@ -109,3 +109,78 @@ async fn refresh_token_refused_by_provider_ends_the_session() {
         "the session is gone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_down_at_refresh_is_503_with_retry_after_and_keeps_the_session() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut setup = short_lived();
+    setup.op.state_dir = Some(state.path().to_owned());
+    let mut gw = TestGateway::start_with(setup).await;
+    let b = gw.logged_in("alice").await;
+    let first = token_claims(&b, &gw).await;
+
+    tokio::task::block_in_place(|| gw.op.kill());
+    until_expired(first["exp"].as_u64().expect("exp")).await;
+    let resp = b
+        .send(
+            reqwest::Method::GET,
+            &gw.url("/api/down"),
+            &[("x-csrf", "1")],
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 503);
+    assert!(
+        resp.headers().contains_key("retry-after"),
+        "503 carries Retry-After"
+    );
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "provider_unavailable");
+    assert_eq!(
+        b.api(&gw.url("/bff/user")).await.0,
+        200,
+        "the session is kept"
+    );
+
+    // The provider comes back with its state: the kept refresh token works.
+    tokio::task::block_in_place(|| gw.op.restart());
+    let second = token_claims(&b, &gw).await;
+    assert_ne!(second["jti"], first["jti"]);
+    assert_eq!(gw.op.refresh_grants().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_secret_post_and_non_rotating_refresh_tokens_work() {
+    let gw = TestGateway::start_with(Setup {
+        op: OpOptions {
+            access_token_ttl: 5,
+            rotate_refresh: false,
+            client_auth: "client_secret_post",
+            ..OpOptions::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let b = gw.logged_in("alice").await;
+    let mut last = token_claims(&b, &gw).await;
+    // Two refreshes in a row: the second one reuses the refresh token the provider did
+    // not replace.
+    for round in 1..=2 {
+        until_expired(last["exp"].as_u64().expect("exp")).await;
+        let next = token_claims(&b, &gw).await;
+        assert_ne!(next["jti"], last["jti"], "round {round}: a new token");
+        last = next;
+    }
+    let stats = gw.op.stats().await;
+    assert_eq!(stats["grants"]["refresh_token"], 2, "{stats}");
+    assert_eq!(stats["grant_errors"], serde_json::json!({}), "{stats}");
+
+    // Revocation at logout authenticates the same way.
+    let (_, user) = b.api(&gw.url("/bff/user")).await;
+    let logout = user["session"]["logout_url"].as_str().expect("logout_url");
+    let resp = b
+        .send(reqwest::Method::GET, &gw.url(logout), &[], None)
+        .await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(gw.op.stats().await["revocations"], 1);
+}

@@ -49,6 +49,12 @@ pub struct Setup {
     pub routes: String,
     /// `session.keys`; default: one fresh key.
     pub key: Option<String>,
+    /// Extra keys inside `[server]` (e.g. `tls = {…}`, limits).
+    pub server_extra: String,
+    /// Extra keys inside `[session]` (e.g. `idle_timeout`).
+    pub session_extra: String,
+    /// `https` makes the public URL https (for a TLS listener).
+    pub public_scheme: &'static str,
 }
 
 impl Default for Setup {
@@ -60,6 +66,9 @@ impl Default for Setup {
                      [[route]]\npath = \"/\"\nupstream = \"{upstream}\"\ntoken = \"none\"\n"
                 .into(),
             key: None,
+            server_extra: String::new(),
+            session_extra: String::new(),
+            public_scheme: "http",
         }
     }
 }
@@ -89,21 +98,33 @@ impl TestGateway {
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let addr = listener.local_addr().expect("addr");
         let admin = admin_listener.local_addr().expect("admin addr");
-        let origin = format!("http://{addr}");
-        let op = Op::start(&origin, &setup.op);
+        let origin = format!("{}://{addr}", setup.public_scheme);
+        let op = {
+            // The provider's start blocks (a child process and its ready line): keep it
+            // off the runtime's worker threads, which other gateways in this test use.
+            let (origin, opts) = (origin.clone(), setup.op.clone());
+            match tokio::task::spawn_blocking(move || Op::start(&origin, &opts)).await {
+                Ok(op) => op,
+                // Keep the provider's own failure message (with its stderr).
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => panic!("starting the test provider: {e}"),
+            }
+        };
         let upstream = Upstream::start(&op.issuer).await;
         let key = setup.key.unwrap_or_else(fresh_key);
         let toml = format!(
-            "[server]\nlisten = \"{addr}\"\npublic_url = \"{origin}\"\nadmin_listen = \"{admin}\"\n\n\
+            "[server]\nlisten = \"{addr}\"\npublic_url = \"{origin}\"\nadmin_listen = \"{admin}\"\n{server_extra}\n\n\
              [oidc]\nissuer = \"{issuer}\"\nclient_id = \"{id}\"\nclient_secret = \"{secret}\"\n\
              client_auth = \"{auth}\"\nscopes = [\"openid\", \"profile\", \"email\", \"offline_access\", \"api\"]\n\
              auth_params = {{ prompt = \"consent\" }}\n\n\
-             [session]\nkeys = [\"{key}\"]\nstore = \"memory\"\n\n{extra}\n\n{routes}",
+             [session]\nkeys = [\"{key}\"]\nstore = \"memory\"\n{session_extra}\n\n{extra}\n\n{routes}",
             issuer = op.issuer,
             id = op::CLIENT_ID,
             secret = op::CLIENT_SECRET,
             auth = setup.op.client_auth,
             extra = setup.extra,
+            server_extra = setup.server_extra,
+            session_extra = setup.session_extra,
             routes = setup.routes.replace("{upstream}", &upstream.url()),
         );
         let config = tokengate::config::Config::from_toml_str(&toml)
@@ -115,10 +136,10 @@ impl TestGateway {
             };
             if let Err(e) = tokengate::app::serve(config, listener, admin_listener, shutdown).await
             {
-                panic!("gateway failed: {e}");
+                panic!("gateway failed to start: {e}");
             }
         });
-        let gw = TestGateway {
+        let mut gw = TestGateway {
             op,
             upstream,
             addr,
@@ -126,14 +147,35 @@ impl TestGateway {
             stop: Some(stop),
             task: Some(task),
         };
-        let ready = gw.admin_url("/readyz");
-        wait_until(Duration::from_secs(20), "gateway readiness", || async {
-            reqwest::get(&ready)
+        gw.wait_ready().await;
+        gw
+    }
+
+    /// Waits until `/readyz` answers 200; if the gateway task ends first, fails with its
+    /// reason instead of a bare timeout.
+    async fn wait_ready(&mut self) {
+        let ready = self.admin_url("/readyz");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if reqwest::get(&ready)
                 .await
                 .is_ok_and(|r| r.status().is_success())
-        })
-        .await;
-        gw
+            {
+                return;
+            }
+            if self.task.as_ref().is_some_and(|t| t.is_finished()) {
+                let task = self.task.take().expect("task");
+                match task.await {
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    _ => panic!("the gateway stopped before it was ready"),
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the gateway to be ready at {ready}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,6 +1,7 @@
 //! The real test OpenID Provider (tests/op, `oidc-provider` on Node.js) as a child process.
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -10,12 +11,18 @@ pub const CLIENT_ID: &str = "gateway";
 pub const CLIENT_SECRET: &str = "gateway-secret";
 pub const API_AUDIENCE: &str = "https://api.tokengate.test";
 
+/// How long the provider may take to print its ready line.
+const READY_LIMIT: Duration = Duration::from_secs(30);
+
 /// Settings of one provider process.
 #[derive(Clone, Debug)]
 pub struct OpOptions {
     pub access_token_ttl: u64,
     pub rotate_refresh: bool,
     pub client_auth: &'static str,
+    /// Where the provider keeps its keys and records (`OP_STATE_DIR`), so that a restart
+    /// on the same port continues where the old process stopped. `None`: memory only.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for OpOptions {
@@ -24,111 +31,174 @@ impl Default for OpOptions {
             access_token_ttl: 300,
             rotate_refresh: true,
             client_auth: "client_secret_basic",
+            state_dir: None,
         }
     }
 }
 
 pub struct Op {
-    child: Child,
+    child: Option<Child>,
     pub issuer: String,
+    pub port: u16,
+    gateway_origin: String,
+    opts: OpOptions,
 }
 
 impl Op {
-    /// Starts the provider for a gateway whose public origin is `gateway_origin`, and
-    /// waits for its ready line.
+    /// Starts the provider on a free port for a gateway whose public origin is
+    /// `gateway_origin`, and waits for its ready line. Blocks the calling thread.
     pub fn start(gateway_origin: &str, opts: &OpOptions) -> Op {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/op/server.mjs");
-        let mut child = Command::new("node")
-            .arg(script)
-            .env("OP_PORT", "0")
-            .env("OP_REDIRECT_URIS", format!("{gateway_origin}/bff/callback"))
-            .env("OP_POST_LOGOUT_REDIRECT_URIS", format!("{gateway_origin}/"))
-            .env("OP_ACCESS_TOKEN_TTL", opts.access_token_ttl.to_string())
-            .env(
-                "OP_ROTATE_REFRESH",
-                if opts.rotate_refresh { "1" } else { "0" },
-            )
-            .env("OP_CLIENT_AUTH", opts.client_auth)
-            .env("OP_API_AUDIENCE", API_AUDIENCE)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("node must be installed to run the test provider");
-        let stdout = child.stdout.take().expect("piped stdout");
-        // The ready line, read on a thread so a provider that never prints is caught by
-        // the deadline instead of hanging the test.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if !line.is_empty() => line,
-            _ => {
-                let _ = child.kill();
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("test provider did not start: {err}");
-            }
-        };
-        let ready: Value = serde_json::from_str(&line).expect("ready line is JSON");
-        let issuer = ready["issuer"].as_str().expect("issuer").to_owned();
-        // Keep draining stderr so the provider never blocks on a full pipe.
-        if let Some(mut err) = child.stderr.take() {
-            std::thread::spawn(move || {
-                let mut sink = Vec::new();
-                let _ = err.read_to_end(&mut sink);
-            });
+        let (child, issuer, port) = spawn(gateway_origin, opts, 0);
+        Op {
+            child: Some(child),
+            issuer,
+            port,
+            gateway_origin: gateway_origin.to_owned(),
+            opts: opts.clone(),
         }
-        Op { child, issuer }
+    }
+
+    /// Kills the provider process: from now on it is unreachable (connection refused).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the provider again on the same port (after [`Op::kill`]). With a
+    /// `state_dir` it keeps its signing key, grants and refresh tokens. Blocks.
+    pub fn restart(&mut self) {
+        self.kill();
+        let (child, issuer, port) = spawn(&self.gateway_origin, &self.opts, self.port);
+        assert_eq!(
+            issuer, self.issuer,
+            "the provider came back on its old port"
+        );
+        assert_eq!(port, self.port);
+        self.child = Some(child);
     }
 
     /// `/test/stats` of the provider.
     pub async fn stats(&self) -> Value {
         reqwest::get(format!("{}/test/stats", self.issuer))
             .await
-            .expect("stats")
+            .expect("provider /test/stats answers")
             .json()
             .await
-            .expect("stats json")
+            .expect("provider /test/stats is JSON")
     }
 
+    /// How many refresh-token grants the provider has issued since it (re)started.
     pub async fn refresh_grants(&self) -> u64 {
         self.stats().await["grants"]["refresh_token"]
             .as_u64()
-            .unwrap_or(0)
+            .expect("stats.grants.refresh_token is a number")
     }
 
-    /// Tokens the provider's revocation endpoint received.
+    /// Tokens the provider's revocation endpoint received, in order.
     pub async fn revocations(&self) -> Vec<Value> {
         reqwest::get(format!("{}/test/revocations", self.issuer))
             .await
-            .expect("revocations")
+            .expect("provider /test/revocations answers")
             .json()
             .await
-            .expect("revocations json")
+            .expect("provider /test/revocations is JSON")
     }
 
-    /// Destroys every refresh token of `sub` at the provider.
+    /// Destroys every refresh token of `sub` at the provider; returns how many.
     pub async fn revoke_refresh_tokens(&self, sub: &str) -> u64 {
         let v: Value = reqwest::Client::new()
             .post(format!("{}/test/revoke-refresh?sub={sub}", self.issuer))
             .send()
             .await
-            .expect("revoke")
+            .expect("provider /test/revoke-refresh answers")
             .json()
             .await
-            .expect("revoke json");
-        v["revoked"].as_u64().unwrap_or(0)
+            .expect("provider /test/revoke-refresh is JSON");
+        v["revoked"].as_u64().expect("revoked is a number")
     }
 }
 
 impl Drop for Op {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
+    }
+}
+
+/// Runs `node tests/op/server.mjs` and waits for `{"ready":true,"issuer":…,"port":…}`.
+fn spawn(gateway_origin: &str, opts: &OpOptions, port: u16) -> (Child, String, u16) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/op/server.mjs");
+    let mut cmd = Command::new("node");
+    cmd.arg(script)
+        .env("OP_PORT", port.to_string())
+        .env("OP_CLIENT_ID", CLIENT_ID)
+        .env("OP_CLIENT_SECRET", CLIENT_SECRET)
+        .env("OP_CLIENT_AUTH", opts.client_auth)
+        .env("OP_REDIRECT_URIS", format!("{gateway_origin}/bff/callback"))
+        .env("OP_POST_LOGOUT_REDIRECT_URIS", format!("{gateway_origin}/"))
+        .env("OP_ACCESS_TOKEN_TTL", opts.access_token_ttl.to_string())
+        .env(
+            "OP_ROTATE_REFRESH",
+            if opts.rotate_refresh { "1" } else { "0" },
+        )
+        .env("OP_API_AUDIENCE", API_AUDIENCE)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match &opts.state_dir {
+        Some(dir) => cmd.env("OP_STATE_DIR", dir),
+        None => cmd.env_remove("OP_STATE_DIR"),
+    };
+    let mut child = cmd
+        .spawn()
+        .expect("node must be installed to run the test provider (tests/op)");
+
+    // stdout and stderr are read on threads of their own, so a provider that never prints
+    // is caught by the deadline instead of hanging the test, and a chatty one never blocks
+    // on a full pipe. stderr is kept for the panic message if the start fails.
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = ready_tx.send(line);
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (err_tx, err_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut text);
+        let _ = err_tx.send(text);
+    });
+
+    let line = ready_rx.recv_timeout(READY_LIMIT).unwrap_or_default();
+    let ready: Option<Value> = serde_json::from_str(&line).ok();
+    let issuer = ready
+        .as_ref()
+        .filter(|r| r["ready"] == true)
+        .and_then(|r| r["issuer"].as_str())
+        .map(str::to_owned);
+    let bound = ready.as_ref().and_then(|r| r["port"].as_u64());
+    match (issuer, bound) {
+        (Some(issuer), Some(bound)) => {
+            let bound = u16::try_from(bound).expect("port fits in u16");
+            (child, issuer, bound)
+        }
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            // The process is gone, so its stderr ends; wait a little for the reader.
+            let err = err_rx
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_default();
+            panic!(
+                "test provider did not get ready within {READY_LIMIT:?}\n\
+                 stdout line: {line:?}\nstderr:\n{err}\n\
+                 (did you run `npm ci` in tests/op?)"
+            );
+        }
     }
 }

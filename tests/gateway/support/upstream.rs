@@ -2,8 +2,17 @@
 //! (signature against the provider's JWKS, issuer, audience, expiry) and echoes what it
 //! received — never the token itself — so tests assert what the API really saw.
 //!
-//! Paths with a meaning: `/slow?ms=N` answers after N ms; `/ws` with `Upgrade` switches
-//! protocols and echoes raw bytes. Everything else echoes.
+//! Paths with a meaning (under any prefix, so token routes reach them too):
+//! - `…/slow?ms=N` answers after N ms;
+//! - `…/ws` with `Upgrade` switches protocols and echoes raw bytes (no WebSocket framing:
+//!   a byte echo after the 101 is what proves the tunnel);
+//! - `…/download?bytes=N` streams N bytes back in 1 MiB chunks, never held in memory;
+//! - `…/set-cookie` answers with `Set-Cookie` headers for the gateway's cookie names and
+//!   for one of the application's own.
+//!
+//! Everything else echoes, as JSON: method, path, query, headers (an `Authorization`
+//! value is shown as `Bearer [redacted]`), the number of body bytes and the token's
+//! verification outcome with its claims.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,7 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use futures_util::stream;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -26,6 +37,7 @@ use super::op::API_AUDIENCE;
 /// One request as the upstream saw it.
 #[derive(Clone, Debug)]
 pub struct Seen {
+    pub method: http::Method,
     pub path: String,
     pub headers: http::HeaderMap,
     pub token: Option<String>,
@@ -34,6 +46,7 @@ pub struct Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    state: Arc<State>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -55,24 +68,38 @@ impl Upstream {
             jwks: tokio::sync::Mutex::new(None),
             seen: seen.clone(),
         });
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(handle(state, req).await) }
+        let task = tokio::spawn({
+            let state = state.clone();
+            async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        let svc = service_fn(move |req| {
+                            let state = state.clone();
+                            async move { Ok::<_, Infallible>(handle(state, req).await) }
+                        });
+                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                            .await;
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                        .await;
-                });
+                }
             }
         });
-        Upstream { addr, seen, task }
+        Upstream {
+            addr,
+            seen,
+            state,
+            task,
+        }
+    }
+
+    /// Verifies an access token the way this upstream does for every request: RS256
+    /// against the provider's JWKS, `iss`, `aud`, `exp`. Returns the claims.
+    pub async fn verify(&self, token: &str) -> Result<Value, String> {
+        verify(&self.state, token).await
     }
 
     pub fn url(&self) -> String {
@@ -97,7 +124,19 @@ impl Drop for Upstream {
     }
 }
 
-async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+type Body = BoxBody<Bytes, Infallible>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+fn query_u64(req: &Request<Incoming>, name: &str) -> Option<u64> {
+    url::form_urlencoded::parse(req.uri().query()?.as_bytes())
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let token = req
         .headers()
@@ -106,21 +145,35 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Full<
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned);
     state.seen.lock().expect("seen").push(Seen {
+        method: req.method().clone(),
         path: path.clone(),
         headers: req.headers().clone(),
         token: token.clone(),
     });
 
-    if path == "/slow" {
-        let ms: u64 = req
-            .uri()
-            .query()
-            .and_then(|q| q.strip_prefix("ms="))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(5000);
+    if path.ends_with("/slow") {
+        let ms = query_u64(&req, "ms").unwrap_or(5000);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if path == "/ws" && req.headers().contains_key(http::header::UPGRADE) {
+    if path.ends_with("/download") {
+        return download(query_u64(&req, "bytes").unwrap_or(0));
+    }
+    if path.ends_with("/set-cookie") {
+        return Response::builder()
+            .header(http::header::SET_COOKIE, "tokengate=planted; Path=/")
+            .header(
+                http::header::SET_COOKIE,
+                "__Host-Http-tokengate=planted; Path=/; Secure",
+            )
+            .header(
+                http::header::SET_COOKIE,
+                "tokengate-login-x=planted; Path=/",
+            )
+            .header(http::header::SET_COOKIE, "app-pref=dark; Path=/")
+            .body(full(Bytes::new()))
+            .expect("set-cookie response");
+    }
+    if path.ends_with("/ws") && req.headers().contains_key(http::header::UPGRADE) {
         let on = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             if let Ok(up) = on.await {
@@ -133,7 +186,7 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Full<
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(http::header::CONNECTION, "upgrade")
             .header(http::header::UPGRADE, "websocket")
-            .body(Full::new(Bytes::new()))
+            .body(full(Bytes::new()))
             .expect("101");
     }
 
@@ -150,7 +203,16 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Full<
             .headers()
             .get_all(name)
             .iter()
-            .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|v| {
+                // Never echo a credential: the answer travels back to the browser.
+                let text = if name == http::header::AUTHORIZATION {
+                    let scheme = v.to_str().ok().and_then(|s| s.split(' ').next());
+                    format!("{} [redacted]", scheme.unwrap_or("?"))
+                } else {
+                    String::from_utf8_lossy(v.as_bytes()).into_owned()
+                };
+                Value::String(text)
+            })
             .collect();
         headers.insert(name.as_str().to_owned(), Value::Array(values));
     }
@@ -177,8 +239,24 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Full<
     });
     Response::builder()
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(answer.to_string())))
+        .body(full(answer.to_string()))
         .expect("response")
+}
+
+/// `bytes` zero bytes, produced one 1 MiB chunk at a time as the client reads them.
+fn download(bytes: u64) -> Response<Body> {
+    const CHUNK: u64 = 1024 * 1024;
+    let chunks = stream::unfold(bytes, |left| async move {
+        (left > 0).then(|| {
+            let n = left.min(CHUNK);
+            let data = Bytes::from(vec![0u8; usize::try_from(n).expect("chunk size")]);
+            (Ok(hyper::body::Frame::data(data)), left - n)
+        })
+    });
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .body(BodyExt::boxed(StreamBody::new(chunks)))
+        .expect("download response")
 }
 
 async fn verify(state: &State, token: &str) -> Result<Value, String> {

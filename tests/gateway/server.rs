@@ -1,0 +1,136 @@
+//! The listener: TLS with HTTP/2, request-head limits, slowloris, graceful shutdown.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{wait_until, Setup, TestGateway};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_listener_speaks_http2_and_http1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+            .expect("cert");
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).expect("write cert");
+    std::fs::write(&key_path, signing_key.serialize_pem()).expect("write key");
+    let gw = TestGateway::start_with(Setup {
+        server_extra: format!(
+            "tls = {{ cert = \"{}\", key = \"{}\" }}",
+            cert_path.display(),
+            key_path.display()
+        ),
+        public_scheme: "https",
+        ..Setup::default()
+    })
+    .await;
+    let root = reqwest::Certificate::from_pem(cert.pem().as_bytes()).expect("root");
+    let url = format!("https://127.0.0.1:{}/public", gw.addr.port());
+
+    let h2 = reqwest::Client::builder()
+        .add_root_certificate(root.clone())
+        .build()
+        .expect("client");
+    let resp = h2.get(&url).send().await.expect("h2 request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2, "ALPN offers h2");
+    let seen: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(seen["headers"]["x-forwarded-proto"][0], "https");
+
+    let h1 = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .http1_only()
+        .build()
+        .expect("client");
+    let resp = h1.get(&url).send().await.expect("h1 request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_request_heads_get_431() {
+    let gw = TestGateway::start().await;
+    let client = reqwest::Client::new();
+    let big = "x".repeat(20_000);
+    let resp = client
+        .get(gw.url("/x"))
+        .header("x-big", big)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 431);
+    let mut many = client.get(gw.url("/x"));
+    for i in 0..150 {
+        many = many.header(format!("x-h{i}"), "1");
+    }
+    assert_eq!(many.send().await.expect("request").status(), 431);
+    // And the gateway still answers normal requests.
+    assert_eq!(
+        client
+            .get(gw.url("/x"))
+            .send()
+            .await
+            .expect("request")
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_trickling_its_request_head_is_cut_off() {
+    let gw = TestGateway::start_with(Setup {
+        server_extra: "header_read_timeout = \"1s\"".into(),
+        ..Setup::default()
+    })
+    .await;
+    let mut conn = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue, // a 408 may come first; the close is what counts
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "connection still open after 10 s");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed before the timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_finishes_in_flight_requests_then_stops_listening() {
+    let gw = TestGateway::start().await;
+    let addr = gw.addr;
+    let slow = tokio::spawn(reqwest::get(gw.url("/slow?ms=1500")));
+    let upstream_seen = gw.upstream.seen.clone();
+    wait_until(
+        Duration::from_secs(10),
+        "the slow request to reach the upstream",
+        || {
+            let seen = upstream_seen.clone();
+            async move { seen.lock().expect("seen").iter().any(|s| s.path == "/slow") }
+        },
+    )
+    .await;
+    gw.stop().await;
+    let resp = slow
+        .await
+        .expect("task")
+        .expect("in-flight request completes");
+    assert_eq!(resp.status(), 200);
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting connections"
+    );
+}
