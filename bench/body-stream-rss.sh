@@ -31,6 +31,12 @@ node -e '
   }).listen(Number(process.argv[1]), "127.0.0.1");
 ' "$SINK" &
 pids+=($!)
+wait_http() { # wait_http URL — up to 10 s
+  local _
+  for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done
+  echo "nothing answered at $1" >&2; exit 1
+}
+wait_http "http://127.0.0.1:$SINK/"
 
 cat > "$work/bench.toml" <<TOML
 [server]
@@ -49,15 +55,15 @@ path = "/"
 upstream = "http://127.0.0.1:$SINK"
 token = "none"
 TOML
-RUST_LOG=error "$BIN" run --config "$work/bench.toml" &
+RUST_LOG=${RUST_LOG:-error} "$BIN" run --config "$work/bench.toml" &
 gw_pid=$!
 pids+=($gw_pid)
-for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$ADMIN/healthz" && break; sleep 0.1; done
+wait_http "http://127.0.0.1:$ADMIN/healthz"
 
 kib() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$gw_pid/status"; }
 before=$(kib VmRSS)
 answer=$(head -c "$((SIZE_MIB * 1024 * 1024))" /dev/zero |
-  curl -sf -X POST -H 'content-type: application/octet-stream' -T - "http://127.0.0.1:$GW/upload")
+  curl -sS --fail-with-body -X POST -H 'content-type: application/octet-stream' -T - "http://127.0.0.1:$GW/upload")
 peak=$(kib VmHWM)
 echo "body:            $SIZE_MIB MiB"
 echo "sink counted:    $answer"
