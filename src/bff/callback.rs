@@ -16,7 +16,7 @@ use crate::crypto::{self, cookie};
 use crate::oidc::GrantError;
 use crate::server::respond::{error_page, redirect};
 use crate::server::Body;
-use crate::session::{bearer_header, unix_now, Session};
+use crate::session::{bearer_header, unix_now, EndReason, Session};
 
 /// Errors a `prompt=none` renewal reports back to the SPA instead of an error page.
 const SILENT_FAILURES: [&str; 4] = [
@@ -37,6 +37,9 @@ pub async fn finish(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
     // From here on the login-state cookie is spent, whatever the outcome.
     let clear = gw.cookies.clear_login(&name);
     let mut resp = complete(gw, req, &login).await;
+    if resp.status() != StatusCode::FOUND {
+        gw.metrics.logins_failed.inc();
+    }
     if let Ok(v) = HeaderValue::from_str(&clear) {
         resp.headers_mut().append(http::header::SET_COOKIE, v);
     }
@@ -134,16 +137,13 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
             .and_then(|v| v.as_str())
             .map(str::to_owned),
         claims,
-        id_token: String::new(),
-        access_token: String::new(),
-        access_expires_at: None,
-        refresh_at: None,
-        refresh_token: None,
         created_at: now,
         last_seen: now,
+        ..Session::default()
     };
     crate::token::apply(
         &mut record,
+        None,
         &tokens,
         now,
         gw.config.tokens.refresh_before_expiry,
@@ -151,7 +151,7 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
 
     // A session this browser already had ends here: one login, one live session.
     if let Ok(Some(old)) = gw.session_from(req.headers()).await {
-        let _ = gw.sessions.end(old.key).await;
+        let _ = gw.sessions.end(old.key, EndReason::Replaced).await;
     }
     let (id, live) = match gw.sessions.create(record).await {
         Ok(created) => created,

@@ -81,6 +81,9 @@ pub struct OidcConfig {
     pub scopes: Vec<String>,
     /// Extra authorization-request parameters, in file order.
     pub auth_params: Vec<(String, String)>,
+    /// Send the ID token as `id_token_hint` to the end-session endpoint. Off by default:
+    /// the redirect goes through the browser, which would then have held a token.
+    pub logout_id_token_hint: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +132,8 @@ pub struct RouteConfig {
     pub token: TokenPolicy,
     pub strip_prefix: bool,
     pub resource: Option<String>,
+    /// `scope` of the client-credentials request (`token = "client"` routes), space-joined.
+    pub scope: Option<String>,
     /// `None`: every method is allowed.
     pub methods: Option<Vec<http::Method>>,
 }

@@ -66,6 +66,7 @@ pub struct RawOidc {
     pub client_auth: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub auth_params: Option<BTreeMap<String, String>>,
+    pub logout_id_token_hint: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +101,7 @@ pub struct RawRoute {
     pub token: Option<String>,
     pub strip_prefix: Option<bool>,
     pub resource: Option<String>,
+    pub scopes: Option<Vec<String>>,
     pub methods: Option<Vec<String>>,
 }
 

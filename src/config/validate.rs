@@ -382,6 +382,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             client_auth,
             scopes,
             auth_params,
+            logout_id_token_hint: o.logout_id_token_hint.unwrap_or(false),
         },
         session: SessionConfig {
             idle_timeout,
@@ -518,6 +519,26 @@ fn route(c: &mut Checker, i: usize, r: &RawRoute) -> RouteConfig {
             c.fail(&at("resource"), format!("invalid URI {res:?}"));
         }
     }
+    let scope = r.scopes.as_ref().map(|scopes| {
+        if token != TokenPolicy::Client {
+            c.fail(
+                &at("scopes"),
+                "applies to token = \"client\" routes only (user routes use oidc.scopes)",
+            );
+        }
+        for (j, s) in scopes.iter().enumerate() {
+            if s.is_empty() || s.contains(char::is_whitespace) {
+                c.fail(
+                    &format!("route[{i}].scopes[{j}]"),
+                    format!("invalid scope {s:?}"),
+                );
+            }
+        }
+        scopes.join(" ")
+    });
+    if resource.is_some() && token == TokenPolicy::None {
+        c.fail(&at("resource"), "a token = \"none\" route carries no token");
+    }
     let methods = r.methods.as_ref().map(|ms| {
         if ms.is_empty() {
             c.fail(
@@ -547,6 +568,7 @@ fn route(c: &mut Checker, i: usize, r: &RawRoute) -> RouteConfig {
         token,
         strip_prefix: r.strip_prefix.unwrap_or(false),
         resource,
+        scope,
         methods,
     }
 }

@@ -28,7 +28,6 @@ use crate::config::TokenPolicy;
 use crate::route::Route;
 use crate::server::listener::ConnInfo;
 use crate::server::{Body, Reject};
-use crate::token::refresh::RefreshError;
 
 pub async fn forward(
     gw: &Gateway,
@@ -51,7 +50,7 @@ async fn run_phases(
     admit(route, &req)?;
     let bearer = authorise(gw, route, req.headers()).await?;
     let (upstream_req, client_upgrade) = prepare(gw, route, req, conn, bearer)?;
-    let resp = send(gw, upstream_req).await?;
+    let resp = send(gw, route, upstream_req).await?;
     Ok(respond(resp, client_upgrade))
 }
 
@@ -76,36 +75,33 @@ async fn authorise(
             // CSRF first: a cross-site request learns nothing, not even whether a session exists.
             csrf::check(gw, headers)?;
             let live = gw.session_from(headers).await?.ok_or(Reject::NoSession)?;
-            Ok(Some(fresh_bearer(gw, live).await?))
+            Ok(Some(user_bearer(gw, route, live).await?))
         }
         TokenPolicy::UserOptional => match gw.session_from(headers).await? {
             Some(live) => {
                 csrf::check(gw, headers)?;
-                Ok(Some(fresh_bearer(gw, live).await?))
+                Ok(Some(user_bearer(gw, route, live).await?))
             }
             None => Ok(None),
         },
-        // Client-credentials tokens arrive with the token lifecycle work; validation
-        // refuses such routes until then, so this arm is not reached in practice.
-        TokenPolicy::Client => Err(Reject::TokenUnavailable),
+        TokenPolicy::Client => gw
+            .client_tokens
+            .bearer(route.resource.as_ref(), route.scope.as_ref())
+            .await
+            .map(Some)
+            .map_err(Reject::from),
     }
 }
 
-async fn fresh_bearer(
+async fn user_bearer(
     gw: &Gateway,
+    route: &Route,
     live: std::sync::Arc<crate::session::LiveSession>,
 ) -> Result<HeaderValue, Reject> {
-    match gw.refresher.fresh(live).await {
-        Ok(live) => Ok(live.bearer.clone()),
-        Err(e) => Err(match e {
-            RefreshError::Ended(_) | RefreshError::Gone => Reject::NoSession,
-            RefreshError::ProviderUnavailable(_) | RefreshError::Timeout => {
-                Reject::ProviderUnavailable
-            }
-            RefreshError::ProviderInvalid(_) => Reject::ProviderInvalid,
-            RefreshError::Store(_) => Reject::StoreUnavailable,
-        }),
-    }
+    gw.refresher
+        .bearer(live, route.resource.as_ref())
+        .await
+        .map_err(Reject::from)
 }
 
 /// Phase 3: the request as the upstream will see it.
@@ -147,14 +143,25 @@ fn prepare(
 }
 
 /// Phase 4: the upstream exchange, up to the response head.
-async fn send(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Incoming>, Reject> {
+async fn send(
+    gw: &Gateway,
+    route: &Route,
+    req: Request<Incoming>,
+) -> Result<Response<Incoming>, Reject> {
+    let started = std::time::Instant::now();
     match tokio::time::timeout(
         gw.config.upstream.response_timeout,
         gw.upstream.request(req),
     )
     .await
     {
-        Ok(Ok(resp)) => Ok(resp),
+        Ok(Ok(resp)) => {
+            gw.metrics
+                .route(route.index)
+                .upstream
+                .observe(started.elapsed());
+            Ok(resp)
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, connect = e.is_connect(), "upstream request failed");
             Err(Reject::UpstreamUnreachable)

@@ -46,6 +46,7 @@ mod tests {
                 token: TokenPolicy::None,
                 strip_prefix: strip,
                 resource: None,
+                scope: None,
                 methods: None,
             },
         )

@@ -3,6 +3,8 @@
 
 mod support;
 
+mod admin;
+mod backchannel;
 mod config_check;
 mod cookies;
 mod lifetime;
@@ -10,3 +12,5 @@ mod login;
 mod proxy;
 mod refresh;
 mod server;
+mod telemetry;
+mod token_routes;

@@ -34,6 +34,11 @@
 //                                 provider's key, see jwks_uri) with iss, sub, aud, exp,
 //                                 iat, jti, client_id and scope. Scope `api` puts "api" in
 //                                 their scope claim.
+//   OP_REFRESH_TOKEN_TTL          refresh token lifetime in seconds (default 14 days). When
+//                                 set, token responses also carry `refresh_expires_in`
+//                                 (the seconds the refresh token has left), as Keycloak's do.
+//   OP_DISABLE                    comma-separated endpoints to leave out of discovery and
+//                                 switch off: `revocation`, `end_session`
 //   OP_STATE_DIR                  keep the signing key and every record (sessions, grants,
 //                                 codes, refresh tokens, ...) in JSON files in this
 //                                 directory, so that a restart on the same OP_PORT carries on
@@ -41,8 +46,13 @@
 //                                 every start, records in memory only.
 //
 // Test users: alice / alice-password and bob / bob-password (sub = the login name).
-// Test endpoints: GET /test/stats, GET /test/revocations, POST /test/revoke-refresh?sub=…
-// (see README.md next to this file).
+// Test endpoints (for tests only; no authentication):
+//   GET  /test/stats               counts of grants, refused grants, revocations, logouts
+//   GET  /test/revocations         what the revocation endpoint received, in order
+//   GET  /test/issued              every token the token endpoint issued, in order
+//   POST /test/revoke-refresh?sub= destroy a user's refresh tokens (next refresh fails)
+//   POST /test/sign                {header, claims, foreign_key} → {token}: a JWT signed
+//                                  with the provider's key (or, foreign_key, another one)
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -85,6 +95,9 @@ const ACCESS_TOKEN_TTL = seconds('OP_ACCESS_TOKEN_TTL', 300);
 const ROTATE_REFRESH = (env.OP_ROTATE_REFRESH || '1') !== '0';
 const AUDIENCE = env.OP_API_AUDIENCE || 'https://api.tokengate.test';
 const STATE_DIR = env.OP_STATE_DIR || '';
+const REFRESH_TOKEN_TTL = seconds('OP_REFRESH_TOKEN_TTL', 0);
+const DISABLED = new Set(list(env.OP_DISABLE));
+for (const d of DISABLED) if (!['revocation', 'end_session'].includes(d)) fail(`OP_DISABLE: unknown endpoint ${JSON.stringify(d)}`);
 // The scope of the API audience (a resource server scope, not an OpenID Connect one).
 const API_SCOPE = 'api';
 
@@ -231,6 +244,9 @@ const stats = {
   end_sessions: 0, // completed RP-initiated logouts
 };
 const revocations = []; // { token, token_type_hint } in the order the revocation endpoint got them
+// Every token the token endpoint handed out, newest last: tests look for these values
+// where they must never appear (responses to the browser, logs).
+const issued = []; // { grant_type, access_token, refresh_token, id_token }
 
 // === The provider ======================================================================
 // Listen first: the issuer names the port actually bound.
@@ -275,10 +291,11 @@ function resourceServerInfo(audience) {
   };
 }
 
+const jwks = signingKeys();
 const provider = new Provider(issuer, {
   adapter: FileAdapter,
   clients: [client],
-  jwks: signingKeys(),
+  jwks,
   cookies: { keys: ['tokengate-test-provider-cookie-key'] },
   scopes: ['openid', 'profile', 'email', 'offline_access'],
   claims: {
@@ -305,16 +322,16 @@ const provider = new Provider(issuer, {
     Interaction: 3600,
     Grant: 14 * 86400,
     Session: 14 * 86400,
-    RefreshToken: 14 * 86400,
+    RefreshToken: REFRESH_TOKEN_TTL || 14 * 86400,
   },
   features: {
     devInteractions: { enabled: false },
     // A client may revoke and introspect its own tokens only.
-    revocation: { enabled: true, allowedPolicy: ownTokensOnly },
+    revocation: { enabled: !DISABLED.has('revocation'), allowedPolicy: ownTokensOnly },
     introspection: { enabled: true, allowedPolicy: ownTokensOnly },
     clientCredentials: { enabled: true },
     backchannelLogout: { enabled: true },
-    rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
+    rpInitiatedLogout: { enabled: !DISABLED.has('end_session'), logoutSource, postLogoutSuccessSource },
     resourceIndicators: {
       enabled: true,
       // No `resource` parameter: the API audience (at the authorization endpoint, and for
@@ -377,6 +394,14 @@ provider.on('server_error', (_ctx, err) => log('server error:', err));
 provider.use(async (ctx, next) => {
   await next();
   const route = ctx.oidc?.route;
+  if (route === 'token' && ctx.status === 200 && ctx.body?.access_token) {
+    const { access_token, refresh_token, id_token } = ctx.body;
+    if (REFRESH_TOKEN_TTL && refresh_token) {
+      const stored = await provider.RefreshToken.find(refresh_token);
+      if (stored) ctx.body = { ...ctx.body, refresh_expires_in: Math.max(0, stored.exp - Math.floor(Date.now() / 1000)) };
+    }
+    issued.push({ grant_type: ctx.oidc.params.grant_type, access_token, refresh_token, id_token });
+  }
   // The revocation endpoint has no success event; note what it received once it answered.
   if (route === 'revocation' && ctx.status === 200) {
     stats.revocations++;
@@ -533,14 +558,35 @@ async function handleInteraction(req, res, uid, action) {
 
 // === /test/ endpoints ==================================================================
 
-function handleTest(req, res, url) {
+// A logout token signed with the provider's key (or, with `foreign_key`, a key of no one's):
+// tests post variants of it to the gateway's back-channel logout endpoint.
+let foreignKey; // made on first use: key generation is slow, and most runs never need it
+
+function signJwt(header, claims, key) {
+  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const input = `${enc(header)}.${enc(claims)}`;
+  return `${input}.${crypto.sign('sha256', Buffer.from(input), key).toString('base64url')}`;
+}
+
+async function handleTest(req, res, url) {
   const json = (status, body) => send(res, status, 'application/json', `${JSON.stringify(body)}\n`);
   const route = `${req.method} ${url.pathname}`;
   switch (route) {
+    case 'POST /test/sign': {
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      const { header = {}, claims = {}, foreign_key: foreign = false } = JSON.parse(body || '{}');
+      const own = jwks.keys[0];
+      if (foreign) foreignKey ??= crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+      const key = foreign ? foreignKey : crypto.createPrivateKey({ key: own, format: 'jwk' });
+      return json(200, { token: signJwt({ alg: 'RS256', kid: own.kid, ...header }, claims, key) });
+    }
     case 'GET /test/stats':
       return json(200, stats);
     case 'GET /test/revocations':
       return json(200, revocations);
+    case 'GET /test/issued':
+      return json(200, issued);
     case 'POST /test/revoke-refresh': {
       // Destroys every refresh token of the account: its next refresh is invalid_grant.
       const sub = url.searchParams.get('sub');
@@ -586,7 +632,7 @@ server.on('request', async (req, res) => {
   try {
     const url = new URL(req.url, issuer);
     if (url.pathname.startsWith('/test/')) {
-      handleTest(req, res, url);
+      await handleTest(req, res, url);
       return;
     }
     const interaction = url.pathname.match(/^\/interaction\/([^/]+)(?:\/(login))?$/);

@@ -10,6 +10,8 @@ use serde_json::Value;
 pub const CLIENT_ID: &str = "gateway";
 pub const CLIENT_SECRET: &str = "gateway-secret";
 pub const API_AUDIENCE: &str = "https://api.tokengate.test";
+/// Another audience a route can ask for with `resource` (RFC 8707).
+pub const OTHER_AUDIENCE: &str = "https://other.tokengate.test";
 
 /// How long the provider may take to print its ready line.
 const READY_LIMIT: Duration = Duration::from_secs(30);
@@ -23,6 +25,13 @@ pub struct OpOptions {
     /// Where the provider keeps its keys and records (`OP_STATE_DIR`), so that a restart
     /// on the same port continues where the old process stopped. `None`: memory only.
     pub state_dir: Option<PathBuf>,
+    /// Refresh token lifetime, reported as `refresh_expires_in` too. `None`: 14 days.
+    pub refresh_token_ttl: Option<u64>,
+    /// Endpoints the provider leaves out (`OP_DISABLE`: `revocation`, `end_session`).
+    pub disable: &'static str,
+    /// Send back-channel logout tokens to the gateway when a user signs out at the
+    /// provider. Also what makes the provider put its `sid` in ID tokens.
+    pub backchannel: bool,
 }
 
 impl Default for OpOptions {
@@ -32,6 +41,9 @@ impl Default for OpOptions {
             rotate_refresh: true,
             client_auth: "client_secret_basic",
             state_dir: None,
+            refresh_token_ttl: None,
+            disable: "",
+            backchannel: true,
         }
     }
 }
@@ -106,6 +118,34 @@ impl Op {
             .expect("provider /test/revocations is JSON")
     }
 
+    /// Every token the provider issued, oldest first: `{grant_type, access_token,
+    /// refresh_token, id_token}` each.
+    pub async fn issued(&self) -> Vec<Value> {
+        reqwest::get(format!("{}/test/issued", self.issuer))
+            .await
+            .expect("provider /test/issued answers")
+            .json()
+            .await
+            .expect("provider /test/issued is JSON")
+    }
+
+    /// A JWT with `header` fields over the defaults (`alg` RS256, the provider's `kid`)
+    /// and `claims`, signed by the provider's key or, with `foreign_key`, by another.
+    pub async fn sign(&self, header: Value, claims: Value, foreign_key: bool) -> String {
+        let v: Value = reqwest::Client::new()
+            .post(format!("{}/test/sign", self.issuer))
+            .json(&serde_json::json!({
+                "header": header, "claims": claims, "foreign_key": foreign_key
+            }))
+            .send()
+            .await
+            .expect("provider /test/sign answers")
+            .json()
+            .await
+            .expect("provider /test/sign is JSON");
+        v["token"].as_str().expect("token").to_owned()
+    }
+
     /// Destroys every refresh token of `sub` at the provider; returns how many.
     pub async fn revoke_refresh_tokens(&self, sub: &str) -> u64 {
         let v: Value = reqwest::Client::new()
@@ -143,9 +183,22 @@ fn spawn(gateway_origin: &str, opts: &OpOptions, port: u16) -> (Child, String, u
             if opts.rotate_refresh { "1" } else { "0" },
         )
         .env("OP_API_AUDIENCE", API_AUDIENCE)
+        .env("OP_DISABLE", opts.disable)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    match opts.refresh_token_ttl {
+        Some(ttl) => cmd.env("OP_REFRESH_TOKEN_TTL", ttl.to_string()),
+        None => cmd.env_remove("OP_REFRESH_TOKEN_TTL"),
+    };
+    if opts.backchannel {
+        cmd.env(
+            "OP_BACKCHANNEL_LOGOUT_URI",
+            format!("{gateway_origin}/bff/backchannel-logout"),
+        );
+    } else {
+        cmd.env_remove("OP_BACKCHANNEL_LOGOUT_URI");
+    }
     match &opts.state_dir {
         Some(dir) => cmd.env("OP_STATE_DIR", dir),
         None => cmd.env_remove("OP_STATE_DIR"),

@@ -32,7 +32,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use super::op::API_AUDIENCE;
+use super::op::{API_AUDIENCE, OTHER_AUDIENCE};
 
 /// One request as the upstream saw it.
 #[derive(Clone, Debug)]
@@ -272,7 +272,9 @@ async fn verify(state: &State, token: &str) -> Result<Value, String> {
         .ok_or("unknown kid")?;
     let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("jwk: {e}"))?;
     let mut validation = Validation::new(Algorithm::RS256);
-    validation.set_audience(&[API_AUDIENCE]);
+    // The API's audience, or the other one that `resource` routes ask for; tests assert
+    // which one a token carried.
+    validation.set_audience(&[API_AUDIENCE, OTHER_AUDIENCE]);
     validation.set_issuer(&[&state.issuer]);
     validation.leeway = 0;
     jsonwebtoken::decode::<Value>(token, &key, &validation)
