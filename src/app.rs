@@ -12,6 +12,7 @@ use crate::bff::backchannel::ReplayMemory;
 use crate::config::{Config, StoreKind};
 use crate::crypto::cookie::{self, CookieNames};
 use crate::crypto::KeyRing;
+use crate::oidc::dpop::Nonces;
 use crate::oidc::http_client::ProviderHttp;
 use crate::oidc::ProviderCell;
 use crate::proxy::upstream::{self, UpstreamClient};
@@ -39,6 +40,8 @@ pub struct Gateway {
     pub upstream: UpstreamClient,
     pub metrics: Metrics,
     pub request_ids: RequestIds,
+    /// The latest DPoP nonce of each upstream.
+    pub upstream_nonces: Nonces,
     /// `jti`s of back-channel logout tokens already used.
     pub logout_replay: ReplayMemory,
     pub redirect_uri: String,
@@ -112,12 +115,18 @@ impl Gateway {
             provider_http: Arc::new(ProviderHttp::new(
                 config.upstream.connect_timeout,
                 Duration::from_secs(10),
+                upstream::tls_client_config(
+                    &config.oidc.tls.extra_roots,
+                    config.oidc.tls.identity.as_deref(),
+                )
+                .map_err(|e| StartError::Config(format!("oidc.tls_client_cert: {e}")))?,
             )),
             refresher,
             client_tokens: ClientTokens::new(provider.clone(), config.tokens.refresh_before_expiry),
             upstream: upstream::client(&config.upstream),
             metrics: Metrics::new(config.routes.iter().map(|r| r.path.as_str())),
             request_ids: RequestIds::default(),
+            upstream_nonces: Nonces::default(),
             logout_replay: ReplayMemory::default(),
             redirect_uri: format!("{origin}/bff/callback"),
             post_logout_redirect_uri: format!("{origin}/"),

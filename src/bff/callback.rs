@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use super::login::{LoginState, LOGIN_STATE_TTL};
 use super::query_param;
 use crate::app::Gateway;
+use crate::crypto::signing::SigningKey;
 use crate::crypto::{self, cookie};
 use crate::oidc::GrantError;
 use crate::server::respond::{error_page, redirect};
@@ -100,8 +101,20 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
     let Some(code) = query_param(req, "code") else {
         return refused("The sign-in response has no authorization code.");
     };
+    let dpop_key = match login.dpop_key.as_deref().map(|k| {
+        crypto::b64url_decode(k)
+            .ok_or("not base64url".to_owned())
+            .and_then(|der| SigningKey::from_p256_pkcs8(&der))
+    }) {
+        None => None,
+        Some(Ok(key)) => Some(key),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "the login state's DPoP key does not load");
+            return refused("The sign-in could not be completed. Please sign in again.");
+        }
+    };
     let tokens = match provider
-        .exchange_code(&code, &login.pkce_verifier, &login.nonce)
+        .exchange_code(&code, &login.pkce_verifier, &login.nonce, dpop_key.as_ref())
         .await
     {
         Ok(t) => t,
@@ -139,6 +152,7 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
         claims,
         created_at: now,
         last_seen: now,
+        dpop_key: login.dpop_key.clone(),
         ..Session::default()
     };
     crate::token::apply(

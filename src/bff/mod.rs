@@ -27,7 +27,7 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
         return result.unwrap_or_else(|r| r.response());
     }
     let result = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/bff/login") => Ok(login::start(gw, &req)),
+        (&Method::GET, "/bff/login") => Ok(login::start(gw, &req).await),
         (&Method::GET, "/bff/callback") => Ok(callback::finish(gw, &req).await),
         (&Method::GET, "/bff/user") => user::get(gw, &req).await,
         (&Method::GET | &Method::POST, "/bff/logout") => logout::logout(gw, &req).await,

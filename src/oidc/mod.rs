@@ -3,10 +3,12 @@
 //! outbound client that follows no redirects.
 
 pub mod client_auth;
+pub mod dpop;
 pub mod grant_error;
 pub mod http_client;
 pub mod keys;
 pub mod logout_token;
+pub mod online_check;
 pub mod provider;
 pub mod token_endpoint;
 

@@ -19,11 +19,13 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 
 use super::client_auth::ClientCredentials;
-use super::grant_error::GrantError;
+use super::dpop::Nonces;
+use super::grant_error::{self, GrantError};
 use super::http_client::ProviderHttp;
 use super::keys::{JwsError, JwsHeader, KeySet};
-use super::token_endpoint::{self, Grant, TokenResponse};
+use super::token_endpoint::{self, DpopKey, Grant, TokenResponse};
 use crate::config::OidcConfig;
+use crate::crypto::signing::SigningKey;
 
 /// Discovery fields the core metadata type does not carry.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -32,6 +34,34 @@ pub struct ExtraMetadata {
     revocation_endpoint: Option<url::Url>,
     #[serde(default)]
     authorization_response_iss_parameter_supported: bool,
+    pushed_authorization_request_endpoint: Option<url::Url>,
+    #[serde(default)]
+    require_pushed_authorization_requests: bool,
+    /// RFC 8705 §5: endpoints to use instead when authenticating with a certificate.
+    #[serde(default)]
+    mtls_endpoint_aliases: MtlsAliases,
+    #[serde(default)]
+    dpop_signing_alg_values_supported: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct MtlsAliases {
+    token_endpoint: Option<url::Url>,
+    revocation_endpoint: Option<url::Url>,
+    pushed_authorization_request_endpoint: Option<url::Url>,
+}
+
+/// What a provider's discovery document says it supports of what the gateway can use,
+/// for `tokengate check --online`.
+#[derive(Debug, Serialize)]
+pub struct Capabilities {
+    pub client_auth_methods: Vec<String>,
+    pub dpop: bool,
+    pub par: bool,
+    pub par_required: bool,
+    pub mtls_aliases: bool,
+    pub revocation: bool,
+    pub end_session: bool,
 }
 
 impl AdditionalProviderMetadata for ExtraMetadata {}
@@ -102,6 +132,11 @@ pub struct Provider {
     end_session_endpoint: Option<url::Url>,
     revocation_endpoint: Option<url::Url>,
     iss_parameter_supported: bool,
+    /// The latest DPoP nonce of the token endpoint.
+    dpop_nonces: Nonces,
+    par_endpoint: Option<url::Url>,
+    /// Push authorization requests: configured, or required by the provider.
+    use_par: bool,
 }
 
 /// Parameters of one authorization request.
@@ -111,6 +146,8 @@ pub struct AuthRequest<'a> {
     pub pkce_verifier: &'a str,
     /// `prompt=none`: renew silently, never show the provider's pages.
     pub silent: bool,
+    /// RFC 9449 §10: the thumbprint of the DPoP key the code will be redeemed with.
+    pub dpop_jkt: Option<&'a str>,
 }
 
 impl Provider {
@@ -124,11 +161,36 @@ impl Provider {
         let metadata = Metadata::discover_async(issuer, &*http)
             .await
             .map_err(|e| discovery_error(&e))?;
-        let token_url = metadata
-            .token_endpoint()
-            .map(|u| u.url().clone())
-            .ok_or("discovery document has no token_endpoint")?;
         let extra = metadata.additional_metadata().clone();
+        // With a client certificate, the provider's mTLS aliases (RFC 8705 §5) where it
+        // publishes them.
+        let mtls = config.tls.identity.is_some();
+        let alias = |a: &Option<url::Url>, plain: Option<url::Url>| match a {
+            Some(u) if mtls => Some(u.clone()),
+            _ => plain,
+        };
+        let aliases = &extra.mtls_endpoint_aliases;
+        let token_url = alias(
+            &aliases.token_endpoint,
+            metadata.token_endpoint().map(|u| u.url().clone()),
+        )
+        .ok_or("discovery document has no token_endpoint")?;
+        let revocation_endpoint = alias(
+            &aliases.revocation_endpoint,
+            extra.revocation_endpoint.clone(),
+        );
+        let par_endpoint = alias(
+            &aliases.pushed_authorization_request_endpoint,
+            extra.pushed_authorization_request_endpoint.clone(),
+        );
+        let use_par = config.par || extra.require_pushed_authorization_requests;
+        if use_par && par_endpoint.is_none() {
+            return Err(
+                "pushed authorization requests are asked for, but the provider \
+                        publishes no pushed_authorization_request_endpoint"
+                    .into(),
+            );
+        }
         let keys = KeySet::new(metadata.jwks_uri().clone(), metadata.jwks().clone());
         let id_token_algs = Some(
             metadata
@@ -157,8 +219,11 @@ impl Provider {
             scopes: config.scopes.clone(),
             auth_params: config.auth_params.clone(),
             end_session_endpoint: extra.end_session_endpoint,
-            revocation_endpoint: extra.revocation_endpoint,
+            revocation_endpoint,
             iss_parameter_supported: extra.authorization_response_iss_parameter_supported,
+            dpop_nonces: Nonces::default(),
+            par_endpoint,
+            use_par,
         })
     }
 
@@ -211,26 +276,80 @@ impl Provider {
         if req.silent {
             auth = auth.add_prompt(CoreAuthPrompt::None);
         }
+        if let Some(jkt) = req.dpop_jkt {
+            auth = auth.add_extra_param("dpop_jkt", jkt.to_owned());
+        }
         auth.url().0
     }
 
-    async fn grant(&self, grant: &Grant<'_>) -> Result<TokenResponse, GrantError> {
-        token_endpoint::request(&self.http, &self.token_url, &self.credentials, grant).await
+    /// Where to send the browser to log in. With pushed authorization requests (RFC 9126:
+    /// configured, or required by the provider) the parameters go to the provider first,
+    /// over the back channel and authenticated, and the browser carries only `client_id`
+    /// and the `request_uri` the provider gave back.
+    pub async fn login_redirect(&self, req: &AuthRequest<'_>) -> Result<url::Url, GrantError> {
+        let url = self.authorize_url(req);
+        let Some(par) = self.par_endpoint.as_ref().filter(|_| self.use_par) else {
+            return Ok(url);
+        };
+        // Credentials that name the client in the form bring their own client_id; a
+        // second one would be a repeated parameter, which providers refuse.
+        let own_client_id = self.credentials.names_client_in_form();
+        let request = token_endpoint::form_post(par, &self.credentials, |form| {
+            for (k, v) in url.query_pairs() {
+                if !(own_client_id && k == "client_id") {
+                    form.append_pair(&k, &v);
+                }
+            }
+        })?;
+        let response = self.http.send(request).await?;
+        if !response.status().is_success() {
+            return Err(grant_error::classify(response.status(), response.body()));
+        }
+        #[derive(Deserialize)]
+        struct Pushed {
+            request_uri: String,
+        }
+        let pushed: Pushed = serde_json::from_slice(response.body())
+            .map_err(|e| GrantError::Invalid(format!("unreadable PAR response: {e}")))?;
+        let mut redirect = url.clone();
+        redirect
+            .query_pairs_mut()
+            .clear()
+            .append_pair("client_id", self.credentials.client_id())
+            .append_pair("request_uri", &pushed.request_uri);
+        Ok(redirect)
     }
 
-    /// Redeems an authorization code and validates the ID token against `nonce`.
+    async fn grant(
+        &self,
+        grant: &Grant<'_>,
+        dpop_key: Option<&SigningKey>,
+    ) -> Result<TokenResponse, GrantError> {
+        let dpop = dpop_key.map(|key| DpopKey {
+            key,
+            nonces: &self.dpop_nonces,
+        });
+        token_endpoint::request(&self.http, &self.token_url, &self.credentials, grant, dpop).await
+    }
+
+    /// Redeems an authorization code and validates the ID token against `nonce`. With a
+    /// DPoP key, the tokens are bound to it.
     pub async fn exchange_code(
         &self,
         code: &str,
         pkce_verifier: &str,
         nonce: &str,
+        dpop_key: Option<&SigningKey>,
     ) -> Result<TokenSet, GrantError> {
         let response = self
-            .grant(&Grant::AuthorizationCode {
-                code,
-                pkce_verifier,
-                redirect_uri: &self.redirect_uri,
-            })
+            .grant(
+                &Grant::AuthorizationCode {
+                    code,
+                    pkce_verifier,
+                    redirect_uri: &self.redirect_uri,
+                },
+                dpop_key,
+            )
             .await?;
         let Some(id_token) = response.id_token.as_deref() else {
             return Err(GrantError::Invalid("token response has no id_token".into()));
@@ -246,12 +365,16 @@ impl Provider {
         &self,
         refresh_token: &str,
         resource: Option<&str>,
+        dpop_key: Option<&SigningKey>,
     ) -> Result<TokenSet, GrantError> {
         let response = self
-            .grant(&Grant::RefreshToken {
-                refresh_token,
-                resource,
-            })
+            .grant(
+                &Grant::RefreshToken {
+                    refresh_token,
+                    resource,
+                },
+                dpop_key,
+            )
             .await?;
         let claims = match response.id_token.as_deref() {
             Some(t) => Some(self.verify_id_token(t, None).await?),
@@ -267,7 +390,7 @@ impl Provider {
         resource: Option<&str>,
     ) -> Result<TokenSet, GrantError> {
         let response = self
-            .grant(&Grant::ClientCredentials { scope, resource })
+            .grant(&Grant::ClientCredentials { scope, resource }, None)
             .await?;
         Ok(token_set(response, None))
     }
@@ -363,6 +486,35 @@ fn token_set(
         id_token: response.id_token,
         id_claims,
     }
+}
+
+/// Fetches the discovery document and says what the provider supports (`check --online`).
+pub async fn capabilities(issuer: &str, http: &ProviderHttp) -> Result<Capabilities, String> {
+    let issuer = IssuerUrl::new(issuer.to_owned()).map_err(|e| e.to_string())?;
+    let metadata = Metadata::discover_async(issuer, http)
+        .await
+        .map_err(|e| discovery_error(&e))?;
+    let extra = metadata.additional_metadata();
+    let a = &extra.mtls_endpoint_aliases;
+    Ok(Capabilities {
+        client_auth_methods: metadata
+            .token_endpoint_auth_methods_supported()
+            .map(|methods| {
+                methods
+                    .iter()
+                    .filter_map(|m| serde_json::to_value(m).ok())
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        dpop: !extra.dpop_signing_alg_values_supported.is_empty(),
+        par: extra.pushed_authorization_request_endpoint.is_some(),
+        par_required: extra.require_pushed_authorization_requests,
+        mtls_aliases: a.token_endpoint.is_some()
+            || a.pushed_authorization_request_endpoint.is_some(),
+        revocation: extra.revocation_endpoint.is_some(),
+        end_session: extra.end_session_endpoint.is_some(),
+    })
 }
 
 fn discovery_error<E: std::error::Error>(e: &E) -> String {

@@ -7,8 +7,10 @@ use serde::{Deserialize, Deserializer};
 use url::form_urlencoded::Serializer;
 
 use super::client_auth::ClientCredentials;
+use super::dpop::{self, Nonces};
 use super::grant_error::{classify, GrantError};
 use super::http_client::ProviderHttp;
+use crate::crypto::signing::SigningKey;
 
 /// One grant request.
 pub enum Grant<'a> {
@@ -110,28 +112,63 @@ fn lenient_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Er
     })
 }
 
-/// Sends `grant` to `token_url` with the client's credentials.
+/// A session's DPoP key for a grant, and where the provider's nonces are kept.
+#[derive(Clone, Copy)]
+pub struct DpopKey<'a> {
+    pub key: &'a SigningKey,
+    pub nonces: &'a Nonces,
+}
+
+/// Sends `grant` to `token_url` with the client's credentials and, with `dpop`, a proof
+/// of the session's key (sent again once with the nonce the provider asks for).
 pub async fn request(
     http: &ProviderHttp,
     token_url: &url::Url,
     client: &ClientCredentials,
     grant: &Grant<'_>,
+    dpop: Option<DpopKey<'_>>,
 ) -> Result<TokenResponse, GrantError> {
-    let response = http
-        .send(form_post(token_url, client, |form| grant.append(form))?)
-        .await?;
+    let origin = token_url.origin().ascii_serialization();
+    let mut retried = false;
+    let response = loop {
+        let mut request = form_post(token_url, client, |form| grant.append(form))?;
+        if let Some(d) = dpop {
+            let proof = dpop::proof(
+                d.key,
+                "POST",
+                &htu(token_url),
+                None,
+                d.nonces.get(&origin).as_deref(),
+            )
+            .map_err(GrantError::Invalid)?;
+            let value = http::HeaderValue::from_str(&proof)
+                .map_err(|e| GrantError::Invalid(format!("DPoP proof: {e}")))?;
+            request.headers_mut().insert(&dpop::DPOP, value);
+        }
+        let response = http.send(request).await?;
+        if let Some(d) = dpop {
+            d.nonces.learn(&origin, response.headers());
+            if !retried && dpop::wants_nonce(response.status(), response.headers(), response.body())
+            {
+                retried = true;
+                continue;
+            }
+        }
+        break response;
+    };
     let status = response.status();
     if !status.is_success() {
         return Err(classify(status, response.body()));
     }
     let tokens: TokenResponse = serde_json::from_slice(response.body())
         .map_err(|e| GrantError::Invalid(format!("unreadable token response: {e}")))?;
+    let expected = if dpop.is_some() { "DPoP" } else { "Bearer" };
     match tokens.token_type.as_deref() {
-        None => {}
-        Some(t) if t.eq_ignore_ascii_case("bearer") => {}
-        Some(other) => {
+        None if dpop.is_none() => {}
+        Some(t) if t.eq_ignore_ascii_case(expected) => {}
+        other => {
             return Err(GrantError::Invalid(format!(
-                "token_type {other:?} is not supported"
+                "token_type {other:?} where {expected} was asked for"
             )))
         }
     }
@@ -139,6 +176,14 @@ pub async fn request(
         return Err(GrantError::Invalid("empty access_token".into()));
     }
     Ok(tokens)
+}
+
+/// `htu` of an endpoint URL: no query, no fragment.
+fn htu(url: &url::Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
 }
 
 /// A form-encoded POST to one of the provider's endpoints, authenticated as the client.
@@ -149,7 +194,9 @@ pub fn form_post(
 ) -> Result<http::Request<Vec<u8>>, GrantError> {
     let mut form = Serializer::new(String::new());
     fields(&mut form);
-    let authorization = client.apply(&mut form);
+    let authorization = client
+        .apply(&mut form, url.as_str())
+        .map_err(GrantError::Invalid)?;
     let mut builder = http::Request::post(url.as_str())
         .header(
             http::header::CONTENT_TYPE,

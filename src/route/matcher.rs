@@ -47,6 +47,7 @@ mod tests {
                 strip_prefix: strip,
                 resource: None,
                 scope: None,
+                dpop: true,
                 methods: None,
             },
         )

@@ -24,6 +24,8 @@ pub struct Route {
     pub resource: Option<Arc<str>>,
     /// Client-credentials `scope` (`token = "client"` routes).
     pub scope: Option<Arc<str>>,
+    /// Present a DPoP session's token with a proof (false: as Bearer).
+    pub dpop: bool,
     /// `None`: every method is allowed.
     pub methods: Option<Vec<Method>>,
     pub upstream: Upstream,
@@ -55,6 +57,7 @@ impl Route {
             strip_prefix: c.strip_prefix,
             resource: c.resource.as_deref().map(Arc::from),
             scope: c.scope.as_deref().map(Arc::from),
+            dpop: c.dpop,
             methods: c.methods.clone(),
             upstream: Upstream {
                 scheme,

@@ -21,6 +21,7 @@ use http::HeaderValue;
 use moka::sync::Cache;
 
 use crate::admin::metrics::Counter;
+use crate::crypto::signing::SigningKey;
 use crate::crypto::KeyRing;
 pub use record::{AccessToken, EndReason, IndexKey, Session, SessionId, StoreKey};
 pub use store::{Expect, Indexes, SessionStore, StoreError, Stored, Written};
@@ -38,20 +39,31 @@ pub struct LiveSession {
     pub key: StoreKey,
     pub version: u64,
     pub record: Session,
-    /// `Bearer <access token>`, built once per token so proxying only clones a refcount.
+    /// `Bearer <access token>` (or `DPoP <access token>` for a DPoP session), built once
+    /// per token so proxying only clones a refcount.
     pub bearer: HeaderValue,
     /// The same for the tokens of other audiences, by resource (few: one per route
     /// `resource`, so a short list beats a map).
     resource_bearers: Vec<(String, HeaderValue)>,
+    /// The session's DPoP key, parsed once from the record.
+    pub dpop: Option<Arc<SigningKey>>,
 }
 
 impl LiveSession {
     fn new(key: StoreKey, version: u64, record: Session) -> Option<LiveSession> {
-        let bearer = bearer_header(&record.access_token)?;
+        let dpop = match &record.dpop_key {
+            Some(pkcs8) => {
+                let der = crate::crypto::b64url_decode(pkcs8)?;
+                Some(Arc::new(SigningKey::from_p256_pkcs8(&der).ok()?))
+            }
+            None => None,
+        };
+        let scheme = if dpop.is_some() { "DPoP" } else { "Bearer" };
+        let bearer = authorization_header(scheme, &record.access_token)?;
         let resource_bearers = record
             .resource_tokens
             .iter()
-            .map(|(r, t)| Some((r.clone(), bearer_header(&t.token)?)))
+            .map(|(r, t)| Some((r.clone(), authorization_header(scheme, &t.token)?)))
             .collect::<Option<Vec<_>>>()?;
         Some(LiveSession {
             key,
@@ -59,6 +71,7 @@ impl LiveSession {
             record,
             bearer,
             resource_bearers,
+            dpop,
         })
     }
 
@@ -88,7 +101,12 @@ impl LiveSession {
 /// `Bearer <token>` as a header value; `None` when the token has bytes a header cannot
 /// carry (the provider's answer is then refused, never forwarded half-made).
 pub fn bearer_header(access_token: &str) -> Option<HeaderValue> {
-    let mut v = HeaderValue::try_from(format!("Bearer {access_token}")).ok()?;
+    authorization_header("Bearer", access_token)
+}
+
+/// `<scheme> <token>` as a sensitive header value.
+pub fn authorization_header(scheme: &str, access_token: &str) -> Option<HeaderValue> {
+    let mut v = HeaderValue::try_from(format!("{scheme} {access_token}")).ok()?;
     v.set_sensitive(true);
     Some(v)
 }

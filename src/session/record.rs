@@ -151,6 +151,10 @@ pub struct Session {
     /// Access tokens for other audiences (RFC 8707 `resource` on a route), by resource.
     #[serde(default)]
     pub resource_tokens: BTreeMap<String, AccessToken>,
+    /// The session's DPoP key (P-256, PKCS#8, base64url) when `oidc.dpop` is on: its
+    /// tokens are bound to it and presented with proofs signed by it.
+    #[serde(default)]
+    pub dpop_key: Option<String>,
     pub created_at: u64,
     pub last_seen: u64,
 }

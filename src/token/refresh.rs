@@ -193,7 +193,9 @@ impl Job {
         let provider = self.provider.get().ok_or_else(|| {
             RefreshError::ProviderUnavailable("provider not discovered yet".into())
         })?;
-        let result = provider.refresh(&refresh_token, resource).await;
+        let result = provider
+            .refresh(&refresh_token, resource, current.dpop.as_deref())
+            .await;
         let result = result.and_then(|tokens| check_answer(&current, tokens));
         match result {
             Ok(tokens) => {

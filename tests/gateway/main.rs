@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod backchannel;
+mod client_security;
 mod config_check;
 mod cookies;
 mod lifetime;

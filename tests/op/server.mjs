@@ -39,6 +39,18 @@
 //                                 (the seconds the refresh token has left), as Keycloak's do.
 //   OP_DISABLE                    comma-separated endpoints to leave out of discovery and
 //                                 switch off: `revocation`, `end_session`
+//   OP_TLS_CERT, OP_TLS_KEY,      serve HTTPS with this certificate and key, asking clients
+//   OP_TLS_CA                     for a certificate (verified against OP_TLS_CA, not
+//                                 required): the issuer is https://127.0.0.1:<port>, and
+//                                 mutual-TLS client authentication and certificate-bound
+//                                 access tokens (RFC 8705) are on
+//   OP_CLIENT_KEY_FILE            private_key_jwt: a PEM private key whose public half the
+//                                 client registers
+//   OP_CLIENT_CERT_FILE           self_signed_tls_client_auth: the client's certificate
+//   OP_CLIENT_TLS_SUBJECT         tls_client_auth: the certificate subject (CN=gateway)
+//   OP_DPOP                       1: the client must use DPoP (RFC 9449); nonces required
+//   OP_PAR                        on: pushed authorization requests (RFC 9126) offered;
+//                                 required: and required of the client
 //   OP_STATE_DIR                  keep the signing key and every record (sessions, grants,
 //                                 codes, refresh tokens, ...) in JSON files in this
 //                                 directory, so that a restart on the same OP_PORT carries on
@@ -56,6 +68,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import path from 'node:path';
 
 import Provider, { errors } from 'oidc-provider';
@@ -86,9 +99,19 @@ function seconds(name, fallback) {
 const PORT = Number(env.OP_PORT || 0);
 if (!Number.isInteger(PORT) || PORT < 0 || PORT > 65535) fail(`OP_PORT is not a port: ${JSON.stringify(env.OP_PORT)}`);
 const CLIENT_AUTH = env.OP_CLIENT_AUTH || 'client_secret_basic';
-if (!['client_secret_basic', 'client_secret_post'].includes(CLIENT_AUTH)) {
-  fail(`OP_CLIENT_AUTH must be client_secret_basic or client_secret_post, not ${JSON.stringify(CLIENT_AUTH)}`);
+const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth'];
+if (!AUTH_METHODS.includes(CLIENT_AUTH)) {
+  fail(`OP_CLIENT_AUTH must be one of ${AUTH_METHODS.join(', ')}, not ${JSON.stringify(CLIENT_AUTH)}`);
 }
+const TLS = env.OP_TLS_CERT ? {
+  cert: fs.readFileSync(env.OP_TLS_CERT),
+  key: fs.readFileSync(env.OP_TLS_KEY),
+  ca: env.OP_TLS_CA ? fs.readFileSync(env.OP_TLS_CA) : undefined,
+} : null;
+if (CLIENT_AUTH.endsWith('tls_client_auth') && !TLS) fail(`${CLIENT_AUTH} needs OP_TLS_CERT and OP_TLS_KEY`);
+const DPOP = env.OP_DPOP === '1';
+const PAR = env.OP_PAR || '';
+if (!['', 'on', 'required'].includes(PAR)) fail(`OP_PAR must be on or required, not ${JSON.stringify(PAR)}`);
 const REDIRECT_URIS = list(env.OP_REDIRECT_URIS);
 if (REDIRECT_URIS.length === 0) fail('OP_REDIRECT_URIS is required (comma-separated redirect URIs of the client)');
 const ACCESS_TOKEN_TTL = seconds('OP_ACCESS_TOKEN_TTL', 300);
@@ -251,14 +274,18 @@ const issued = []; // { grant_type, access_token, refresh_token, id_token }
 // === The provider ======================================================================
 // Listen first: the issuer names the port actually bound.
 
-const server = http.createServer();
+// With TLS the provider asks every client for a certificate but lets those without one
+// in: oidc-provider decides, per client, whether one is needed.
+const server = TLS
+  ? https.createServer({ ...TLS, requestCert: true, rejectUnauthorized: false })
+  : http.createServer();
 server.on('error', (err) => {
   log(`cannot listen on 127.0.0.1:${PORT}:`, err.message);
   process.exit(1);
 });
 await new Promise((resolve) => server.listen(PORT, '127.0.0.1', resolve));
 const { port } = server.address();
-const issuer = `http://127.0.0.1:${port}`;
+const issuer = `${TLS ? 'https' : 'http'}://127.0.0.1:${port}`;
 
 const client = {
   client_id: env.OP_CLIENT_ID || 'gateway',
@@ -269,6 +296,29 @@ const client = {
   grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
   response_types: ['code'],
 };
+if (CLIENT_AUTH === 'client_secret_basic' || CLIENT_AUTH === 'client_secret_post') {
+  // (secret methods keep client_secret above)
+} else {
+  delete client.client_secret;
+}
+if (CLIENT_AUTH === 'private_key_jwt') {
+  if (!env.OP_CLIENT_KEY_FILE) fail('private_key_jwt needs OP_CLIENT_KEY_FILE');
+  const jwk = crypto.createPublicKey(fs.readFileSync(env.OP_CLIENT_KEY_FILE)).export({ format: 'jwk' });
+  // kid: the RFC 7638 thumbprint, what the gateway names a key by when no kid is set.
+  const required = jwk.kty === 'RSA' ? ['e', 'kty', 'n'] : ['crv', 'kty', 'x', 'y'];
+  const canonical = JSON.stringify(Object.fromEntries(required.map((k) => [k, jwk[k]])));
+  jwk.kid = crypto.createHash('sha256').update(canonical).digest('base64url');
+  client.jwks = { keys: [jwk] };
+}
+if (CLIENT_AUTH === 'tls_client_auth') client.tls_client_auth_subject_dn = env.OP_CLIENT_TLS_SUBJECT || 'CN=gateway';
+if (CLIENT_AUTH === 'self_signed_tls_client_auth') {
+  if (!env.OP_CLIENT_CERT_FILE) fail('self_signed_tls_client_auth needs OP_CLIENT_CERT_FILE');
+  const cert = new crypto.X509Certificate(fs.readFileSync(env.OP_CLIENT_CERT_FILE));
+  client.jwks = { keys: [{ ...cert.publicKey.export({ format: 'jwk' }), x5c: [cert.raw.toString('base64')] }] };
+}
+if (TLS) client.tls_client_certificate_bound_access_tokens = true;
+if (DPOP) client.dpop_bound_access_tokens = true;
+if (PAR === 'required') client.require_pushed_authorization_requests = true;
 if (env.OP_BACKCHANNEL_LOGOUT_URI) {
   client.backchannel_logout_uri = env.OP_BACKCHANNEL_LOGOUT_URI;
   client.backchannel_logout_session_required = true;
@@ -332,6 +382,18 @@ const provider = new Provider(issuer, {
     clientCredentials: { enabled: true },
     backchannelLogout: { enabled: true },
     rpInitiatedLogout: { enabled: !DISABLED.has('end_session'), logoutSource, postLogoutSuccessSource },
+    dPoP: DPOP ? { enabled: true, nonceSecret: crypto.randomBytes(32) } : { enabled: false },
+    pushedAuthorizationRequests: { enabled: PAR !== '', requirePushedAuthorizationRequests: PAR === 'required' },
+    mTLS: TLS ? {
+      enabled: true,
+      certificateBoundAccessTokens: true,
+      tlsClientAuth: true,
+      selfSignedTlsClientAuth: true,
+      getCertificate: (ctx) => ctx.socket.getPeerX509Certificate?.()?.toString(),
+      certificateAuthorized: (ctx) => ctx.socket.authorized === true,
+      certificateSubjectMatches: (ctx, property, expected) => property === 'tls_client_auth_subject_dn'
+        && ctx.socket.getPeerX509Certificate?.()?.subject.split('\n').join(',') === expected,
+    } : { enabled: false },
     resourceIndicators: {
       enabled: true,
       // No `resource` parameter: the API audience (at the authorization endpoint, and for
@@ -347,6 +409,7 @@ const provider = new Provider(issuer, {
       },
     },
   },
+  clientAuthMethods: TLS ? AUTH_METHODS : AUTH_METHODS.filter((m) => !m.endsWith('tls_client_auth')),
   // oidc-provider refuses outgoing requests to special-use addresses, loopback among them;
   // the back-channel logout receivers of tests listen on 127.0.0.1, so loopback is allowed.
   fetch(url, options) {
@@ -384,8 +447,11 @@ const bump = (counts, key) => {
 provider.on('grant.success', (ctx) => bump(stats.grants, ctx.oidc.params.grant_type));
 provider.on('grant.error', (ctx, err) => {
   bump(stats.grant_errors, ctx.oidc?.params?.grant_type || 'unknown');
-  log(`token request refused: ${err.error} (${err.error_description || ''})`);
+  log(`token request refused: ${err.error} (${err.error_description || ''}${err.error_detail ? `: ${err.error_detail}` : ''})`);
 });
+for (const event of ['pushed_authorization_request.error', 'authorization.error', 'revocation.error']) {
+  provider.on(event, (_ctx, err) => log(`${event}: ${err.error} (${err.error_description || ''}${err.error_detail ? `: ${err.error_detail}` : ''})`));
+}
 provider.on('backchannel.success', () => stats.backchannel_logouts++);
 provider.on('backchannel.error', (_ctx, err) => log('back-channel logout failed:', err.message, err.cause?.message || ''));
 provider.on('end_session.success', () => stats.end_sessions++);

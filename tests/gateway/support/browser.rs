@@ -27,10 +27,7 @@ pub struct Landed {
 impl Default for Browser {
     fn default() -> Self {
         Browser {
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
+            client: super::http_client(),
             jar: Mutex::new(BTreeMap::new()),
             set_cookies: Mutex::new(Vec::new()),
         }

@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod op;
+pub mod pki;
 pub mod upstream;
 
 use std::future::Future;
@@ -17,6 +18,7 @@ use tokio::sync::oneshot;
 
 pub use browser::Browser;
 pub use op::{Op, OpOptions};
+pub use pki::{http_client, pki};
 pub use upstream::Upstream;
 
 /// Waits until `check` is true, polling every 50 ms; panics with `what` after `limit`.
