@@ -67,7 +67,13 @@ pub async fn receive(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
     let body = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
-        .map_err(|_| Reject::BadRequest("the request body is too large or broken"))?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Reject::PayloadTooLarge
+            } else {
+                Reject::BadRequest("the request body is broken")
+            }
+        })?
         .to_bytes();
     let Some(token) = url::form_urlencoded::parse(&body)
         .find(|(k, _)| k == "logout_token")

@@ -46,4 +46,21 @@ mod tests {
         }
         assert!(!is_local(&format!("/{}", "a".repeat(3000))));
     }
+
+    #[test]
+    fn what_is_accepted_resolves_on_our_origin() {
+        // Fuzzing regression: `/'/\`` is accepted (a browser takes it as a path) though
+        // http::Uri refuses a backtick; what matters is where a browser resolves it.
+        let base = url::Url::parse("https://app.example/").expect("base");
+        for ok in [
+            "/'/`",
+            "/a/../..//x",
+            "/%2F%2Fevil.example",
+            "/@evil.example",
+        ] {
+            assert!(is_local(ok), "{ok}");
+            let joined = base.join(ok).expect("resolves");
+            assert_eq!(joined.origin(), base.origin(), "{ok}");
+        }
+    }
 }

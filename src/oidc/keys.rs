@@ -52,6 +52,43 @@ const ACCEPTED: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
 ];
 
+/// The parts of a compact JWS, decoded, its algorithm one we accept. Nothing verified yet.
+pub struct CompactJws<'a> {
+    pub header: JwsHeader,
+    pub alg: CoreJwsSigningAlgorithm,
+    pub payload: Vec<u8>,
+    pub signature: Vec<u8>,
+    /// `header.payload` as sent: what the signature covers.
+    pub message: &'a [u8],
+}
+
+/// Splits and decodes a compact JWS: three base64url parts, a JSON header naming an
+/// accepted asymmetric algorithm.
+pub fn parse(compact: &str) -> Result<CompactJws<'_>, JwsError> {
+    let mut parts = compact.split('.');
+    let (Some(h64), Some(p64), Some(s64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwsError::Malformed);
+    };
+    let decode = |s: &str| crate::crypto::b64url_decode(s).ok_or(JwsError::Malformed);
+    let header: JwsHeader =
+        serde_json::from_slice(&decode(h64)?).map_err(|_| JwsError::Malformed)?;
+    if !ACCEPTED.contains(&header.alg.as_str()) {
+        return Err(JwsError::Algorithm(header.alg));
+    }
+    let alg: CoreJwsSigningAlgorithm =
+        serde_json::from_value(serde_json::Value::String(header.alg.clone()))
+            .map_err(|_| JwsError::Algorithm(header.alg.clone()))?;
+    Ok(CompactJws {
+        payload: decode(p64)?,
+        signature: decode(s64)?,
+        message: &compact.as_bytes()[..h64.len() + 1 + p64.len()],
+        header,
+        alg,
+    })
+}
+
 impl KeySet {
     pub fn new(url: JsonWebKeySetUrl, keys: CoreJsonWebKeySet) -> KeySet {
         KeySet {
@@ -99,24 +136,13 @@ impl KeySet {
         compact: &str,
         http: &ProviderHttp,
     ) -> Result<(JwsHeader, Vec<u8>), JwsError> {
-        let mut parts = compact.split('.');
-        let (Some(h64), Some(p64), Some(s64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(JwsError::Malformed);
-        };
-        let decode = |s: &str| crate::crypto::b64url_decode(s).ok_or(JwsError::Malformed);
-        let header: JwsHeader =
-            serde_json::from_slice(&decode(h64)?).map_err(|_| JwsError::Malformed)?;
-        if !ACCEPTED.contains(&header.alg.as_str()) {
-            return Err(JwsError::Algorithm(header.alg));
-        }
-        let alg: CoreJwsSigningAlgorithm =
-            serde_json::from_value(serde_json::Value::String(header.alg.clone()))
-                .map_err(|_| JwsError::Algorithm(header.alg.clone()))?;
-        let payload = decode(p64)?;
-        let signature = decode(s64)?;
-        let message = &compact.as_bytes()[..h64.len() + 1 + p64.len()];
+        let CompactJws {
+            header,
+            alg,
+            payload,
+            signature,
+            message,
+        } = parse(compact)?;
         let check = |keys: &CoreJsonWebKeySet| {
             let candidates: Vec<&CoreJsonWebKey> = keys
                 .keys()

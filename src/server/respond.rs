@@ -28,6 +28,8 @@ pub enum Reject {
     AdminUnauthorized,
     NotFound,
     MethodNotAllowed,
+    /// A body larger than the endpoint reads.
+    PayloadTooLarge,
     /// The route needs a kind of token this gateway cannot obtain.
     TokenUnavailable,
     /// The upstream could not be reached or broke the exchange.
@@ -80,6 +82,11 @@ impl Reject {
                 "the admin API needs Authorization: Bearer <admin.token>",
             ),
             NotFound => (StatusCode::NOT_FOUND, "not_found", "no route for this path"),
+            PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large",
+            ),
             MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",

@@ -63,6 +63,8 @@
 //   GET  /test/revocations         what the revocation endpoint received, in order
 //   GET  /test/issued              every token the token endpoint issued, in order
 //   POST /test/revoke-refresh?sub= destroy a user's refresh tokens (next refresh fails)
+//   POST /test/tamper?id_token=    spoil the ID token of the next token response (see
+//                                  tamperIdToken)
 //   POST /test/sign                {header, claims, foreign_key} → {token}: a JWT signed
 //                                  with the provider's key (or, foreign_key, another one)
 import crypto from 'node:crypto';
@@ -467,6 +469,10 @@ provider.use(async (ctx, next) => {
       if (stored) ctx.body = { ...ctx.body, refresh_expires_in: Math.max(0, stored.exp - Math.floor(Date.now() / 1000)) };
     }
     issued.push({ grant_type: ctx.oidc.params.grant_type, access_token, refresh_token, id_token });
+    if (tamper && id_token) {
+      ctx.body = { ...ctx.body, id_token: tamperIdToken(id_token, tamper) };
+      tamper = null;
+    }
   }
   // The revocation endpoint has no success event; note what it received once it answered.
   if (route === 'revocation' && ctx.status === 200) {
@@ -626,6 +632,37 @@ async function handleInteraction(req, res, uid, action) {
 
 // A logout token signed with the provider's key (or, with `foreign_key`, a key of no one's):
 // tests post variants of it to the gateway's back-channel logout endpoint.
+// A provider gone wrong, for the gateway's hostile-input tests: POST /test/tamper?id_token=
+// <mode> makes the next token response carry a spoiled ID token — `wrong_aud`, `expired`,
+// `wrong_nonce` and `wrong_iss` re-signed with the provider's own key, `alg_none` unsigned,
+// `bad_signature` with its signature bytes changed.
+let tamper = null;
+const TAMPER_MODES = ['wrong_aud', 'expired', 'wrong_nonce', 'wrong_iss', 'alg_none', 'bad_signature'];
+
+function tamperIdToken(idToken, mode) {
+  const [h, p, sig] = idToken.split('.');
+  const header = JSON.parse(Buffer.from(h, 'base64url'));
+  const claims = JSON.parse(Buffer.from(p, 'base64url'));
+  const own = crypto.createPrivateKey({ key: jwks.keys[0], format: 'jwk' });
+  const now = Math.floor(Date.now() / 1000);
+  switch (mode) {
+    case 'wrong_aud': return signJwt(header, { ...claims, aud: 'another-client' }, own);
+    case 'expired': return signJwt(header, { ...claims, iat: now - 7200, exp: now - 3600 }, own);
+    case 'wrong_nonce': return signJwt(header, { ...claims, nonce: 'not-the-nonce' }, own);
+    case 'wrong_iss': return signJwt(header, { ...claims, iss: 'https://evil.example' }, own);
+    case 'alg_none': {
+      const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+      return `${enc({ alg: 'none', typ: 'JWT' })}.${enc(claims)}.`;
+    }
+    case 'bad_signature': {
+      const bytes = Buffer.from(sig, 'base64url');
+      bytes[0] ^= 0xff;
+      return `${h}.${p}.${bytes.toString('base64url')}`;
+    }
+    default: return idToken;
+  }
+}
+
 let foreignKey; // made on first use: key generation is slow, and most runs never need it
 
 function signJwt(header, claims, key) {
@@ -643,7 +680,14 @@ async function handleTest(req, res, url) {
       for await (const chunk of req) body += chunk;
       const { header = {}, claims = {}, foreign_key: foreign = false } = JSON.parse(body || '{}');
       const own = jwks.keys[0];
-      if (foreign) foreignKey ??= crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+      // From PEM: a KeyObject straight from generateKeyPairSync can deadlock Node.js 20.
+      if (foreign) {
+        foreignKey ??= crypto.createPrivateKey(crypto.generateKeyPairSync('rsa', {
+          modulusLength: 2048,
+          privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+          publicKeyEncoding: { type: 'spki', format: 'pem' },
+        }).privateKey);
+      }
       const key = foreign ? foreignKey : crypto.createPrivateKey({ key: own, format: 'jwk' });
       return json(200, { token: signJwt({ alg: 'RS256', kid: own.kid, ...header }, claims, key) });
     }
@@ -653,6 +697,12 @@ async function handleTest(req, res, url) {
       return json(200, revocations);
     case 'GET /test/issued':
       return json(200, issued);
+    case 'POST /test/tamper': {
+      const mode = url.searchParams.get('id_token');
+      if (!TAMPER_MODES.includes(mode)) return json(400, { error: `id_token must be one of ${TAMPER_MODES.join(', ')}` });
+      tamper = mode;
+      return json(200, { tamper });
+    }
     case 'POST /test/revoke-refresh': {
       // Destroys every refresh token of the account: its next refresh is invalid_grant.
       const sub = url.searchParams.get('sub');

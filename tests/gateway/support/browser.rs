@@ -177,6 +177,44 @@ impl Browser {
         self.follow(post_url, resp).await
     }
 
+    /// A login up to, not including, the gateway's callback: returns the callback URL the
+    /// provider redirected to, code and state in it.
+    pub async fn login_until_callback(&self, gateway: &str, user: &str, password: &str) -> String {
+        let form_page = self
+            .navigate(&format!("{gateway}/bff/login?returnUrl=%2F"))
+            .await;
+        let action = form_action(&form_page.body).expect("login form has an action");
+        let mut url = reqwest::Url::parse(&form_page.url)
+            .and_then(|b| b.join(&action))
+            .expect("action resolves")
+            .to_string();
+        let mut resp = self
+            .send(
+                Method::POST,
+                &url,
+                &[],
+                Some(&[("login", user), ("password", password)]),
+            )
+            .await;
+        for _ in 0..20 {
+            let location = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .expect("a redirect towards the callback")
+                .to_owned();
+            url = reqwest::Url::parse(&url)
+                .and_then(|base| base.join(&location))
+                .expect("location resolves")
+                .to_string();
+            if url.starts_with(&format!("{gateway}/bff/callback")) {
+                return url;
+            }
+            resp = self.send(Method::GET, &url, &[], None).await;
+        }
+        panic!("the provider never redirected to the callback");
+    }
+
     /// GET with `X-CSRF: 1`, as the SPA calls its API; returns status and JSON (or Null).
     pub async fn api(&self, url: &str) -> (StatusCode, Value) {
         let resp = self.send(Method::GET, url, &[("x-csrf", "1")], None).await;

@@ -27,9 +27,12 @@ pub fn pki() -> &'static Pki {
     PKI.get_or_init(make)
 }
 
-/// A client that trusts the test CA, follows no redirects.
+/// A client that trusts the test CA, follows no redirects, and drops idle connections
+/// before a gateway with a short `server.header_read_timeout` closes them (which it does
+/// to idle keep-alive connections too).
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_millis(500))
         .add_root_certificate(
             reqwest::Certificate::from_pem(pki().ca_pem.as_bytes()).expect("CA certificate"),
         )

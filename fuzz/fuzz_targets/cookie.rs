@@ -1,0 +1,36 @@
+//! Cookie headers from the browser: finding our cookies, parsing the session ID, opening
+//! a sealed login-state cookie. Nothing may panic; a value that opens must have been
+//! sealed by the key ring.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tokengate::bff::login::LoginState;
+use tokengate::crypto::{self, cookie, KeyRing};
+use tokengate::session::SessionId;
+
+fuzz_target!(|data: &[u8]| {
+    let ring = KeyRing::new(&[[7u8; 32], [9u8; 32]]).expect("ring");
+    let Ok(value) = http::HeaderValue::from_bytes(data) else {
+        // Not a header value hyper would hand us; the sealed-envelope path still runs.
+        let _ = ring.open(data, b"tokengate-login-x");
+        return;
+    };
+    let mut headers = http::HeaderMap::new();
+    headers.append(http::header::COOKIE, value);
+    for name in ["tokengate", "__Host-Http-tokengate"] {
+        if let cookie::Lookup::One(v) = cookie::find(&headers, name) {
+            if let Some(id) = SessionId::parse(v) {
+                assert_eq!(id.secret(), v);
+            }
+            if let Some(sealed) = crypto::b64url_decode(v) {
+                if let Ok(plain) = ring.open(&sealed, name.as_bytes()) {
+                    let _ = serde_json::from_slice::<LoginState>(&plain);
+                }
+            }
+        }
+    }
+    let _ = cookie::has_own(&headers);
+    if let Some(rest) = cookie::without_own(&headers) {
+        assert!(!rest.contains("tokengate="), "our cookie survived: {rest}");
+    }
+});
