@@ -7,6 +7,7 @@
 //! here and updates the cache after the store, so within one process the cache never
 //! serves a record the store no longer holds.
 
+mod local;
 pub mod memory;
 pub mod record;
 pub mod store;
@@ -22,7 +23,7 @@ use moka::sync::Cache;
 
 use crate::crypto::KeyRing;
 pub use record::{IndexKey, Session, SessionId, StoreKey};
-pub use store::{Expect, Indexes, SessionStore, StoreError, Stored, Written};
+pub use store::{Change, Expect, Indexes, SessionStore, StoreError, Stored, Written};
 
 /// Seconds since the Unix epoch, the unit of every time in a record.
 pub fn unix_now() -> u64 {

@@ -10,3 +10,4 @@ mod login;
 mod proxy;
 mod refresh;
 mod server;
+mod store_conformance;
