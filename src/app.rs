@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue};
 use tokio::net::TcpListener;
 
 use crate::admin::metrics::Metrics;
-use crate::config::{Config, StoreKind, TokenPolicy};
+use crate::config::{Config, TokenPolicy};
 use crate::crypto::cookie::{self, CookieNames};
 use crate::crypto::KeyRing;
 use crate::oidc::http_client::ProviderHttp;
@@ -17,8 +17,7 @@ use crate::proxy::upstream::{self, UpstreamClient};
 use crate::route::{Route, RouteTable};
 use crate::server::listener::{self, Limits};
 use crate::server::Reject;
-use crate::session::memory::MemoryStore;
-use crate::session::{LiveSession, SessionStore, Sessions};
+use crate::session::{LiveSession, Sessions};
 use crate::shutdown;
 use crate::token::refresh::Refresher;
 
@@ -54,19 +53,7 @@ impl Gateway {
         let keys = Arc::new(KeyRing::new(&config.session.keys).ok_or_else(|| {
             StartError::Config("session.keys: at least one key is required".into())
         })?);
-        let store: Arc<dyn SessionStore> = match config.session.store {
-            StoreKind::Memory => Arc::new(MemoryStore::default()),
-            StoreKind::Embedded => return Err(StartError::Config(
-                "session.store: \"embedded\" is not available in this version yet; use \"memory\""
-                    .into(),
-            )),
-            StoreKind::Redis => {
-                return Err(StartError::Config(
-                    "session.store: \"redis\" is not available in this version yet; use \"memory\""
-                        .into(),
-                ))
-            }
-        };
+        let store = crate::session::open::store(&config.session).map_err(StartError::Config)?;
         let mut routes = Vec::with_capacity(config.routes.len());
         for (i, rc) in config.routes.iter().enumerate() {
             if rc.token == TokenPolicy::Client {

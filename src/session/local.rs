@@ -10,7 +10,10 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+
 use super::record::StoreKey;
+use super::store::{Leases, StoreError};
 
 type Entries<K, V> = HashMap<K, (V, Instant)>;
 
@@ -47,6 +50,36 @@ impl<K: Eq + Hash, V> Deadlines<K, V> {
 /// One lease per key, held by a named holder until its deadline.
 #[derive(Default)]
 pub struct LocalLeases(Deadlines<StoreKey, String>);
+
+/// A store whose leases live in this process.
+pub trait OwnLeases: Send + Sync + 'static {
+    fn leases(&self) -> &LocalLeases;
+}
+
+#[async_trait]
+impl<T: OwnLeases> Leases for T {
+    async fn lease_acquire(
+        &self,
+        key: &StoreKey,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(self.leases().acquire(key, holder, ttl))
+    }
+
+    async fn lease_renew(
+        &self,
+        key: &StoreKey,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(self.leases().renew(key, holder, ttl))
+    }
+
+    async fn lease_release(&self, key: &StoreKey, holder: &str) -> Result<bool, StoreError> {
+        Ok(self.leases().release(key, holder))
+    }
+}
 
 impl LocalLeases {
     pub fn acquire(&self, key: &StoreKey, holder: &str, ttl: Duration) -> bool {

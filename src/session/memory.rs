@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use moka::ops::compute::Op;
 use moka::sync::Cache;
 
-use super::local::{LocalLeases, LocalOnce};
+use super::local::{LocalLeases, LocalOnce, OwnLeases};
 use super::record::{IndexKey, StoreKey};
 use super::store::{Change, Expect, Indexes, SessionStore, StoreError, Stored, Written};
 use super::unix_now;
@@ -81,6 +81,12 @@ impl MemoryStore {
                 }
             }
         });
+    }
+}
+
+impl OwnLeases for MemoryStore {
+    fn leases(&self) -> &LocalLeases {
+        &self.leases
     }
 }
 
@@ -172,28 +178,6 @@ impl SessionStore for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
-    }
-
-    async fn lease_acquire(
-        &self,
-        key: &StoreKey,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        Ok(self.leases.acquire(key, holder, ttl))
-    }
-
-    async fn lease_renew(
-        &self,
-        key: &StoreKey,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        Ok(self.leases.renew(key, holder, ttl))
-    }
-
-    async fn lease_release(&self, key: &StoreKey, holder: &str) -> Result<bool, StoreError> {
-        Ok(self.leases.release(key, holder))
     }
 
     async fn remember_once(&self, key: &[u8; 32], ttl: Duration) -> Result<bool, StoreError> {

@@ -7,8 +7,10 @@
 //! here and updates the cache after the store, so within one process the cache never
 //! serves a record the store no longer holds.
 
+pub mod embedded;
 mod local;
 pub mod memory;
+pub mod open;
 pub mod record;
 pub mod store;
 
@@ -23,7 +25,7 @@ use moka::sync::Cache;
 
 use crate::crypto::KeyRing;
 pub use record::{IndexKey, Session, SessionId, StoreKey};
-pub use store::{Change, Expect, Indexes, SessionStore, StoreError, Stored, Written};
+pub use store::{Change, Expect, Indexes, Leases, SessionStore, StoreError, Stored, Written};
 
 /// Seconds since the Unix epoch, the unit of every time in a record.
 pub fn unix_now() -> u64 {

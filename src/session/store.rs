@@ -66,8 +66,35 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+/// One lease per store key: who may refresh a session while several instances share the
+/// store. A lease ends at its deadline unless its holder renews it, so a holder that dies
+/// blocks the others for one time to live at most.
 #[async_trait]
-pub trait SessionStore: Send + Sync + 'static {
+pub trait Leases: Send + Sync + 'static {
+    /// Takes the lease on `key` for `holder` for `ttl`; false while someone else holds an
+    /// unexpired lease. A holder that takes its own lease again extends it.
+    async fn lease_acquire(
+        &self,
+        key: &StoreKey,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Extends the lease by `ttl` from now, only for its holder; false when the lease
+    /// expired or someone else holds it.
+    async fn lease_renew(
+        &self,
+        key: &StoreKey,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the lease up, only for its holder; false when `holder` did not hold it.
+    async fn lease_release(&self, key: &StoreKey, holder: &str) -> Result<bool, StoreError>;
+}
+
+#[async_trait]
+pub trait SessionStore: Leases {
     /// The value under `key`, unless absent or expired.
     async fn get(&self, key: &StoreKey) -> Result<Option<Stored>, StoreError>;
 
@@ -89,27 +116,6 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
-
-    /// Takes the lease on `key` for `holder` for `ttl`; false while someone else holds an
-    /// unexpired lease. A holder that takes its own lease again extends it.
-    async fn lease_acquire(
-        &self,
-        key: &StoreKey,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<bool, StoreError>;
-
-    /// Extends the lease by `ttl` from now, only for its holder; false when the lease
-    /// expired or someone else holds it.
-    async fn lease_renew(
-        &self,
-        key: &StoreKey,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<bool, StoreError>;
-
-    /// Gives the lease up, only for its holder; false when `holder` did not hold it.
-    async fn lease_release(&self, key: &StoreKey, holder: &str) -> Result<bool, StoreError>;
 
     /// True the first time `key` is seen within `ttl` (by any instance on this store),
     /// false on every later call until it is forgotten: the replay cache of one-time
