@@ -12,6 +12,7 @@ mod local;
 pub mod memory;
 pub mod open;
 pub mod record;
+pub mod redis;
 pub mod store;
 
 #[cfg(test)]

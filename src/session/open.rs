@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::embedded::EmbeddedStore;
 use super::memory::MemoryStore;
+use super::redis::{RedisStore, Target};
 use super::SessionStore;
 use crate::config::{SessionConfig, StoreKind};
 
@@ -16,7 +17,16 @@ pub fn store(config: &SessionConfig) -> Result<Arc<dyn SessionStore>, String> {
             Arc::new(EmbeddedStore::open(&config.path).map_err(|e| e.to_string())?)
         }
         StoreKind::Redis => {
-            return Err("session.store: \"redis\" is not available in this version yet".into())
+            let target = match &config.redis_url {
+                Some(url) => Target::Standalone(url.clone()),
+                None => Target::Cluster(config.redis_cluster.clone()),
+            };
+            let where_ = if config.redis_url.is_some() {
+                "session.redis_url"
+            } else {
+                "session.redis_cluster"
+            };
+            Arc::new(RedisStore::open(&target).map_err(|e| format!("{where_}: {e}"))?)
         }
     })
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::wait_until;
-use tokengate::session::{unix_now, Expect, IndexKey, Indexes, SessionStore, StoreKey, Written};
+use tokengate::session::{
+    unix_now, Change, Expect, IndexKey, Indexes, SessionStore, StoreKey, Written,
+};
 
 /// A key of this test run only: backends on a shared server must not see another run's.
 pub fn fresh_key() -> StoreKey {
@@ -305,4 +307,104 @@ pub async fn remember_once(a: &dyn SessionStore, b: &dyn SessionStore) {
         !a.remember_once(&other, ttl).await.expect("once"),
         "the other key lives on"
     );
+}
+
+/// Two handles on one store, as two instances: they see each other's writes, conflict on
+/// versions, share leases and the once-set, and each hears of the other's changes — not
+/// of its own. Both must be subscribed to notices already; `Lost` notices are skipped.
+pub async fn shared(a: Arc<dyn SessionStore>, b: Arc<dyn SessionStore>) {
+    let mut a_notices = a.changes().expect("a shared store reports changes");
+    let mut b_notices = b.changes().expect("a shared store reports changes");
+    let later = unix_now() + 3600;
+    let tag = fresh_key().hex();
+    let sub = format!("erin-{tag}");
+    let create = |s: Arc<dyn SessionStore>, k: StoreKey| {
+        let sub = sub.clone();
+        async move {
+            let w = put(s.as_ref(), k, b"v", later, &idx(&sub, None), Expect::Absent).await;
+            assert!(matches!(w, Written::Ok(_)), "create failed");
+        }
+    };
+
+    // === each hears the other, never itself: notices of one channel arrive in the order
+    // they were sent, so a notice of one's own write would come first.
+    let (x, y, z) = (fresh_key(), fresh_key(), fresh_key());
+    create(a.clone(), x).await;
+    create(b.clone(), y).await;
+    next_notice(&mut a_notices, y, "a hears b's create, not its own").await;
+    next_notice(&mut b_notices, x, "b hears a's create").await;
+    create(a.clone(), z).await;
+    next_notice(&mut b_notices, z, "b hears a's next create, not its own").await;
+
+    // === writes, versions and deletes cross over
+    let k = fresh_key();
+    let Written::Ok(v1) = put(
+        a.as_ref(),
+        k,
+        b"from-a",
+        later,
+        &idx(&sub, None),
+        Expect::Absent,
+    )
+    .await
+    else {
+        panic!("create on a failed")
+    };
+    let seen = b.get(&k).await.expect("get").expect("b sees a's write");
+    assert_eq!(seen.value, b"from-a");
+    next_notice(&mut b_notices, k, "b hears of a's create").await;
+    let Written::Ok(v2) = put(
+        b.as_ref(),
+        k,
+        b"from-b",
+        later,
+        &idx(&sub, None),
+        Expect::Version(v1),
+    )
+    .await
+    else {
+        panic!("b's write failed")
+    };
+    assert!(v2 > v1);
+    let late = put(
+        a.as_ref(),
+        k,
+        b"stale",
+        later,
+        &idx(&sub, None),
+        Expect::Version(v1),
+    )
+    .await;
+    assert_eq!(
+        late,
+        Written::Conflict,
+        "a's stale version loses to b's write"
+    );
+    next_notice(&mut a_notices, k, "a hears of b's rewrite").await;
+    let mut found = a.find(&IndexKey::sub(&sub)).await.expect("find");
+    found.sort();
+    let mut want = vec![x, y, z, k];
+    want.sort();
+    assert_eq!(found, want);
+    assert!(a.delete(&k).await.expect("delete"));
+    next_notice(&mut b_notices, k, "b hears of a's delete").await;
+    assert!(b.get(&k).await.expect("get").is_none());
+
+    leases(a.as_ref(), b.as_ref()).await;
+    remember_once(a.as_ref(), b.as_ref()).await;
+}
+
+/// Waits for the next notice, which must be about `k`.
+async fn next_notice(rx: &mut tokio::sync::broadcast::Receiver<Change>, k: StoreKey, what: &str) {
+    let deadline = Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout(deadline, rx.recv()).await {
+            Ok(Ok(Change::Lost)) => continue,
+            Ok(Ok(Change::Key(got))) => {
+                assert_eq!(got, k, "{what}: notice for another key");
+                return;
+            }
+            other => panic!("{what}: {other:?} within {deadline:?}"),
+        }
+    }
 }

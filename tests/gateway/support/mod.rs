@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod op;
+pub mod redis;
 pub mod upstream;
 
 use std::future::Future;
