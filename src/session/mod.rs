@@ -7,6 +7,7 @@
 //! here and updates the cache after the store, so within one process the cache never
 //! serves a record the store no longer holds.
 
+pub mod coherence;
 pub mod embedded;
 mod local;
 pub mod memory;
@@ -93,13 +94,18 @@ impl Sessions {
         cache_capacity: u64,
     ) -> Sessions {
         let idle = idle.as_secs().max(1);
+        let cache = Cache::builder()
+            .max_capacity(cache_capacity)
+            // Idle sessions leave memory; the store still has them.
+            .time_to_idle(Duration::from_secs(600))
+            .build();
+        // Other instances' writes and deletes drop our copies (a shared store only).
+        if let Some(changes) = store.changes() {
+            coherence::follow(changes, cache.clone());
+        }
         Sessions {
             store,
-            cache: Cache::builder()
-                .max_capacity(cache_capacity)
-                // Idle sessions leave memory; the store still has them.
-                .time_to_idle(Duration::from_secs(600))
-                .build(),
+            cache,
             keys,
             idle,
             absolute: absolute.as_secs().max(1),
@@ -215,6 +221,11 @@ impl Sessions {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.store.ping().await
+    }
+
+    /// The store itself, for what spans instances: leases, remember-once.
+    pub fn store(&self) -> &dyn SessionStore {
+        self.store.as_ref()
     }
 
     async fn write(

@@ -1,5 +1,6 @@
 //! Access tokens for proxied calls: when to refresh, and refreshing one session at a time.
 
+mod lease;
 pub mod refresh;
 
 use std::time::Duration;

@@ -124,6 +124,24 @@ async fn refresh(
     if !current.needs_refresh(now) {
         return Ok(current);
     }
+    // Across instances: one refresh per session under the store's lease; an instance that
+    // finds it taken waits for the winner's tokens instead (token::lease).
+    super::lease::exclusive(sessions, key, |current| {
+        redeem(sessions, provider, key, skew, current)
+    })
+    .await
+}
+
+/// Redeems the refresh token of `current` (read under the lease) at the provider.
+async fn redeem(
+    sessions: &Sessions,
+    provider: &ProviderCell,
+    key: StoreKey,
+    skew: Duration,
+    current: Arc<LiveSession>,
+) -> Outcome {
+    let store_err = |e: crate::session::StoreError| RefreshError::Store(e.to_string());
+    let now = unix_now();
     let Some(refresh_token) = current.record.refresh_token.clone() else {
         // No refresh token (the provider gave none): the access token is used until it
         // expires, and then the session is over.
@@ -150,8 +168,14 @@ async fn refresh(
                 ));
             }
             tracing::info!(session = %key.short(), rotated = tokens.refresh_token.is_some(), "access token refreshed");
+            // Fenced: the tokens go only over the record whose refresh token we redeemed;
+            // if another instance refreshed meanwhile (our lease lapsed), its tokens stay.
             let updated = sessions
-                .update(key, |s| crate::token::apply(s, &tokens, now, skew))
+                .update(key, |s| {
+                    if s.refresh_token.as_ref() == Some(&refresh_token) {
+                        crate::token::apply(s, &tokens, now, skew);
+                    }
+                })
                 .await
                 .map_err(store_err)?;
             updated.ok_or(RefreshError::Gone)

@@ -5,9 +5,11 @@ mod support;
 
 mod config_check;
 mod cookies;
+mod embedded_store;
 mod lifetime;
 mod login;
 mod proxy;
+mod redis_store;
 mod refresh;
 mod server;
 mod store_conformance;
