@@ -101,8 +101,9 @@ async fn kill_9_during_logins_and_refreshes_loses_no_delivered_session() {
     )
     .await;
 
-    gw.kill9();
+    // No new work after this point; what is in flight is cut off by the kill.
     running.store(false, Ordering::Relaxed);
+    gw.kill9();
     for w in workers {
         let _ = w.await;
     }
