@@ -32,8 +32,14 @@ fn store_err(e: StoreError) -> RefreshError {
 }
 
 /// Runs `refresh` on the current record of `key` while holding the session's lease, or
-/// returns the record another instance refreshed meanwhile.
-pub async fn exclusive<F, Fut>(sessions: &Sessions, key: StoreKey, refresh: F) -> Outcome
+/// returns the record another instance refreshed meanwhile. `resource` names the token
+/// that is due (`None`: the default audience).
+pub async fn exclusive<F, Fut>(
+    sessions: &Sessions,
+    key: StoreKey,
+    resource: Option<&str>,
+    refresh: F,
+) -> Outcome
 where
     F: FnOnce(Arc<LiveSession>) -> Fut,
     Fut: Future<Output = Outcome>,
@@ -47,8 +53,9 @@ where
         .map_err(store_err)?
     {
         // Another instance is refreshing: its tokens land in the store.
-        if let Some(done) = refreshed(sessions, key).await? {
-            return Ok(done);
+        let current = current(sessions, key).await?;
+        if is_fresh(&current, resource) {
+            return Ok(current);
         }
         if Instant::now() >= deadline {
             return Err(RefreshError::Timeout);
@@ -57,14 +64,10 @@ where
     }
     let outcome = async {
         // Re-check under the lease: the last holder may have finished just now.
-        if let Some(done) = refreshed(sessions, key).await? {
-            return Ok(done);
+        let current = current(sessions, key).await?;
+        if is_fresh(&current, resource) {
+            return Ok(current);
         }
-        let current = sessions
-            .load(key)
-            .await
-            .map_err(store_err)?
-            .ok_or(RefreshError::Gone)?;
         renewing(sessions, key, &holder, refresh(current)).await
     }
     .await;
@@ -75,17 +78,18 @@ where
     outcome
 }
 
-/// The stored record when it no longer needs a refresh; `Gone` when it is no more.
-async fn refreshed(
-    sessions: &Sessions,
-    key: StoreKey,
-) -> Result<Option<Arc<LiveSession>>, RefreshError> {
-    let current = sessions
+/// The record as the store has it now; `Gone` when the session is no more.
+async fn current(sessions: &Sessions, key: StoreKey) -> Outcome {
+    sessions
         .load(key)
         .await
         .map_err(store_err)?
-        .ok_or(RefreshError::Gone)?;
-    Ok((!current.needs_refresh(unix_now())).then_some(current))
+        .ok_or(RefreshError::Gone)
+}
+
+/// True when the token for `resource` is not due (someone refreshed it).
+fn is_fresh(live: &LiveSession, resource: Option<&str>) -> bool {
+    live.fresh_bearer(resource, unix_now()).is_some()
 }
 
 /// Runs `work`, renewing the lease meanwhile.

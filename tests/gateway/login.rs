@@ -21,17 +21,26 @@ async fn login_gives_claims_at_bff_user_and_no_token() {
     let text = user.to_string();
     assert!(!text.contains("eyJ"), "a JWT leaked to /bff/user: {text}");
 
-    // Learn the tokens the gateway holds from the other side, then look for them in
-    // everything the browser received: the access token from what the upstream saw, the
-    // ID token from the logout redirect's id_token_hint, the refresh token from what the
-    // provider's revocation endpoint received at logout.
+    // The tokens the gateway holds, as the provider issued them; then look for them in
+    // everything the browser received, logout included.
     let (status, echo) = browser.api(&gw.url("/api/who")).await;
     assert_eq!(status, 200, "{echo}");
-    let access = gw
-        .upstream
-        .last("/api/who")
-        .and_then(|s| s.token)
-        .expect("upstream saw a token");
+    let issued = gw.op.issued().await;
+    let login = issued
+        .iter()
+        .find(|t| t["grant_type"] == "authorization_code")
+        .expect("the provider issued tokens for the login");
+    let token = |name: &str| login[name].as_str().expect(name).to_owned();
+    let (access, refresh, id_token) = (
+        token("access_token"),
+        token("refresh_token"),
+        token("id_token"),
+    );
+    assert_eq!(
+        gw.upstream.last("/api/who").and_then(|s| s.token),
+        Some(access.clone()),
+        "the upstream got the access token"
+    );
     assert!(
         !echo.to_string().contains(&access),
         "the test upstream must not echo the token"
@@ -40,19 +49,23 @@ async fn login_gives_claims_at_bff_user_and_no_token() {
         .send(Method::GET, &gw.url(logout_url), &[], None)
         .await;
     assert_eq!(resp.status(), 302);
-    let end_session =
-        Url::parse(resp.headers()["location"].to_str().expect("ascii")).expect("end-session URL");
-    let id_token = end_session
-        .query_pairs()
-        .find(|(k, _)| k == "id_token_hint")
-        .map(|(_, v)| v.into_owned())
-        .expect("id_token_hint");
-    let revoked = gw.op.revocations().await;
-    let refresh = revoked
-        .last()
-        .and_then(|r| r["token"].as_str())
-        .expect("the refresh token was revoked at logout")
+    let location = resp.headers()["location"]
+        .to_str()
+        .expect("ascii")
         .to_owned();
+    let end_session = Url::parse(&location).expect("end-session URL");
+    assert!(
+        end_session
+            .query_pairs()
+            .any(|(k, v)| k == "client_id" && v == "gateway"),
+        "{location}"
+    );
+    let revoked = gw.op.revocations().await;
+    assert_eq!(
+        revoked.last().and_then(|r| r["token"].as_str()),
+        Some(refresh.as_str()),
+        "the refresh token was revoked at logout"
+    );
     let set_cookies = browser.set_cookies.lock().expect("set-cookies").join("\n");
     for (what, token) in [
         ("access token", &access),
@@ -64,6 +77,10 @@ async fn login_gives_claims_at_bff_user_and_no_token() {
         assert!(
             !set_cookies.contains(token.as_str()),
             "{what} leaked into a cookie"
+        );
+        assert!(
+            !location.contains(token.as_str()),
+            "{what} leaked into the logout redirect"
         );
     }
 }

@@ -3,6 +3,9 @@
 
 mod support;
 
+mod admin;
+mod backchannel;
+mod client_security;
 mod config_check;
 mod cookies;
 mod embedded_store;
@@ -13,3 +16,5 @@ mod redis_store;
 mod refresh;
 mod server;
 mod store_conformance;
+mod telemetry;
+mod token_routes;

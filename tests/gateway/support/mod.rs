@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod instance;
 pub mod op;
+pub mod pki;
 pub mod redis;
 pub mod upstream;
 
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 pub use browser::Browser;
 pub use instance::Instance;
 pub use op::{Op, OpOptions};
+pub use pki::{http_client, pki};
 pub use upstream::Upstream;
 
 /// Waits until `check` is true, polling every 50 ms; panics with `what` after `limit`.
@@ -60,6 +62,8 @@ pub struct Setup {
     pub server_extra: String,
     /// Extra keys inside `[session]` (e.g. `idle_timeout`).
     pub session_extra: String,
+    /// Extra keys inside `[oidc]` (e.g. `logout_id_token_hint = true`).
+    pub oidc_extra: String,
     /// `https` makes the public URL https (for a TLS listener).
     pub public_scheme: &'static str,
     /// The session store; tests that do not care keep `memory`.
@@ -108,6 +112,7 @@ impl Default for Setup {
             key: None,
             server_extra: String::new(),
             session_extra: String::new(),
+            oidc_extra: String::new(),
             public_scheme: "http",
             store: Store::Memory,
             process: false,
@@ -160,7 +165,7 @@ impl TestGateway {
             "[server]\nlisten = \"@LISTEN@\"\npublic_url = \"{origin}\"\nadmin_listen = \"@ADMIN@\"\n{server_extra}\n\n\
              [oidc]\nissuer = \"{issuer}\"\nclient_id = \"{id}\"\nclient_secret = \"{secret}\"\n\
              client_auth = \"{auth}\"\nscopes = [\"openid\", \"profile\", \"email\", \"offline_access\", \"api\"]\n\
-             auth_params = {{ prompt = \"consent\" }}\n\n\
+             auth_params = {{ prompt = \"consent\" }}\n{oidc_extra}\n\n\
              [session]\nkeys = [\"{key}\"]\n{store}\n{session_extra}\n\n{extra}\n\n{routes}",
             issuer = op.issuer,
             id = op::CLIENT_ID,
@@ -170,6 +175,7 @@ impl TestGateway {
             extra = setup.extra,
             server_extra = setup.server_extra,
             session_extra = setup.session_extra,
+            oidc_extra = setup.oidc_extra,
             routes = setup.routes.replace("{upstream}", &upstream.url()),
         );
         let main = if setup.process {
@@ -238,6 +244,16 @@ impl TestGateway {
 
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin)
+    }
+
+    /// The `/metrics` page.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
     }
 
     /// A browser logged in as `user` (password `<user>-password`), landed on `/`.
