@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::metrics::Metrics;
 use crate::bff::backchannel::ReplayMemory;
-use crate::config::{Config, StoreKind};
+use crate::config::Config;
 use crate::crypto::cookie::{self, CookieNames};
 use crate::crypto::KeyRing;
 use crate::oidc::dpop::Nonces;
@@ -20,8 +20,7 @@ use crate::route::{Route, RouteTable};
 use crate::server::dispatch::RequestIds;
 use crate::server::listener::{self, Limits};
 use crate::server::Reject;
-use crate::session::memory::MemoryStore;
-use crate::session::{LiveSession, SessionId, SessionStore, Sessions};
+use crate::session::{LiveSession, SessionId, Sessions};
 use crate::shutdown;
 use crate::token::client_credentials::ClientTokens;
 use crate::token::refresh::Refresher;
@@ -64,19 +63,7 @@ impl Gateway {
         let keys = Arc::new(KeyRing::new(&config.session.keys).ok_or_else(|| {
             StartError::Config("session.keys: at least one key is required".into())
         })?);
-        let store: Arc<dyn SessionStore> = match config.session.store {
-            StoreKind::Memory => Arc::new(MemoryStore::default()),
-            StoreKind::Embedded => return Err(StartError::Config(
-                "session.store: \"embedded\" is not available in this version yet; use \"memory\""
-                    .into(),
-            )),
-            StoreKind::Redis => {
-                return Err(StartError::Config(
-                    "session.store: \"redis\" is not available in this version yet; use \"memory\""
-                        .into(),
-                ))
-            }
-        };
+        let store = crate::session::open::store(&config.session).map_err(StartError::Config)?;
         let mut routes = Vec::with_capacity(config.routes.len());
         for (i, rc) in config.routes.iter().enumerate() {
             let route = Route::from_config(i, rc).ok_or_else(|| {

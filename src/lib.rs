@@ -17,10 +17,12 @@
 //!   session, token), prepare ([`proxy::headers`]), send ([`proxy::upstream`]), respond
 //!   (and [`proxy::upgrade`] for WebSockets).
 //! - [`session`] finds the session behind the cookie: [`session::Sessions`] caches
-//!   decrypted records in front of a [`session::SessionStore`]; the records are sealed
-//!   by the [`crypto::keyring`].
+//!   decrypted records in front of a [`session::SessionStore`] ([`session::memory`],
+//!   [`session::embedded`], [`session::redis`]), dropping copies other instances changed
+//!   ([`session::coherence`]); the records are sealed by the [`crypto::keyring`].
 //! - [`token`] decides when an access token is due and refreshes one session at a time
-//!   ([`token::refresh`]), through [`oidc`], the provider client.
+//!   ([`token::refresh`]; across instances under the store's lease), through [`oidc`],
+//!   the provider client.
 //! - [`server::respond`] is the one place errors become responses.
 //! - [`admin`] serves `/healthz`, `/readyz` and `/metrics` on the admin listener.
 //! - [`config`] loads and validates the configuration; [`app`] builds the [`app::Gateway`]

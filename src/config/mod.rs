@@ -158,7 +158,11 @@ pub struct SessionConfig {
     pub keys: Vec<[u8; 32]>,
     pub store: StoreKind,
     pub path: PathBuf,
+    /// `redis://` or `rediss://` URL of a standalone Redis (`session.redis_url`).
     pub redis_url: Option<String>,
+    /// Seed node URLs of a Redis Cluster (`session.redis_cluster`); exclusive with
+    /// `redis_url`. Empty: no cluster.
+    pub redis_cluster: Vec<String>,
     /// Most decrypted sessions kept in the in-process cache.
     pub cache_capacity: u64,
 }

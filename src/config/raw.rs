@@ -85,6 +85,7 @@ pub struct RawSession {
     pub store: Option<String>,
     pub path: Option<String>,
     pub redis_url: Option<String>,
+    pub redis_cluster: Option<Vec<String>>,
     pub cache_capacity: Option<i64>,
 }
 

@@ -205,3 +205,48 @@ fn auth_params_cannot_override_the_gateways_own() {
     ));
     assert_eq!(p, ["oidc.auth_params.state: is set by the gateway itself"]);
 }
+
+#[test]
+fn redis_store_takes_a_url_or_cluster_nodes_never_both() {
+    let with = |lines: &str| MINIMAL.replace("[session]", &format!("[session]\n{lines}"));
+    let c = load(&with(
+        "store = \"redis\"\nredis_url = \"rediss://cache:6380\"",
+    ))
+    .expect("valid");
+    assert_eq!(c.session.redis_url.as_deref(), Some("rediss://cache:6380"));
+    let c = load(&with(
+        "store = \"redis\"\nredis_cluster = [\"redis://h1:7000\", \"redis://h2:7000\"]",
+    ))
+    .expect("valid");
+    assert_eq!(
+        c.session.redis_cluster,
+        ["redis://h1:7000", "redis://h2:7000"]
+    );
+    assert_eq!(c.session.path, std::path::PathBuf::from("data/sessions"));
+
+    let p = problems(&with("store = \"redis\""));
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(p[0].starts_with("session.redis_url: is required"), "{p:#?}");
+    let p = problems(&with(
+        "store = \"redis\"\nredis_url = \"redis://a:1\"\nredis_cluster = [\"redis://b:1\"]",
+    ));
+    assert!(
+        p[0].starts_with("session.redis_cluster: set either"),
+        "{p:#?}"
+    );
+    let p = problems(&with(
+        "store = \"redis\"\nredis_cluster = [\"redis://h1:1\", \"http://h2:1\", \"rediss://h3:1\"]",
+    ));
+    assert_eq!(
+        p,
+        [
+            "session.redis_cluster[1]: must be a redis:// or rediss:// URL",
+            "session.redis_cluster[2]: is rediss:// but session.redis_cluster[0] is redis://; use one scheme for every node",
+        ],
+    );
+    let p = problems(&with("store = \"redis\"\nredis_cluster = []"));
+    assert_eq!(
+        p,
+        ["session.redis_cluster: must list at least one node URL"]
+    );
+}

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawRoute};
+use super::raw::{RawConfig, RawRoute, RawSession};
 use super::*;
 
 /// One thing wrong with the configuration, and where.
@@ -282,17 +282,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             StoreKind::Memory
         }
     };
-    if let Some(url) = &se.redis_url {
-        let ok = url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "redis" | "rediss"));
-        if !ok {
-            c.fail("session.redis_url", "must be a redis:// or rediss:// URL");
-        }
-    } else if store == StoreKind::Redis {
-        c.fail(
-            "session.redis_url",
-            "is required when session.store is \"redis\"",
-        );
-    }
+    redis_target(&mut c, se, store);
     let cache_capacity = c.int(
         "session.cache_capacity",
         se.cache_capacity,
@@ -371,6 +361,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             store,
             path: PathBuf::from(se.path.as_deref().unwrap_or("data/sessions")),
             redis_url: se.redis_url.clone(),
+            redis_cluster: se.redis_cluster.clone().unwrap_or_default(),
             cache_capacity,
         },
         tokens: TokensConfig {
@@ -379,6 +370,53 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         admin: AdminConfig { token: admin_token },
         routes,
     })
+}
+
+/// `session.redis_url` (standalone) or `session.redis_cluster` (seed nodes), never both;
+/// one of them when the store is Redis. Every URL `redis://` or `rediss://`, a cluster's
+/// all with the same scheme (TLS is all or nothing).
+fn redis_target(c: &mut Checker, se: &RawSession, store: StoreKind) {
+    let scheme = |url: &str| {
+        url::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "redis" | "rediss") && u.host().is_some())
+            .map(|u| u.scheme().to_owned())
+    };
+    if let Some(url) = &se.redis_url {
+        if scheme(url).is_none() {
+            c.fail("session.redis_url", "must be a redis:// or rediss:// URL");
+        }
+    }
+    match (&se.redis_url, &se.redis_cluster) {
+        (Some(_), Some(_)) => c.fail(
+            "session.redis_cluster",
+            "set either session.redis_url (standalone) or session.redis_cluster, not both",
+        ),
+        (None, None) if store == StoreKind::Redis => c.fail(
+            "session.redis_url",
+            "is required when session.store is \"redis\" (or list the nodes of a cluster in session.redis_cluster)",
+        ),
+        _ => {}
+    }
+    let Some(nodes) = &se.redis_cluster else {
+        return;
+    };
+    if nodes.is_empty() {
+        c.fail("session.redis_cluster", "must list at least one node URL");
+    }
+    let mut first: Option<String> = None;
+    for (i, url) in nodes.iter().enumerate() {
+        let at = format!("session.redis_cluster[{i}]");
+        match (scheme(url), &first) {
+            (None, _) => c.fail(&at, "must be a redis:// or rediss:// URL"),
+            (Some(s), Some(f)) if &s != f => c.fail(
+                &at,
+                format!("is {s}:// but session.redis_cluster[0] is {f}://; use one scheme for every node"),
+            ),
+            (Some(s), None) => first = Some(s),
+            _ => {}
+        }
+    }
 }
 
 fn session_keys(c: &mut Checker, keys: Option<&[String]>) -> Vec<[u8; 32]> {

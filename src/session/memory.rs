@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use moka::ops::compute::Op;
 use moka::sync::Cache;
 
+use super::local::{LocalLeases, LocalOnce, OwnLeases};
 use super::record::{IndexKey, StoreKey};
-use super::store::{Expect, Indexes, SessionStore, StoreError, Stored, Written};
+use super::store::{Change, Expect, Indexes, SessionStore, StoreError, Stored, Written};
 use super::unix_now;
 
 #[derive(Clone)]
@@ -46,6 +47,8 @@ pub struct MemoryStore {
     /// Index → keys. A std `Mutex`: held only for a set insert or removal, never across an
     /// await. Members whose entry expired are pruned when the index is read.
     index: Mutex<HashMap<IndexKey, HashSet<StoreKey>>>,
+    leases: LocalLeases,
+    once: LocalOnce,
 }
 
 impl Default for MemoryStore {
@@ -53,6 +56,8 @@ impl Default for MemoryStore {
         MemoryStore {
             entries: Cache::builder().expire_after(ExpireAt).build(),
             index: Mutex::new(HashMap::new()),
+            leases: LocalLeases::default(),
+            once: LocalOnce::default(),
         }
     }
 }
@@ -76,6 +81,12 @@ impl MemoryStore {
                 }
             }
         });
+    }
+}
+
+impl OwnLeases for MemoryStore {
+    fn leases(&self) -> &LocalLeases {
+        &self.leases
     }
 }
 
@@ -167,5 +178,14 @@ impl SessionStore for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn remember_once(&self, key: &[u8; 32], ttl: Duration) -> Result<bool, StoreError> {
+        Ok(self.once.remember(key, ttl))
+    }
+
+    /// One process: no other instance can change what it holds.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
     }
 }

@@ -7,8 +7,13 @@
 //! here and updates the cache after the store, so within one process the cache never
 //! serves a record the store no longer holds.
 
+pub mod coherence;
+pub mod embedded;
+mod local;
 pub mod memory;
+pub mod open;
 pub mod record;
+pub mod redis;
 pub mod store;
 
 #[cfg(test)]
@@ -24,7 +29,7 @@ use crate::admin::metrics::Counter;
 use crate::crypto::signing::SigningKey;
 use crate::crypto::KeyRing;
 pub use record::{AccessToken, EndReason, IndexKey, Session, SessionId, StoreKey};
-pub use store::{Expect, Indexes, SessionStore, StoreError, Stored, Written};
+pub use store::{Change, Expect, Indexes, Leases, SessionStore, StoreError, Stored, Written};
 
 /// Seconds since the Unix epoch, the unit of every time in a record.
 pub fn unix_now() -> u64 {
@@ -139,14 +144,19 @@ impl Sessions {
         cache_capacity: u64,
     ) -> Sessions {
         let idle = idle.as_secs().max(1);
+        let cache = Cache::builder()
+            .max_capacity(cache_capacity)
+            // Idle sessions leave memory; the store still has them.
+            .time_to_idle(Duration::from_secs(600))
+            .build();
+        // Other instances' writes and deletes drop our copies (a shared store only).
+        if let Some(changes) = store.changes() {
+            coherence::follow(changes, cache.clone());
+        }
         Sessions {
             ended: EndCounts::default(),
             store,
-            cache: Cache::builder()
-                .max_capacity(cache_capacity)
-                // Idle sessions leave memory; the store still has them.
-                .time_to_idle(Duration::from_secs(600))
-                .build(),
+            cache,
             keys,
             idle,
             absolute: absolute.as_secs().max(1),
@@ -288,6 +298,11 @@ impl Sessions {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.store.ping().await
+    }
+
+    /// The store itself, for what spans instances: leases, remember-once.
+    pub fn store(&self) -> &dyn SessionStore {
+        self.store.as_ref()
     }
 
     async fn write(

@@ -1,6 +1,7 @@
 //! Access tokens for proxied calls: when to refresh, and refreshing one session at a time.
 
 pub mod client_credentials;
+mod lease;
 pub mod refresh;
 
 use std::time::Duration;

@@ -187,6 +187,19 @@ impl Job {
         if current.fresh_bearer(resource, now).is_some() {
             return Ok(current);
         }
+        // Across instances: one refresh per session under the store's lease; an instance
+        // that finds it taken waits for the winner's tokens instead (token::lease).
+        super::lease::exclusive(&self.sessions, key, resource, |current| {
+            self.redeem(current)
+        })
+        .await
+    }
+
+    /// Redeems the refresh token of `current` (read under the lease) at the provider.
+    async fn redeem(&self, current: Arc<LiveSession>) -> Outcome {
+        let key = self.key;
+        let resource = self.resource.as_deref();
+        let now = unix_now();
         let Some(refresh_token) = current.record.refresh_token.clone() else {
             return self.without_refresh_token(current, now).await;
         };
@@ -202,10 +215,15 @@ impl Job {
                 self.counts.success.inc();
                 tracing::info!(session = %key.short(), resource, rotated = tokens.refresh_token.is_some(), "access token refreshed");
                 let (resource, skew) = (self.resource.clone(), self.skew);
+                // Fenced: the tokens go only over the record whose refresh token was
+                // redeemed; if another instance refreshed meanwhile (our lease lapsed), its
+                // tokens stay.
                 let updated = self
                     .sessions
                     .update(key, |s| {
-                        crate::token::apply(s, resource.as_deref(), &tokens, now, skew)
+                        if s.refresh_token.as_ref() == Some(&refresh_token) {
+                            crate::token::apply(s, resource.as_deref(), &tokens, now, skew);
+                        }
                     })
                     .await?;
                 updated.ok_or(RefreshError::Gone)

@@ -215,9 +215,14 @@ impl Browser {
         panic!("the provider never redirected to the callback");
     }
 
+    /// GET with `X-CSRF: 1`, as the SPA calls its API; the whole response.
+    pub async fn api_response(&self, url: &str) -> Response {
+        self.send(Method::GET, url, &[("x-csrf", "1")], None).await
+    }
+
     /// GET with `X-CSRF: 1`, as the SPA calls its API; returns status and JSON (or Null).
     pub async fn api(&self, url: &str) -> (StatusCode, Value) {
-        let resp = self.send(Method::GET, url, &[("x-csrf", "1")], None).await;
+        let resp = self.api_response(url).await;
         let status = resp.status();
         let json = resp.json().await.unwrap_or(Value::Null);
         (status, json)

@@ -5,8 +5,10 @@
 #![allow(dead_code)] // each test module uses a different part of the harness
 
 pub mod browser;
+pub mod instance;
 pub mod op;
 pub mod pki;
+pub mod redis;
 pub mod upstream;
 
 use std::future::Future;
@@ -14,9 +16,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 pub use browser::Browser;
+pub use instance::Instance;
 pub use op::{Op, OpOptions};
 pub use pki::{http_client, pki};
 pub use upstream::Upstream;
@@ -34,7 +36,12 @@ where
     }
 }
 
-fn init_logs() {
+/// The status of a plain GET of `url` (health and readiness probes).
+pub async fn status_of(url: &str) -> u16 {
+    reqwest::get(url).await.expect("request").status().as_u16()
+}
+
+pub(crate) fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -59,6 +66,39 @@ pub struct Setup {
     pub oidc_extra: String,
     /// `https` makes the public URL https (for a TLS listener).
     pub public_scheme: &'static str,
+    /// The session store; tests that do not care keep `memory`.
+    pub store: Store,
+    /// Run the real `tokengate` binary as a child process instead of serving in process
+    /// (for restarts, `kill -9` and startup errors).
+    pub process: bool,
+}
+
+/// The session store of a test gateway, as `[session]` keys.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Memory,
+    Embedded(std::path::PathBuf),
+    Redis(String),
+    RedisCluster(Vec<String>),
+}
+
+impl Store {
+    fn toml(&self) -> String {
+        match self {
+            Store::Memory => "store = \"memory\"".into(),
+            Store::Embedded(path) => {
+                format!("store = \"embedded\"\npath = \"{}\"", path.display())
+            }
+            Store::Redis(url) => format!("store = \"redis\"\nredis_url = \"{url}\""),
+            Store::RedisCluster(urls) => format!(
+                "store = \"redis\"\nredis_cluster = [{}]",
+                urls.iter()
+                    .map(|u| format!("\"{u}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
 }
 
 impl Default for Setup {
@@ -74,6 +114,8 @@ impl Default for Setup {
             session_extra: String::new(),
             oidc_extra: String::new(),
             public_scheme: "http",
+            store: Store::Memory,
+            process: false,
         }
     }
 }
@@ -83,8 +125,10 @@ pub struct TestGateway {
     pub upstream: Upstream,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    /// The configuration with `@LISTEN@` and `@ADMIN@` standing for the listeners, so
+    /// more instances (same public URL, same store) can be started from it.
+    template: String,
+    main: Instance,
 }
 
 pub fn fresh_key() -> String {
@@ -117,71 +161,81 @@ impl TestGateway {
         };
         let upstream = Upstream::start(&op.issuer).await;
         let key = setup.key.unwrap_or_else(fresh_key);
-        let toml = format!(
-            "[server]\nlisten = \"{addr}\"\npublic_url = \"{origin}\"\nadmin_listen = \"{admin}\"\n{server_extra}\n\n\
+        let template = format!(
+            "[server]\nlisten = \"@LISTEN@\"\npublic_url = \"{origin}\"\nadmin_listen = \"@ADMIN@\"\n{server_extra}\n\n\
              [oidc]\nissuer = \"{issuer}\"\nclient_id = \"{id}\"\nclient_secret = \"{secret}\"\n\
              client_auth = \"{auth}\"\nscopes = [\"openid\", \"profile\", \"email\", \"offline_access\", \"api\"]\n\
              auth_params = {{ prompt = \"consent\" }}\n{oidc_extra}\n\n\
-             [session]\nkeys = [\"{key}\"]\nstore = \"memory\"\n{session_extra}\n\n{extra}\n\n{routes}",
+             [session]\nkeys = [\"{key}\"]\n{store}\n{session_extra}\n\n{extra}\n\n{routes}",
             issuer = op.issuer,
             id = op::CLIENT_ID,
             secret = op::CLIENT_SECRET,
             auth = setup.op.client_auth,
+            store = setup.store.toml(),
             extra = setup.extra,
             server_extra = setup.server_extra,
             session_extra = setup.session_extra,
             oidc_extra = setup.oidc_extra,
             routes = setup.routes.replace("{upstream}", &upstream.url()),
         );
-        let config = tokengate::config::Config::from_toml_str(&toml)
-            .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{toml}"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            if let Err(e) = tokengate::app::serve(config, listener, admin_listener, shutdown).await
-            {
-                panic!("gateway failed to start: {e}");
-            }
-        });
-        let mut gw = TestGateway {
+        let main = if setup.process {
+            // The child binds these itself: release them first.
+            drop((listener, admin_listener));
+            Instance::process(&render(&template, addr, admin), addr, admin).await
+        } else {
+            Instance::serve(&render(&template, addr, admin), listener, admin_listener).await
+        };
+        TestGateway {
             op,
             upstream,
             addr,
             admin,
-            stop: Some(stop),
-            task: Some(task),
-        };
-        gw.wait_ready().await;
-        gw
+            template,
+            main,
+        }
     }
 
-    /// Waits until `/readyz` answers 200; if the gateway task ends first, fails with its
-    /// reason instead of a bare timeout.
-    async fn wait_ready(&mut self) {
-        let ready = self.admin_url("/readyz");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if reqwest::get(&ready)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            if self.task.as_ref().is_some_and(|t| t.is_finished()) {
-                let task = self.task.take().expect("task");
-                match task.await {
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    _ => panic!("the gateway stopped before it was ready"),
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for the gateway to be ready at {ready}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    /// Another gateway instance on the same provider, upstream, keys and store, behind the
+    /// same public URL (as behind a load balancer), served in process on its own ports.
+    pub async fn another(&self) -> Instance {
+        self.another_with(|toml| toml).await
+    }
+
+    /// As [`TestGateway::another`], with its configuration changed by `edit` first.
+    pub async fn another_with(&self, edit: impl FnOnce(String) -> String) -> Instance {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let (a, b) = (
+            listener.local_addr().expect("addr"),
+            admin.local_addr().expect("admin addr"),
+        );
+        Instance::serve(&edit(render(&self.template, a, b)), listener, admin).await
+    }
+
+    /// The configuration of this gateway as TOML, listening on `addr` and `admin`.
+    pub fn config_toml(&self, addr: SocketAddr, admin: SocketAddr) -> String {
+        render(&self.template, addr, admin)
+    }
+
+    /// `kill -9` of the gateway process (`Setup::process`), at once.
+    pub fn kill9(&mut self) {
+        self.main.kill9();
+    }
+
+    /// Starts the gateway process again, same configuration and ports (after
+    /// [`TestGateway::kill9`] or [`TestGateway::stop_process`]). Waits until ready.
+    pub async fn restart_process(&mut self) {
+        self.main = Instance::process(
+            &self.config_toml(self.addr, self.admin),
+            self.addr,
+            self.admin,
+        )
+        .await;
+    }
+
+    /// Stops the gateway process with SIGTERM and waits for it to exit.
+    pub async fn stop_process(&mut self) {
+        self.main.terminate().await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -218,19 +272,12 @@ impl TestGateway {
 
     /// Stops the gateway and waits for it to drain.
     pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
+        self.main.terminate().await;
     }
 }
 
-impl Drop for TestGateway {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
+fn render(template: &str, addr: SocketAddr, admin: SocketAddr) -> String {
+    template
+        .replace("@LISTEN@", &addr.to_string())
+        .replace("@ADMIN@", &admin.to_string())
 }
