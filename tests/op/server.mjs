@@ -14,7 +14,12 @@
 //
 // Environment (all optional except OP_REDIRECT_URIS):
 //   OP_PORT                       port on 127.0.0.1; 0 or unset: a free one. The issuer is
-//                                 http://127.0.0.1:<port>.
+//                                 http://<OP_HOST>:<port>.
+//   OP_HOST                       the host name in the issuer: 127.0.0.1 (default) or
+//                                 localhost. The provider listens on 127.0.0.1 either way.
+//                                 A browser keeps cookies per host name, not per port: with
+//                                 the provider on localhost and the gateway on 127.0.0.1, the
+//                                 provider's cookies never reach the gateway or its upstreams.
 //   OP_CLIENT_ID                  the client's id (default gateway)
 //   OP_CLIENT_SECRET              the client's secret (default gateway-secret)
 //   OP_CLIENT_AUTH                its token endpoint auth method: client_secret_basic
@@ -41,8 +46,8 @@
 //                                 every start, records in memory only.
 //
 // Test users: alice / alice-password and bob / bob-password (sub = the login name).
-// Test endpoints: GET /test/stats, GET /test/revocations, POST /test/revoke-refresh?sub=…
-// (see README.md next to this file).
+// Test endpoints: GET /test/stats, GET /test/revocations, GET /test/tokens,
+// POST /test/revoke-refresh?sub=… (see handleTest below).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -85,6 +90,8 @@ const ACCESS_TOKEN_TTL = seconds('OP_ACCESS_TOKEN_TTL', 300);
 const ROTATE_REFRESH = (env.OP_ROTATE_REFRESH || '1') !== '0';
 const AUDIENCE = env.OP_API_AUDIENCE || 'https://api.tokengate.test';
 const STATE_DIR = env.OP_STATE_DIR || '';
+const HOST = env.OP_HOST || '127.0.0.1';
+if (!['127.0.0.1', 'localhost'].includes(HOST)) fail(`OP_HOST must be 127.0.0.1 or localhost, not ${JSON.stringify(HOST)}`);
 // The scope of the API audience (a resource server scope, not an OpenID Connect one).
 const API_SCOPE = 'api';
 
@@ -231,6 +238,9 @@ const stats = {
   end_sessions: 0, // completed RP-initiated logouts
 };
 const revocations = []; // { token, token_type_hint } in the order the revocation endpoint got them
+// Every successful token response, in order: what the gateway was given and must never
+// hand to a browser. { grant_type, access_token, refresh_token?, id_token? }
+const issued = [];
 
 // === The provider ======================================================================
 // Listen first: the issuer names the port actually bound.
@@ -242,7 +252,7 @@ server.on('error', (err) => {
 });
 await new Promise((resolve) => server.listen(PORT, '127.0.0.1', resolve));
 const { port } = server.address();
-const issuer = `http://127.0.0.1:${port}`;
+const issuer = `http://${HOST}:${port}`;
 
 const client = {
   client_id: env.OP_CLIENT_ID || 'gateway',
@@ -377,6 +387,10 @@ provider.on('server_error', (_ctx, err) => log('server error:', err));
 provider.use(async (ctx, next) => {
   await next();
   const route = ctx.oidc?.route;
+  if (route === 'token' && ctx.status === 200 && ctx.body?.access_token) {
+    const { access_token, refresh_token, id_token } = ctx.body;
+    issued.push({ grant_type: ctx.oidc.params.grant_type, access_token, refresh_token, id_token });
+  }
   // The revocation endpoint has no success event; note what it received once it answered.
   if (route === 'revocation' && ctx.status === 200) {
     stats.revocations++;
@@ -541,6 +555,10 @@ function handleTest(req, res, url) {
       return json(200, stats);
     case 'GET /test/revocations':
       return json(200, revocations);
+    case 'GET /test/tokens':
+      // The tokens of every successful token response, so that a test can look for them
+      // where they must not be (a browser).
+      return json(200, issued);
     case 'POST /test/revoke-refresh': {
       // Destroys every refresh token of the account: its next refresh is invalid_grant.
       const sub = url.searchParams.get('sub');
