@@ -81,6 +81,9 @@ pub struct OidcConfig {
     pub scopes: Vec<String>,
     /// Extra authorization-request parameters, in file order.
     pub auth_params: Vec<(String, String)>,
+    /// Put the ID token in the end-session redirect as `id_token_hint`. Off by default:
+    /// that redirect goes through the browser, which would then hold the ID token.
+    pub logout_id_token_hint: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

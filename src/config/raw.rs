@@ -66,6 +66,7 @@ pub struct RawOidc {
     pub client_auth: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub auth_params: Option<BTreeMap<String, String>>,
+    pub logout_id_token_hint: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

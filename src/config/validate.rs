@@ -382,6 +382,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             client_auth,
             scopes,
             auth_params,
+            logout_id_token_hint: o.logout_id_token_hint.unwrap_or(false),
         },
         session: SessionConfig {
             idle_timeout,

@@ -89,6 +89,8 @@ pub struct Provider {
     scopes: Vec<String>,
     auth_params: Vec<(String, String)>,
     end_session_endpoint: Option<url::Url>,
+    /// Whether the end-session redirect carries the ID token (`oidc.logout_id_token_hint`).
+    logout_id_token_hint: bool,
     revocation_endpoint: Option<url::Url>,
     iss_parameter_supported: bool,
 }
@@ -143,6 +145,7 @@ impl Provider {
             scopes: config.scopes.clone(),
             auth_params: config.auth_params.clone(),
             end_session_endpoint: extra.end_session_endpoint,
+            logout_id_token_hint: config.logout_id_token_hint,
             revocation_endpoint: extra.revocation_endpoint,
             iss_parameter_supported: extra.authorization_response_iss_parameter_supported,
         })
@@ -307,16 +310,25 @@ impl Provider {
 
     /// Where to send the browser to end the provider's session too (RP-initiated logout),
     /// or `None` when the provider has no end-session endpoint.
+    ///
+    /// This URL is a redirect the browser follows, so whatever it carries the browser
+    /// holds. `client_id` names the client for `post_logout_redirect_uri` (RP-Initiated
+    /// Logout 1.0 §2); the ID token goes along as `id_token_hint` only when the operator
+    /// asked for it, for providers that require it.
     pub fn end_session_url(
         &self,
-        id_token_hint: &str,
+        id_token: &str,
         post_logout_redirect_uri: &str,
     ) -> Option<url::Url> {
         let mut url = self.end_session_endpoint.clone()?;
-        url.query_pairs_mut()
-            .append_pair("id_token_hint", id_token_hint)
+        let mut query = url.query_pairs_mut();
+        if self.logout_id_token_hint {
+            query.append_pair("id_token_hint", id_token);
+        }
+        query
             .append_pair("post_logout_redirect_uri", post_logout_redirect_uri)
             .append_pair("client_id", &self.client_id);
+        drop(query);
         Some(url)
     }
 }

@@ -53,6 +53,8 @@ pub struct Setup {
     pub server_extra: String,
     /// Extra keys inside `[session]` (e.g. `idle_timeout`).
     pub session_extra: String,
+    /// Extra keys inside `[oidc]` (e.g. `logout_id_token_hint`).
+    pub oidc_extra: String,
     /// `https` makes the public URL https (for a TLS listener).
     pub public_scheme: &'static str,
 }
@@ -68,6 +70,7 @@ impl Default for Setup {
             key: None,
             server_extra: String::new(),
             session_extra: String::new(),
+            oidc_extra: String::new(),
             public_scheme: "http",
         }
     }
@@ -116,7 +119,7 @@ impl TestGateway {
             "[server]\nlisten = \"{addr}\"\npublic_url = \"{origin}\"\nadmin_listen = \"{admin}\"\n{server_extra}\n\n\
              [oidc]\nissuer = \"{issuer}\"\nclient_id = \"{id}\"\nclient_secret = \"{secret}\"\n\
              client_auth = \"{auth}\"\nscopes = [\"openid\", \"profile\", \"email\", \"offline_access\", \"api\"]\n\
-             auth_params = {{ prompt = \"consent\" }}\n\n\
+             auth_params = {{ prompt = \"consent\" }}\n{oidc_extra}\n\n\
              [session]\nkeys = [\"{key}\"]\nstore = \"memory\"\n{session_extra}\n\n{extra}\n\n{routes}",
             issuer = op.issuer,
             id = op::CLIENT_ID,
@@ -125,6 +128,7 @@ impl TestGateway {
             extra = setup.extra,
             server_extra = setup.server_extra,
             session_extra = setup.session_extra,
+            oidc_extra = setup.oidc_extra,
             routes = setup.routes.replace("{upstream}", &upstream.url()),
         );
         let config = tokengate::config::Config::from_toml_str(&toml)

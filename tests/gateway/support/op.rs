@@ -79,14 +79,19 @@ impl Op {
         self.child = Some(child);
     }
 
-    /// `/test/stats` of the provider.
-    pub async fn stats(&self) -> Value {
-        reqwest::get(format!("{}/test/stats", self.issuer))
+    /// GET one of the provider's `/test/` endpoints.
+    async fn test_endpoint(&self, path: &str) -> Value {
+        reqwest::get(format!("{}/test/{path}", self.issuer))
             .await
-            .expect("provider /test/stats answers")
+            .unwrap_or_else(|e| panic!("provider /test/{path} answers: {e}"))
             .json()
             .await
-            .expect("provider /test/stats is JSON")
+            .unwrap_or_else(|e| panic!("provider /test/{path} is JSON: {e}"))
+    }
+
+    /// `/test/stats` of the provider.
+    pub async fn stats(&self) -> Value {
+        self.test_endpoint("stats").await
     }
 
     /// How many refresh-token grants the provider has issued since it (re)started.
@@ -98,12 +103,13 @@ impl Op {
 
     /// Tokens the provider's revocation endpoint received, in order.
     pub async fn revocations(&self) -> Vec<Value> {
-        reqwest::get(format!("{}/test/revocations", self.issuer))
-            .await
-            .expect("provider /test/revocations answers")
-            .json()
-            .await
-            .expect("provider /test/revocations is JSON")
+        list(self.test_endpoint("revocations").await)
+    }
+
+    /// Every token response the provider gave (`grant_type`, `access_token`,
+    /// `refresh_token`, `id_token`), in order.
+    pub async fn issued_tokens(&self) -> Vec<Value> {
+        list(self.test_endpoint("tokens").await)
     }
 
     /// Destroys every refresh token of `sub` at the provider; returns how many.
@@ -117,6 +123,13 @@ impl Op {
             .await
             .expect("provider /test/revoke-refresh is JSON");
         v["revoked"].as_u64().expect("revoked is a number")
+    }
+}
+
+fn list(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(items) => items,
+        other => panic!("expected a JSON array from the provider, got {other}"),
     }
 }
 
