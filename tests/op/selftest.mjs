@@ -57,6 +57,7 @@ async function startOp(extraEnv = {}) {
   });
   let stdout = '';
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  // A provider that never gets ready is ended, not left running after the self-test.
   const ready = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`provider not ready after 30 s\n${stderr}`)), 30000);
     child.stdout.on('data', (d) => {
@@ -72,6 +73,9 @@ async function startOp(extraEnv = {}) {
       }
     });
     exited.then(({ code }) => reject(new Error(`provider exited (${code}) before it was ready\n${stderr}`)));
+  }).catch((err) => {
+    child.kill('SIGKILL');
+    throw err;
   });
   const ms = performance.now() - began;
   startTimes.push(ms);

@@ -217,9 +217,17 @@ class FileAdapter {
 function signingKeys() {
   const file = STATE_DIR && path.join(STATE_DIR, 'jwks.json');
   if (file && fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8'));
-  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  // PEM first, then a KeyObject of its own for the JWK export. Exporting the KeyObject
+  // that generateKeyPairSync returns can deadlock Node.js 20: a garbage collection inside
+  // the export may destroy the finished key-generation job, whose destructor waits for the
+  // lock the export holds (seen as a provider that listens but never prints its ready line).
+  const { privateKey: pem } = crypto.generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
   const jwks = {
-    keys: [{ ...privateKey.export({ format: 'jwk' }), kid: crypto.randomBytes(8).toString('hex'), use: 'sig', alg: 'RS256' }],
+    keys: [{ ...crypto.createPrivateKey(pem).export({ format: 'jwk' }), kid: crypto.randomBytes(8).toString('hex'), use: 'sig', alg: 'RS256' }],
   };
   if (file) {
     fs.writeFileSync(`${file}.tmp`, JSON.stringify(jwks));
