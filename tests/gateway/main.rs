@@ -5,6 +5,7 @@ mod support;
 
 mod config_check;
 mod cookies;
+mod docs;
 mod lifetime;
 mod login;
 mod proxy;
