@@ -7,7 +7,8 @@
 // It adds a login form for two test users, grants consent automatically, and serves a few
 // /test/ endpoints that let tests count what happened and provoke failures.
 //
-// Started by the Rust integration tests and by scripts/demo as `node tests/op/server.mjs`.
+// Started by the Rust integration tests, and by scripts/demo and the browser end-to-end test
+// (through scripts/stack.mjs), as `node tests/op/server.mjs`.
 // Once it listens it prints exactly one line to stdout:
 //   {"ready":true,"issuer":"http://127.0.0.1:PORT","port":PORT}
 // Everything else goes to stderr. SIGTERM or SIGINT stops it (exit code 0).
