@@ -8,18 +8,22 @@ use http::{HeaderMap, HeaderValue};
 use tokio::net::TcpListener;
 
 use crate::admin::metrics::Metrics;
-use crate::config::{Config, StoreKind, TokenPolicy};
+use crate::bff::backchannel::ReplayMemory;
+use crate::config::{Config, StoreKind};
 use crate::crypto::cookie::{self, CookieNames};
 use crate::crypto::KeyRing;
+use crate::oidc::dpop::Nonces;
 use crate::oidc::http_client::ProviderHttp;
 use crate::oidc::ProviderCell;
 use crate::proxy::upstream::{self, UpstreamClient};
 use crate::route::{Route, RouteTable};
+use crate::server::dispatch::RequestIds;
 use crate::server::listener::{self, Limits};
 use crate::server::Reject;
 use crate::session::memory::MemoryStore;
-use crate::session::{LiveSession, SessionStore, Sessions};
+use crate::session::{LiveSession, SessionId, SessionStore, Sessions};
 use crate::shutdown;
+use crate::token::client_credentials::ClientTokens;
 use crate::token::refresh::Refresher;
 
 /// Everything a request may need, built once at start and shared by every connection.
@@ -32,8 +36,14 @@ pub struct Gateway {
     pub provider: Arc<ProviderCell>,
     pub provider_http: Arc<ProviderHttp>,
     pub refresher: Refresher,
+    pub client_tokens: ClientTokens,
     pub upstream: UpstreamClient,
     pub metrics: Metrics,
+    pub request_ids: RequestIds,
+    /// The latest DPoP nonce of each upstream.
+    pub upstream_nonces: Nonces,
+    /// `jti`s of back-channel logout tokens already used.
+    pub logout_replay: ReplayMemory,
     pub redirect_uri: String,
     pub post_logout_redirect_uri: String,
     /// `X-Forwarded-Proto` sent upstream: the scheme the browser used, from `public_url`.
@@ -69,16 +79,6 @@ impl Gateway {
         };
         let mut routes = Vec::with_capacity(config.routes.len());
         for (i, rc) in config.routes.iter().enumerate() {
-            if rc.token == TokenPolicy::Client {
-                return Err(StartError::Config(format!(
-                    "route[{i}].token: \"client\" is not available in this version yet"
-                )));
-            }
-            if rc.resource.is_some() {
-                return Err(StartError::Config(format!(
-                    "route[{i}].resource: per-route audiences are not available in this version yet"
-                )));
-            }
             let route = Route::from_config(i, rc).ok_or_else(|| {
                 StartError::Config(format!("route[{i}].upstream: not an absolute http(s) URL"))
             })?;
@@ -91,7 +91,7 @@ impl Gateway {
             config.session.absolute_timeout,
             config.session.cache_capacity,
         ));
-        let provider = Arc::new(ProviderCell::default());
+        let provider: Arc<ProviderCell> = Arc::default();
         let refresher = Refresher::new(
             sessions.clone(),
             provider.clone(),
@@ -111,14 +111,23 @@ impl Gateway {
             sessions,
             keys,
             cookies: CookieNames::new(config.server.secure_cookies),
-            provider,
+            provider: provider.clone(),
             provider_http: Arc::new(ProviderHttp::new(
                 config.upstream.connect_timeout,
                 Duration::from_secs(10),
+                upstream::tls_client_config(
+                    &config.oidc.tls.extra_roots,
+                    config.oidc.tls.identity.as_deref(),
+                )
+                .map_err(|e| StartError::Config(format!("oidc.tls_client_cert: {e}")))?,
             )),
             refresher,
+            client_tokens: ClientTokens::new(provider.clone(), config.tokens.refresh_before_expiry),
             upstream: upstream::client(&config.upstream),
-            metrics: Metrics::default(),
+            metrics: Metrics::new(config.routes.iter().map(|r| r.path.as_str())),
+            request_ids: RequestIds::default(),
+            upstream_nonces: Nonces::default(),
+            logout_replay: ReplayMemory::default(),
             redirect_uri: format!("{origin}/bff/callback"),
             post_logout_redirect_uri: format!("{origin}/"),
             forwarded_proto: HeaderValue::from_static(proto),
@@ -126,19 +135,34 @@ impl Gateway {
         })
     }
 
-    /// The live session named by the request's session cookie, if any.
+    /// The live session named by the request's session cookie, if any. Using it slides
+    /// the idle limit.
     pub async fn session_from(
         &self,
         headers: &HeaderMap,
     ) -> Result<Option<Arc<LiveSession>>, Reject> {
-        match cookie::find(headers, self.cookies.session()) {
-            cookie::Lookup::One(value) => self
-                .sessions
-                .find_by_cookie(value)
-                .await
-                .map_err(|_| Reject::StoreUnavailable),
-            cookie::Lookup::Absent | cookie::Lookup::Ambiguous => Ok(None),
-        }
+        self.session_with(headers, true).await
+    }
+
+    /// As [`Gateway::session_from`]; with `slide` false the idle limit is not extended.
+    pub async fn session_with(
+        &self,
+        headers: &HeaderMap,
+        slide: bool,
+    ) -> Result<Option<Arc<LiveSession>>, Reject> {
+        let cookie::Lookup::One(value) = cookie::find(headers, self.cookies.session()) else {
+            return Ok(None);
+        };
+        let Some(id) = SessionId::parse(value) else {
+            return Ok(None);
+        };
+        let key = id.store_key();
+        let found = if slide {
+            self.sessions.get(key).await
+        } else {
+            self.sessions.peek(key).await
+        };
+        found.map_err(|_| Reject::StoreUnavailable)
     }
 }
 

@@ -7,7 +7,10 @@ use tokengate::config::Config;
 
 const USAGE: &str = "usage:
   tokengate [run] [--config PATH]       serve (default config: config/tokengate.toml)
-  tokengate check [--config PATH]       validate the configuration; exit 1 on any problem
+  tokengate check [--config PATH] [--online]
+                                        validate the configuration; with --online also
+                                        read the provider's discovery document; exit 1 on
+                                        any problem
   tokengate keygen                      print a fresh random 32-byte key, base64";
 
 enum Command {
@@ -19,11 +22,13 @@ enum Command {
 struct Args {
     command: Command,
     config: PathBuf,
+    online: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut command = None;
     let mut config = PathBuf::from("config/tokengate.toml");
+    let mut online = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -37,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
             "--config" | "-c" => {
                 config = it.next().ok_or("--config needs a path")?.into();
             }
+            "--online" => online = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -44,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args {
         command: command.unwrap_or(Command::Run),
         config,
+        online,
     })
 }
 
@@ -66,6 +73,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check => match Config::load(&args.config) {
+            Ok(config) if args.online => check_online(&args.config, &config),
             Ok(_) => {
                 println!("{}: ok", args.config.display());
                 ExitCode::SUCCESS
@@ -80,6 +88,40 @@ fn main() -> ExitCode {
         },
         Command::Run => run(&args.config),
     }
+}
+
+/// A tokio runtime: one thread for a command, all cores for serving.
+fn runtime(serving: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = if serving {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("tokengate: cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn check_online(path: &std::path::Path, config: &Config) -> ExitCode {
+    let runtime = match runtime(false) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let report = runtime.block_on(tokengate::oidc::online_check::run(config));
+    println!("{}: provider {}", path.display(), config.oidc.issuer);
+    for line in &report.lines {
+        println!("  {line}");
+    }
+    if report.problems.is_empty() {
+        println!("{}: ok", path.display());
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("{}: {} problem(s)", path.display(), report.problems.len());
+    for p in &report.problems {
+        eprintln!("  {p}");
+    }
+    ExitCode::FAILURE
 }
 
 fn init_logging() {
@@ -105,15 +147,9 @@ fn run(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(true) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("tokengate: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let listen = config.server.listen;

@@ -1,6 +1,16 @@
-//! Counters in Prometheus text format. Plain atomics: a relaxed increment per event.
+//! Counters and latency histograms in Prometheus text format.
+//!
+//! Plain atomics, updated with relaxed increments on the request path: no lock, no
+//! allocation. Per-route figures live in a vector indexed by the route's position,
+//! fixed at start, so recording one is an index and two increments.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::app::Gateway;
 
 #[derive(Default)]
 pub struct Counter(AtomicU64);
@@ -14,44 +24,278 @@ impl Counter {
     }
 }
 
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A latency histogram; buckets are stored per interval and summed when rendered.
 #[derive(Default)]
+pub struct Histogram {
+    buckets: [Counter; BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.buckets[i].inc();
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, le) in BUCKETS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(["+Inf".to_owned()])
+            .enumerate()
+        {
+            cumulative += self.buckets[i].get();
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// What one route (or the gateway's own endpoints) has answered.
+pub struct RouteStats {
+    /// The `route` label: the route's path prefix, `/bff`, or `unmatched`.
+    label: String,
+    /// Responses by status class, 1xx to 5xx.
+    by_class: [Counter; 5],
+    /// Time from the request's arrival to the response head.
+    duration: Histogram,
+    /// Time the upstream took to send its response head (proxied routes only).
+    pub upstream: Histogram,
+}
+
+impl RouteStats {
+    fn new(label: &str) -> RouteStats {
+        RouteStats {
+            label: escape(label),
+            by_class: Default::default(),
+            duration: Histogram::default(),
+            upstream: Histogram::default(),
+        }
+    }
+
+    pub fn record(&self, status: StatusCode, took: Duration) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.by_class[class].inc();
+        self.duration.observe(took);
+    }
+}
+
+#[derive(Default)]
+pub struct LogoutCounts {
+    pub user: Counter,
+    pub backchannel: Counter,
+    pub admin: Counter,
+}
+
 pub struct Metrics {
     pub requests: Counter,
     pub logins_started: Counter,
     pub logins_completed: Counter,
-    pub logouts: Counter,
+    pub logins_failed: Counter,
+    pub logouts: LogoutCounts,
+    /// By route index, then `/bff`, then requests no route matched.
+    routes: Vec<RouteStats>,
 }
 
 impl Metrics {
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for (name, help, c) in [
-            (
-                "tokengate_requests_total",
-                "Requests received on the public listener.",
-                &self.requests,
-            ),
-            (
-                "tokengate_logins_started_total",
-                "Logins sent to the provider.",
-                &self.logins_started,
-            ),
-            (
-                "tokengate_logins_completed_total",
-                "Logins that created a session.",
-                &self.logins_completed,
-            ),
-            (
-                "tokengate_logouts_total",
-                "Sessions ended by the user.",
-                &self.logouts,
-            ),
-        ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
-                c.get()
-            ));
+    pub fn new<'a>(route_prefixes: impl Iterator<Item = &'a str>) -> Metrics {
+        let mut routes: Vec<RouteStats> = route_prefixes.map(RouteStats::new).collect();
+        routes.push(RouteStats::new("/bff"));
+        routes.push(RouteStats::new("unmatched"));
+        Metrics {
+            requests: Counter::default(),
+            logins_started: Counter::default(),
+            logins_completed: Counter::default(),
+            logins_failed: Counter::default(),
+            logouts: LogoutCounts::default(),
+            routes,
         }
-        out
+    }
+
+    /// The figures of route `index`.
+    pub fn route(&self, index: usize) -> &RouteStats {
+        &self.routes[index.min(self.routes.len() - 2)]
+    }
+
+    pub fn bff(&self) -> &RouteStats {
+        &self.routes[self.routes.len() - 2]
+    }
+
+    pub fn unmatched(&self) -> &RouteStats {
+        &self.routes[self.routes.len() - 1]
+    }
+}
+
+/// The whole `/metrics` page.
+pub fn render(gw: &Gateway) -> String {
+    let m = &gw.metrics;
+    let mut out = String::with_capacity(8 * 1024);
+    let counter = |out: &mut String, name: &str, help: &str, rows: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (labels, v) in rows {
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name} {v}");
+            } else {
+                let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            }
+        }
+    };
+    counter(
+        &mut out,
+        "tokengate_requests_total",
+        "Requests received on the public listener.",
+        &[("", m.requests.get())],
+    );
+    counter(
+        &mut out,
+        "tokengate_logins_total",
+        "Logins by stage: sent to the provider, completed with a session, failed at the callback.",
+        &[
+            ("stage=\"started\"", m.logins_started.get()),
+            ("stage=\"completed\"", m.logins_completed.get()),
+            ("stage=\"failed\"", m.logins_failed.get()),
+        ],
+    );
+    let r = &gw.refresher.counts;
+    counter(
+        &mut out,
+        "tokengate_refreshes_total",
+        "Refresh-token grants by outcome.",
+        &[
+            ("outcome=\"success\"", r.success.get()),
+            ("outcome=\"rejected\"", r.rejected.get()),
+            ("outcome=\"unavailable\"", r.unavailable.get()),
+            ("outcome=\"invalid\"", r.invalid.get()),
+        ],
+    );
+    let c = &gw.client_tokens.counts;
+    counter(
+        &mut out,
+        "tokengate_client_tokens_total",
+        "Client-credentials tokens fetched, by outcome.",
+        &[
+            ("outcome=\"success\"", c.fetched.get()),
+            ("outcome=\"failure\"", c.failed.get()),
+        ],
+    );
+    counter(
+        &mut out,
+        "tokengate_logouts_total",
+        "Logouts by kind.",
+        &[
+            ("kind=\"user\"", m.logouts.user.get()),
+            ("kind=\"backchannel\"", m.logouts.backchannel.get()),
+            ("kind=\"admin\"", m.logouts.admin.get()),
+        ],
+    );
+    let ended: Vec<(String, u64)> = gw
+        .sessions
+        .ended
+        .snapshot()
+        .map(|(reason, n)| (format!("reason=\"{reason}\""), n))
+        .collect();
+    let ended: Vec<(&str, u64)> = ended.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    counter(
+        &mut out,
+        "tokengate_sessions_ended_total",
+        "Sessions ended, by reason.",
+        &ended,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tokengate_sessions_cached Decrypted sessions in this instance's cache.\n\
+         # TYPE tokengate_sessions_cached gauge\ntokengate_sessions_cached {}",
+        gw.sessions.cached()
+    );
+
+    let _ = writeln!(
+        out,
+        "# HELP tokengate_responses_total Responses by route and status class.\n\
+         # TYPE tokengate_responses_total counter"
+    );
+    for route in &m.routes {
+        for (i, n) in route.by_class.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "tokengate_responses_total{{route=\"{}\",status=\"{}xx\"}} {}",
+                route.label,
+                i + 1,
+                n.get()
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tokengate_request_duration_seconds Time to the response head, by route.\n\
+         # TYPE tokengate_request_duration_seconds histogram"
+    );
+    for route in &m.routes {
+        route.duration.render(
+            &mut out,
+            "tokengate_request_duration_seconds",
+            &format!("route=\"{}\"", route.label),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tokengate_upstream_duration_seconds Time the upstream took to its response head, by route.\n\
+         # TYPE tokengate_upstream_duration_seconds histogram"
+    );
+    for route in &m.routes[..m.routes.len() - 2] {
+        route.upstream.render(
+            &mut out,
+            "tokengate_upstream_duration_seconds",
+            &format!("route=\"{}\"", route.label),
+        );
+    }
+    out
+}
+
+/// A label value in Prometheus text: `\`, `"` and newlines escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(60));
+        let mut out = String::new();
+        h.render(&mut out, "x", "route=\"/a\"");
+        assert!(
+            out.contains("x_bucket{route=\"/a\",le=\"0.0005\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{route=\"/a\",le=\"0.005\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{route=\"/a\",le=\"+Inf\"} 3\n"),
+            "{out}"
+        );
+        assert!(out.contains("x_count{route=\"/a\"} 3\n"), "{out}");
     }
 }

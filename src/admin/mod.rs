@@ -1,6 +1,7 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`. It runs on its own port so that
-//! probes and scrapes never share the public listener.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics` and the [`api`]. It runs on its
+//! own port so that probes, scrapes and operators never share the public listener.
 
+pub mod api;
 pub mod metrics;
 
 use http::{Request, Response, StatusCode};
@@ -17,8 +18,11 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
         "/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            gw.metrics.render(),
+            metrics::render(gw),
         ),
+        p if p == "/admin" || p.starts_with("/admin/") => {
+            api::handle(gw, &req).await.unwrap_or_else(|r| r.response())
+        }
         _ => Reject::NotFound.response(),
     }
 }

@@ -12,11 +12,12 @@ use hyper::body::Incoming;
 use super::login::{LoginState, LOGIN_STATE_TTL};
 use super::query_param;
 use crate::app::Gateway;
+use crate::crypto::signing::SigningKey;
 use crate::crypto::{self, cookie};
 use crate::oidc::GrantError;
 use crate::server::respond::{error_page, redirect};
 use crate::server::Body;
-use crate::session::{bearer_header, unix_now, Session};
+use crate::session::{bearer_header, unix_now, EndReason, Session};
 
 /// Errors a `prompt=none` renewal reports back to the SPA instead of an error page.
 const SILENT_FAILURES: [&str; 4] = [
@@ -37,6 +38,9 @@ pub async fn finish(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
     // From here on the login-state cookie is spent, whatever the outcome.
     let clear = gw.cookies.clear_login(&name);
     let mut resp = complete(gw, req, &login).await;
+    if resp.status() != StatusCode::FOUND {
+        gw.metrics.logins_failed.inc();
+    }
     if let Ok(v) = HeaderValue::from_str(&clear) {
         resp.headers_mut().append(http::header::SET_COOKIE, v);
     }
@@ -97,8 +101,20 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
     let Some(code) = query_param(req, "code") else {
         return refused("The sign-in response has no authorization code.");
     };
+    let dpop_key = match login.dpop_key.as_deref().map(|k| {
+        crypto::b64url_decode(k)
+            .ok_or("not base64url".to_owned())
+            .and_then(|der| SigningKey::from_p256_pkcs8(&der))
+    }) {
+        None => None,
+        Some(Ok(key)) => Some(key),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "the login state's DPoP key does not load");
+            return refused("The sign-in could not be completed. Please sign in again.");
+        }
+    };
     let tokens = match provider
-        .exchange_code(&code, &login.pkce_verifier, &login.nonce)
+        .exchange_code(&code, &login.pkce_verifier, &login.nonce, dpop_key.as_ref())
         .await
     {
         Ok(t) => t,
@@ -134,16 +150,14 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
             .and_then(|v| v.as_str())
             .map(str::to_owned),
         claims,
-        id_token: String::new(),
-        access_token: String::new(),
-        access_expires_at: None,
-        refresh_at: None,
-        refresh_token: None,
         created_at: now,
         last_seen: now,
+        dpop_key: login.dpop_key.clone(),
+        ..Session::default()
     };
     crate::token::apply(
         &mut record,
+        None,
         &tokens,
         now,
         gw.config.tokens.refresh_before_expiry,
@@ -151,7 +165,7 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
 
     // A session this browser already had ends here: one login, one live session.
     if let Ok(Some(old)) = gw.session_from(req.headers()).await {
-        let _ = gw.sessions.end(old.key).await;
+        let _ = gw.sessions.end(old.key, EndReason::Replaced).await;
     }
     let (id, live) = match gw.sessions.create(record).await {
         Ok(created) => created,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{query_param, return_url};
 use crate::app::Gateway;
 use crate::crypto;
+use crate::crypto::signing::SigningKey;
 use crate::oidc::provider::AuthRequest;
 use crate::server::respond::{error_page, redirect};
 use crate::server::Body;
@@ -30,9 +31,13 @@ pub struct LoginState {
     pub return_url: String,
     pub silent: bool,
     pub created_at: u64,
+    /// The DPoP key the tokens will be bound to (P-256, PKCS#8, base64url), when
+    /// `oidc.dpop` is on. Sealed with the rest of the cookie.
+    #[serde(default)]
+    pub dpop_key: Option<String>,
 }
 
-pub fn start(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
+pub async fn start(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
     let return_url = query_param(req, "returnUrl").unwrap_or_else(|| "/".to_owned());
     if !return_url::is_local(&return_url) {
         return error_page(
@@ -53,14 +58,18 @@ pub fn start(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
         }
     };
     let Some(provider) = gw.provider.get() else {
-        let mut resp = error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Sign-in is unavailable",
-            "The identity provider cannot be reached yet. Please try again in a moment.",
-        );
-        resp.headers_mut()
-            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return resp;
+        return unavailable();
+    };
+    let dpop = if gw.config.oidc.dpop {
+        match SigningKey::generate_p256() {
+            Ok((key, pkcs8)) => Some((key.thumbprint(), crypto::b64url(&pkcs8))),
+            Err(e) => {
+                tracing::error!(error = %e, "no DPoP key could be made");
+                return unavailable();
+            }
+        }
+    } else {
+        None
     };
     let login = LoginState {
         state: crypto::random_token(),
@@ -69,13 +78,24 @@ pub fn start(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
         return_url,
         silent,
         created_at: unix_now(),
+        dpop_key: dpop.as_ref().map(|(_, k)| k.clone()),
     };
-    let url = provider.authorize_url(&AuthRequest {
-        state: &login.state,
-        nonce: &login.nonce,
-        pkce_verifier: &login.pkce_verifier,
-        silent,
-    });
+    let url = match provider
+        .login_redirect(&AuthRequest {
+            state: &login.state,
+            nonce: &login.nonce,
+            pkce_verifier: &login.pkce_verifier,
+            silent,
+            dpop_jkt: dpop.as_ref().map(|(jkt, _)| jkt.as_str()),
+        })
+        .await
+    {
+        Ok(url) => url,
+        Err(e) => {
+            tracing::warn!(error = %e, "pushed authorization request failed");
+            return unavailable();
+        }
+    };
     let name = gw.cookies.login(&login.state);
     let Ok(plain) = serde_json::to_vec(&login) else {
         return error_page(
@@ -90,5 +110,16 @@ pub fn start(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
         resp.headers_mut().append(http::header::SET_COOKIE, v);
     }
     gw.metrics.logins_started.inc();
+    resp
+}
+
+fn unavailable() -> Response<Body> {
+    let mut resp = error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in is unavailable",
+        "The identity provider cannot be reached right now. Please try again in a moment.",
+    );
+    resp.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
     resp
 }

@@ -4,7 +4,9 @@
 //! handle (from `/bff/user`), which a cross-site page cannot know. The session is ended
 //! in the store first (access stops at once), then the refresh token is revoked at the
 //! provider (RFC 7009; logout completes even when that fails), then the browser goes to
-//! the provider's end-session endpoint to end the provider's session too.
+//! the provider's end-session endpoint to end the provider's session too. That redirect
+//! carries `client_id` and, only when `oidc.logout_id_token_hint` is set, the ID token as
+//! `id_token_hint`: it passes through the browser, which otherwise never holds a token.
 
 use std::time::Duration;
 
@@ -13,8 +15,10 @@ use hyper::body::Incoming;
 
 use super::{csrf, query_param};
 use crate::app::Gateway;
+use crate::oidc::Provider;
 use crate::server::respond::redirect;
 use crate::server::{Body, Reject};
+use crate::session::EndReason;
 
 /// Longest the browser waits on the provider's revocation endpoint.
 const REVOKE_LIMIT: Duration = Duration::from_secs(5);
@@ -38,22 +42,21 @@ pub async fn logout(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Bo
     let mut location = "/".to_owned();
     if let Some(live) = session {
         gw.sessions
-            .end(live.key)
+            .end(live.key, EndReason::Logout)
             .await
             .map_err(|_| Reject::StoreUnavailable)?;
-        gw.metrics.logouts.inc();
-        tracing::info!(session = %live.key.short(), "logout");
+        gw.metrics.logouts.user.inc();
         if let Some(provider) = gw.provider.get() {
             if let Some(rt) = &live.record.refresh_token {
-                match tokio::time::timeout(REVOKE_LIMIT, provider.revoke_refresh_token(rt)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::warn!(error = %e, "refresh token revocation failed"),
-                    Err(_) => tracing::warn!("refresh token revocation timed out"),
-                }
+                revoke(&provider, rt).await;
             }
-            if let Some(url) =
-                provider.end_session_url(&live.record.id_token, &gw.post_logout_redirect_uri)
-            {
+            let hint = gw
+                .config
+                .oidc
+                .logout_id_token_hint
+                .then_some(live.record.id_token.as_str())
+                .filter(|t| !t.is_empty());
+            if let Some(url) = provider.end_session_url(hint, &gw.post_logout_redirect_uri) {
                 location = url.to_string();
             }
         }
@@ -63,4 +66,17 @@ pub async fn logout(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Bo
         resp.headers_mut().append(http::header::SET_COOKIE, v);
     }
     Ok(resp)
+}
+
+/// RFC 7009 revocation of the session's refresh token. Logout completes whatever the
+/// provider answers: the session is already gone from the allow-list.
+async fn revoke(provider: &Provider, refresh_token: &str) {
+    match tokio::time::timeout(REVOKE_LIMIT, provider.revoke_refresh_token(refresh_token)).await {
+        Ok(Ok(true)) => tracing::debug!("refresh token revoked at the provider"),
+        Ok(Ok(false)) => {
+            tracing::debug!("refresh token not revoked: no revocation endpoint or refused")
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "refresh token revocation failed"),
+        Err(_) => tracing::warn!("refresh token revocation timed out"),
+    }
 }

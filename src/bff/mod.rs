@@ -3,6 +3,7 @@
 //! `login` and `callback` are browser navigations and fail with an HTML page; `user` and
 //! `logout` are called by the SPA and fail with the JSON error shape.
 
+pub mod backchannel;
 pub mod callback;
 pub mod csrf;
 pub mod login;
@@ -17,8 +18,16 @@ use crate::app::Gateway;
 use crate::server::{Body, Reject};
 
 pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+    if req.uri().path() == "/bff/backchannel-logout" {
+        // Called by the provider, not the browser: no CSRF header, a body to read.
+        let result = match *req.method() {
+            Method::POST => backchannel::receive(gw, req).await,
+            _ => Err(Reject::MethodNotAllowed),
+        };
+        return result.unwrap_or_else(|r| r.response());
+    }
     let result = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/bff/login") => Ok(login::start(gw, &req)),
+        (&Method::GET, "/bff/login") => Ok(login::start(gw, &req).await),
         (&Method::GET, "/bff/callback") => Ok(callback::finish(gw, &req).await),
         (&Method::GET, "/bff/user") => user::get(gw, &req).await,
         (&Method::GET | &Method::POST, "/bff/logout") => logout::logout(gw, &req).await,

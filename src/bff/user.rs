@@ -1,17 +1,21 @@
 //! `GET /bff/user`: who is logged in. Claims and session facts, never a token.
+//!
+//! A call counts as use and slides the idle limit, unless it says `?slide=false` (an SPA
+//! that polls the login state must not keep an abandoned session alive).
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::csrf;
+use super::{csrf, query_param};
 use crate::app::Gateway;
 use crate::server::respond::json;
 use crate::server::{Body, Reject};
 
 pub async fn get(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, Reject> {
     csrf::check(gw, req.headers())?;
+    let slide = query_param(req, "slide").as_deref() != Some("false");
     let live = gw
-        .session_from(req.headers())
+        .session_with(req.headers(), slide)
         .await?
         .ok_or(Reject::NoSession)?;
     let idle = gw.config.session.idle_timeout.as_secs();

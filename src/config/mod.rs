@@ -6,6 +6,7 @@
 //! first. Everything the request path needs (parsed URIs, origins, durations, keys) is
 //! computed here once, so no request parses configuration.
 
+mod client_security;
 mod raw;
 mod validate;
 
@@ -14,7 +15,12 @@ mod tests;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::crypto::signing::SigningKey;
 
 pub use validate::Problem;
 
@@ -78,11 +84,21 @@ pub struct OidcConfig {
     pub client_id: String,
     pub client_secret: Option<Secret>,
     pub client_auth: ClientAuth,
+    /// The `private_key_jwt` signing key (RFC 7523).
+    pub private_key: Option<Arc<SigningKey>>,
+    /// `kid` of the client assertions; `None`: the key's RFC 7638 thumbprint.
+    pub private_key_id: Option<String>,
+    /// TLS towards the provider: a client certificate (RFC 8705) and extra trust roots.
+    pub tls: ProviderTls,
+    /// Sender-constrained tokens (RFC 9449): a DPoP key per session.
+    pub dpop: bool,
+    /// Pushed authorization requests (RFC 9126); also used when the provider requires them.
+    pub par: bool,
     pub scopes: Vec<String>,
     /// Extra authorization-request parameters, in file order.
     pub auth_params: Vec<(String, String)>,
-    /// Put the ID token in the end-session redirect as `id_token_hint`. Off by default:
-    /// that redirect goes through the browser, which would then hold the ID token.
+    /// Send the ID token as `id_token_hint` to the end-session endpoint. Off by default:
+    /// the redirect goes through the browser, which would then have held a token.
     pub logout_id_token_hint: bool,
 }
 
@@ -91,6 +107,47 @@ pub enum ClientAuth {
     ClientSecretBasic,
     ClientSecretPost,
     PrivateKeyJwt,
+    /// RFC 8705 §2.1: a certificate from a CA the provider trusts.
+    TlsClientAuth,
+    /// RFC 8705 §2.2: a self-signed certificate registered with the provider.
+    SelfSignedTlsClientAuth,
+}
+
+impl ClientAuth {
+    /// The RFC 7591 name, as in discovery's `token_endpoint_auth_methods_supported`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientAuth::ClientSecretBasic => "client_secret_basic",
+            ClientAuth::ClientSecretPost => "client_secret_post",
+            ClientAuth::PrivateKeyJwt => "private_key_jwt",
+            ClientAuth::TlsClientAuth => "tls_client_auth",
+            ClientAuth::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
+        }
+    }
+}
+
+/// How the gateway's TLS connections to the provider are set up.
+#[derive(Clone, Debug, Default)]
+pub struct ProviderTls {
+    /// The client certificate chain and key presented to the provider.
+    pub identity: Option<Arc<TlsIdentity>>,
+    /// Trust roots beyond the Mozilla set (a private CA in front of the provider).
+    pub extra_roots: Vec<CertificateDer<'static>>,
+}
+
+pub struct TlsIdentity {
+    pub certs: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TlsIdentity({} certificates, key [redacted])",
+            self.certs.len()
+        )
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -132,6 +189,11 @@ pub struct RouteConfig {
     pub token: TokenPolicy,
     pub strip_prefix: bool,
     pub resource: Option<String>,
+    /// `scope` of the client-credentials request (`token = "client"` routes), space-joined.
+    pub scope: Option<String>,
+    /// Present the token with a DPoP proof when `oidc.dpop` is on (false: plain Bearer,
+    /// for upstreams that accept nothing else).
+    pub dpop: bool,
     /// `None`: every method is allowed.
     pub methods: Option<Vec<http::Method>>,
 }

@@ -67,6 +67,13 @@ pub struct RawOidc {
     pub scopes: Option<Vec<String>>,
     pub auth_params: Option<BTreeMap<String, String>>,
     pub logout_id_token_hint: Option<bool>,
+    pub private_key: Option<String>,
+    pub private_key_id: Option<String>,
+    pub tls_client_cert: Option<String>,
+    pub tls_client_key: Option<String>,
+    pub tls_ca: Option<String>,
+    pub dpop: Option<bool>,
+    pub par: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +108,8 @@ pub struct RawRoute {
     pub token: Option<String>,
     pub strip_prefix: Option<bool>,
     pub resource: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub dpop: Option<bool>,
     pub methods: Option<Vec<String>>,
 }
 

@@ -38,12 +38,12 @@ impl std::fmt::Display for Problem {
 /// Collects problems while values are checked; each check returns a usable default so
 /// validation carries on past a mistake.
 #[derive(Default)]
-struct Checker {
+pub(super) struct Checker {
     problems: Vec<Problem>,
 }
 
 impl Checker {
-    fn fail(&mut self, path: &str, message: impl Into<String>) {
+    pub(super) fn fail(&mut self, path: &str, message: impl Into<String>) {
         self.problems.push(Problem::new(path, message));
     }
 
@@ -213,32 +213,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             String::new()
         }
     };
-    let client_auth = match o.client_auth.as_deref().unwrap_or("client_secret_basic") {
-        "client_secret_basic" => ClientAuth::ClientSecretBasic,
-        "client_secret_post" => ClientAuth::ClientSecretPost,
-        "private_key_jwt" => {
-            c.fail("oidc.client_auth", "private_key_jwt is not supported yet");
-            ClientAuth::PrivateKeyJwt
-        }
-        other => {
-            c.fail(
-                "oidc.client_auth",
-                format!("unknown method {other:?} (client_secret_basic, client_secret_post or private_key_jwt)"),
-            );
-            ClientAuth::ClientSecretBasic
-        }
-    };
-    let client_secret = o
-        .client_secret
-        .clone()
-        .filter(|s| !s.is_empty())
-        .map(Secret::new);
-    if client_secret.is_none() && client_auth != ClientAuth::PrivateKeyJwt {
-        c.fail(
-            "oidc.client_secret",
-            "is required for client_secret_basic and client_secret_post",
-        );
-    }
+    let security = super::client_security::check(&mut c, o);
     let default_scopes = ["openid", "profile", "email", "offline_access"];
     let scopes = o
         .scopes
@@ -378,8 +353,13 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         oidc: OidcConfig {
             issuer,
             client_id,
-            client_secret,
-            client_auth,
+            client_secret: security.client_secret,
+            client_auth: security.client_auth,
+            private_key: security.private_key,
+            private_key_id: security.private_key_id,
+            tls: security.tls,
+            dpop: o.dpop.unwrap_or(false),
+            par: o.par.unwrap_or(false),
             scopes,
             auth_params,
             logout_id_token_hint: o.logout_id_token_hint.unwrap_or(false),
@@ -519,6 +499,26 @@ fn route(c: &mut Checker, i: usize, r: &RawRoute) -> RouteConfig {
             c.fail(&at("resource"), format!("invalid URI {res:?}"));
         }
     }
+    let scope = r.scopes.as_ref().map(|scopes| {
+        if token != TokenPolicy::Client {
+            c.fail(
+                &at("scopes"),
+                "applies to token = \"client\" routes only (user routes use oidc.scopes)",
+            );
+        }
+        for (j, s) in scopes.iter().enumerate() {
+            if s.is_empty() || s.contains(char::is_whitespace) {
+                c.fail(
+                    &format!("route[{i}].scopes[{j}]"),
+                    format!("invalid scope {s:?}"),
+                );
+            }
+        }
+        scopes.join(" ")
+    });
+    if resource.is_some() && token == TokenPolicy::None {
+        c.fail(&at("resource"), "a token = \"none\" route carries no token");
+    }
     let methods = r.methods.as_ref().map(|ms| {
         if ms.is_empty() {
             c.fail(
@@ -548,6 +548,8 @@ fn route(c: &mut Checker, i: usize, r: &RawRoute) -> RouteConfig {
         token,
         strip_prefix: r.strip_prefix.unwrap_or(false),
         resource,
+        scope,
+        dpop: r.dpop.unwrap_or(true),
         methods,
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod cookie;
 pub mod keyring;
+pub mod signing;
 
 pub use keyring::{KeyRing, OpenError};
 

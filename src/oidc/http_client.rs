@@ -35,9 +35,14 @@ pub struct ProviderHttp {
 }
 
 impl ProviderHttp {
-    pub fn new(connect_timeout: Duration, timeout: Duration) -> ProviderHttp {
+    /// `tls` carries the roots to trust and, for mutual TLS, the client certificate.
+    pub fn new(
+        connect_timeout: Duration,
+        timeout: Duration,
+        tls: rustls::ClientConfig,
+    ) -> ProviderHttp {
         ProviderHttp {
-            client: Client::builder(TokioExecutor::new()).build(connector(connect_timeout)),
+            client: Client::builder(TokioExecutor::new()).build(connector(connect_timeout, tls)),
             timeout,
         }
     }

@@ -1,9 +1,16 @@
 //! The OpenID Provider, as the gateway sees it: discovery, the code flow, refresh,
-//! revocation and end-session, over an outbound client that follows no redirects.
+//! client credentials, revocation, end-session and the provider's signing keys, over an
+//! outbound client that follows no redirects.
 
+pub mod client_auth;
+pub mod dpop;
 pub mod grant_error;
 pub mod http_client;
+pub mod keys;
+pub mod logout_token;
+pub mod online_check;
 pub mod provider;
+pub mod token_endpoint;
 
 pub use grant_error::GrantError;
 pub use provider::{Provider, ProviderCell, TokenSet};

@@ -3,22 +3,29 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use std::str::FromStr;
+
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreClaimName, CoreClaimType, CoreClient,
-    CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+    CoreClientAuthMethod, CoreGrantType, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKey,
+    CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
+    CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
 };
 use openidconnect::{
-    AdditionalProviderMetadata, AuthType, AuthenticationFlow, AuthorizationCode, ClientId,
-    ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl,
-    RefreshToken, Scope, TokenResponse,
+    AdditionalProviderMetadata, AuthenticationFlow, ClaimsVerificationError, ClientId, CsrfToken,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge,
+    PkceCodeVerifier, ProviderMetadata, RedirectUrl, Scope, SignatureVerificationError,
 };
 use serde::{Deserialize, Serialize};
 
-use super::grant_error::GrantError;
-use super::http_client::{ProviderHttp, ProviderHttpError};
-use crate::config::{ClientAuth, OidcConfig, Secret};
+use super::client_auth::ClientCredentials;
+use super::dpop::Nonces;
+use super::grant_error::{self, GrantError};
+use super::http_client::ProviderHttp;
+use super::keys::{JwsError, JwsHeader, KeySet};
+use super::token_endpoint::{self, DpopKey, Grant, TokenResponse};
+use crate::config::OidcConfig;
+use crate::crypto::signing::SigningKey;
 
 /// Discovery fields the core metadata type does not carry.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -27,6 +34,34 @@ pub struct ExtraMetadata {
     revocation_endpoint: Option<url::Url>,
     #[serde(default)]
     authorization_response_iss_parameter_supported: bool,
+    pushed_authorization_request_endpoint: Option<url::Url>,
+    #[serde(default)]
+    require_pushed_authorization_requests: bool,
+    /// RFC 8705 §5: endpoints to use instead when authenticating with a certificate.
+    #[serde(default)]
+    mtls_endpoint_aliases: MtlsAliases,
+    #[serde(default)]
+    dpop_signing_alg_values_supported: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct MtlsAliases {
+    token_endpoint: Option<url::Url>,
+    revocation_endpoint: Option<url::Url>,
+    pushed_authorization_request_endpoint: Option<url::Url>,
+}
+
+/// What a provider's discovery document says it supports of what the gateway can use,
+/// for `tokengate check --online`.
+#[derive(Debug, Serialize)]
+pub struct Capabilities {
+    pub client_auth_methods: Vec<String>,
+    pub dpop: bool,
+    pub par: bool,
+    pub par_required: bool,
+    pub mtls_aliases: bool,
+    pub revocation: bool,
+    pub end_session: bool,
 }
 
 impl AdditionalProviderMetadata for ExtraMetadata {}
@@ -46,13 +81,14 @@ type Metadata = ProviderMetadata<
     CoreSubjectIdentifierType,
 >;
 
-/// The client with the endpoints discovery guarantees: authorization and token set.
-type OidcClient = CoreClient<
+/// The client as discovery leaves it; the gateway uses it for the authorization URL only
+/// (token requests go through [`token_endpoint`], ID tokens through [`KeySet`]).
+type AuthClient = CoreClient<
     EndpointSet,
     EndpointNotSet,
     EndpointNotSet,
     EndpointNotSet,
-    EndpointSet,
+    EndpointMaybeSet,
     EndpointMaybeSet,
 >;
 
@@ -62,6 +98,8 @@ pub struct TokenSet {
     pub access_token: String,
     pub expires_in: Option<Duration>,
     pub refresh_token: Option<String>,
+    /// The refresh token's own lifetime, when the provider states one.
+    pub refresh_expires_in: Option<Duration>,
     /// The compact ID token, already validated.
     pub id_token: Option<String>,
     /// The validated ID token's claims, as the provider sent them.
@@ -73,6 +111,7 @@ impl std::fmt::Debug for TokenSet {
         f.debug_struct("TokenSet")
             .field("expires_in", &self.expires_in)
             .field("has_refresh_token", &self.refresh_token.is_some())
+            .field("refresh_expires_in", &self.refresh_expires_in)
             .field("has_id_token", &self.id_token.is_some())
             .finish_non_exhaustive()
     }
@@ -80,19 +119,24 @@ impl std::fmt::Debug for TokenSet {
 
 /// A discovered provider, ready for the code flow.
 pub struct Provider {
-    client: OidcClient,
+    client: AuthClient,
     http: Arc<ProviderHttp>,
     issuer: String,
-    client_id: String,
-    client_secret: Option<Secret>,
-    client_auth: ClientAuth,
+    credentials: ClientCredentials,
+    redirect_uri: String,
+    token_url: url::Url,
+    keys: KeySet,
+    id_token_algs: Option<Vec<CoreJwsSigningAlgorithm>>,
     scopes: Vec<String>,
     auth_params: Vec<(String, String)>,
     end_session_endpoint: Option<url::Url>,
-    /// Whether the end-session redirect carries the ID token (`oidc.logout_id_token_hint`).
-    logout_id_token_hint: bool,
     revocation_endpoint: Option<url::Url>,
     iss_parameter_supported: bool,
+    /// The latest DPoP nonce of the token endpoint.
+    dpop_nonces: Nonces,
+    par_endpoint: Option<url::Url>,
+    /// Push authorization requests: configured, or required by the provider.
+    use_par: bool,
 }
 
 /// Parameters of one authorization request.
@@ -102,6 +146,8 @@ pub struct AuthRequest<'a> {
     pub pkce_verifier: &'a str,
     /// `prompt=none`: renew silently, never show the provider's pages.
     pub silent: bool,
+    /// RFC 9449 §10: the thumbprint of the DPoP key the code will be redeemed with.
+    pub dpop_jkt: Option<&'a str>,
 }
 
 impl Provider {
@@ -115,39 +161,69 @@ impl Provider {
         let metadata = Metadata::discover_async(issuer, &*http)
             .await
             .map_err(|e| discovery_error(&e))?;
-        let token_url = metadata
-            .token_endpoint()
-            .cloned()
-            .ok_or("discovery document has no token_endpoint")?;
         let extra = metadata.additional_metadata().clone();
+        // With a client certificate, the provider's mTLS aliases (RFC 8705 §5) where it
+        // publishes them.
+        let mtls = config.tls.identity.is_some();
+        let alias = |a: &Option<url::Url>, plain: Option<url::Url>| match a {
+            Some(u) if mtls => Some(u.clone()),
+            _ => plain,
+        };
+        let aliases = &extra.mtls_endpoint_aliases;
+        let token_url = alias(
+            &aliases.token_endpoint,
+            metadata.token_endpoint().map(|u| u.url().clone()),
+        )
+        .ok_or("discovery document has no token_endpoint")?;
+        let revocation_endpoint = alias(
+            &aliases.revocation_endpoint,
+            extra.revocation_endpoint.clone(),
+        );
+        let par_endpoint = alias(
+            &aliases.pushed_authorization_request_endpoint,
+            extra.pushed_authorization_request_endpoint.clone(),
+        );
+        let use_par = config.par || extra.require_pushed_authorization_requests;
+        if use_par && par_endpoint.is_none() {
+            return Err(
+                "pushed authorization requests are asked for, but the provider \
+                        publishes no pushed_authorization_request_endpoint"
+                    .into(),
+            );
+        }
+        let keys = KeySet::new(metadata.jwks_uri().clone(), metadata.jwks().clone());
+        let id_token_algs = Some(
+            metadata
+                .id_token_signing_alg_values_supported()
+                .iter()
+                .filter(|a| !matches!(a, CoreJwsSigningAlgorithm::None))
+                .cloned()
+                .collect(),
+        );
         let redirect = RedirectUrl::new(redirect_uri.to_owned()).map_err(|e| e.to_string())?;
         let client = CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(config.client_id.clone()),
-            config
-                .client_secret
-                .as_ref()
-                .map(|s| ClientSecret::new(s.secret().to_owned())),
+            None,
         )
-        .set_token_uri(token_url)
-        .set_redirect_uri(redirect)
-        .set_auth_type(match config.client_auth {
-            ClientAuth::ClientSecretPost => AuthType::RequestBody,
-            _ => AuthType::BasicAuth,
-        });
+        .set_redirect_uri(redirect);
         Ok(Provider {
             client,
             http,
             issuer: config.issuer.clone(),
-            client_id: config.client_id.clone(),
-            client_secret: config.client_secret.clone(),
-            client_auth: config.client_auth,
+            credentials: ClientCredentials::new(config),
+            redirect_uri: redirect_uri.to_owned(),
+            token_url,
+            keys,
+            id_token_algs,
             scopes: config.scopes.clone(),
             auth_params: config.auth_params.clone(),
             end_session_endpoint: extra.end_session_endpoint,
-            logout_id_token_hint: config.logout_id_token_hint,
-            revocation_endpoint: extra.revocation_endpoint,
+            revocation_endpoint,
             iss_parameter_supported: extra.authorization_response_iss_parameter_supported,
+            dpop_nonces: Nonces::default(),
+            par_endpoint,
+            use_par,
         })
     }
 
@@ -155,9 +231,19 @@ impl Provider {
         &self.issuer
     }
 
+    pub fn client_id(&self) -> &str {
+        self.credentials.client_id()
+    }
+
     /// RFC 9207: when the provider says it sends `iss`, a response without it is refused.
     pub fn requires_iss(&self) -> bool {
         self.iss_parameter_supported
+    }
+
+    /// The provider's signing keys, for tokens it sends us other than through a grant
+    /// (back-channel logout tokens).
+    pub async fn verify_jws(&self, compact: &str) -> Result<(JwsHeader, Vec<u8>), JwsError> {
+        self.keys.verify(compact, &self.http).await
     }
 
     /// The authorization URL the browser is sent to: code flow, PKCE S256, our scopes and
@@ -190,68 +276,164 @@ impl Provider {
         if req.silent {
             auth = auth.add_prompt(CoreAuthPrompt::None);
         }
+        if let Some(jkt) = req.dpop_jkt {
+            auth = auth.add_extra_param("dpop_jkt", jkt.to_owned());
+        }
         auth.url().0
     }
 
-    /// Redeems an authorization code and validates the ID token against `nonce`.
+    /// Where to send the browser to log in. With pushed authorization requests (RFC 9126:
+    /// configured, or required by the provider) the parameters go to the provider first,
+    /// over the back channel and authenticated, and the browser carries only `client_id`
+    /// and the `request_uri` the provider gave back.
+    pub async fn login_redirect(&self, req: &AuthRequest<'_>) -> Result<url::Url, GrantError> {
+        let url = self.authorize_url(req);
+        let Some(par) = self.par_endpoint.as_ref().filter(|_| self.use_par) else {
+            return Ok(url);
+        };
+        // Credentials that name the client in the form bring their own client_id; a
+        // second one would be a repeated parameter, which providers refuse.
+        let own_client_id = self.credentials.names_client_in_form();
+        let request = token_endpoint::form_post(par, &self.credentials, |form| {
+            for (k, v) in url.query_pairs() {
+                if !(own_client_id && k == "client_id") {
+                    form.append_pair(&k, &v);
+                }
+            }
+        })?;
+        let response = self.http.send(request).await?;
+        if !response.status().is_success() {
+            return Err(grant_error::classify(response.status(), response.body()));
+        }
+        #[derive(Deserialize)]
+        struct Pushed {
+            request_uri: String,
+        }
+        let pushed: Pushed = serde_json::from_slice(response.body())
+            .map_err(|e| GrantError::Invalid(format!("unreadable PAR response: {e}")))?;
+        let mut redirect = url.clone();
+        redirect
+            .query_pairs_mut()
+            .clear()
+            .append_pair("client_id", self.credentials.client_id())
+            .append_pair("request_uri", &pushed.request_uri);
+        Ok(redirect)
+    }
+
+    async fn grant(
+        &self,
+        grant: &Grant<'_>,
+        dpop_key: Option<&SigningKey>,
+    ) -> Result<TokenResponse, GrantError> {
+        let dpop = dpop_key.map(|key| DpopKey {
+            key,
+            nonces: &self.dpop_nonces,
+        });
+        token_endpoint::request(&self.http, &self.token_url, &self.credentials, grant, dpop).await
+    }
+
+    /// Redeems an authorization code and validates the ID token against `nonce`. With a
+    /// DPoP key, the tokens are bound to it.
     pub async fn exchange_code(
         &self,
         code: &str,
         pkce_verifier: &str,
         nonce: &str,
+        dpop_key: Option<&SigningKey>,
     ) -> Result<TokenSet, GrantError> {
         let response = self
-            .client
-            .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
-            .request_async(&*self.http)
-            .await
-            .map_err(GrantError::from)?;
-        let id_token = response
-            .id_token()
-            .ok_or_else(|| GrantError::Invalid("token response has no id_token".into()))?;
-        let expected = Nonce::new(nonce.to_owned());
-        id_token
-            .claims(&self.client.id_token_verifier(), &expected)
-            .map_err(|e| GrantError::Invalid(format!("ID token rejected: {e}")))?;
-        let compact = id_token.to_string();
-        let claims = payload_claims(&compact)?;
-        Ok(TokenSet {
-            access_token: response.access_token().secret().clone(),
-            expires_in: response.expires_in(),
-            refresh_token: response.refresh_token().map(|t| t.secret().clone()),
-            id_token: Some(compact),
-            id_claims: Some(claims),
-        })
+            .grant(
+                &Grant::AuthorizationCode {
+                    code,
+                    pkce_verifier,
+                    redirect_uri: &self.redirect_uri,
+                },
+                dpop_key,
+            )
+            .await?;
+        let Some(id_token) = response.id_token.as_deref() else {
+            return Err(GrantError::Invalid("token response has no id_token".into()));
+        };
+        let claims = self.verify_id_token(id_token, Some(nonce)).await?;
+        Ok(token_set(response, Some(claims)))
     }
 
-    /// The refresh-token grant. An ID token in the answer is validated (without a nonce:
-    /// none was sent) before it is kept.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenSet, GrantError> {
-        let token = RefreshToken::new(refresh_token.to_owned());
+    /// The refresh-token grant, optionally for another audience (RFC 8707 `resource`). An
+    /// ID token in the answer is validated (without a nonce: none was sent) before it is
+    /// kept; that it names the session's user is the caller's check.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        resource: Option<&str>,
+        dpop_key: Option<&SigningKey>,
+    ) -> Result<TokenSet, GrantError> {
         let response = self
-            .client
-            .exchange_refresh_token(&token)
-            .request_async(&*self.http)
-            .await
-            .map_err(GrantError::from)?;
-        let (id_token, id_claims) = match response.id_token() {
-            Some(t) => {
-                t.claims(&self.client.id_token_verifier(), |_: Option<&Nonce>| Ok(()))
-                    .map_err(|e| GrantError::Invalid(format!("ID token rejected: {e}")))?;
-                let compact = t.to_string();
-                let claims = payload_claims(&compact)?;
-                (Some(compact), Some(claims))
-            }
-            None => (None, None),
+            .grant(
+                &Grant::RefreshToken {
+                    refresh_token,
+                    resource,
+                },
+                dpop_key,
+            )
+            .await?;
+        let claims = match response.id_token.as_deref() {
+            Some(t) => Some(self.verify_id_token(t, None).await?),
+            None => None,
         };
-        Ok(TokenSet {
-            access_token: response.access_token().secret().clone(),
-            expires_in: response.expires_in(),
-            refresh_token: response.refresh_token().map(|t| t.secret().clone()),
-            id_token,
-            id_claims,
-        })
+        Ok(token_set(response, claims))
+    }
+
+    /// A client-credentials token of the gateway itself (RFC 6749 §4.4).
+    pub async fn client_credentials(
+        &self,
+        scope: Option<&str>,
+        resource: Option<&str>,
+    ) -> Result<TokenSet, GrantError> {
+        let response = self
+            .grant(&Grant::ClientCredentials { scope, resource }, None)
+            .await?;
+        Ok(token_set(response, None))
+    }
+
+    /// Validates a compact ID token (signature, `iss`, `aud`, `exp`, and `nonce` when
+    /// one was sent) and returns its claims. A key the set does not have yet triggers one
+    /// refetch of the provider's keys.
+    async fn verify_id_token(
+        &self,
+        compact: &str,
+        nonce: Option<&str>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, GrantError> {
+        let token = CoreIdToken::from_str(compact)
+            .map_err(|e| GrantError::Invalid(format!("ID token unreadable: {e}")))?;
+        let check = |keys: &CoreJsonWebKeySet| {
+            let mut verifier = CoreIdTokenVerifier::new_public_client(
+                ClientId::new(self.credentials.client_id().to_owned()),
+                IssuerUrl::new(self.issuer.clone()).map_err(|e| {
+                    ClaimsVerificationError::Other(format!("issuer is not a URL: {e}"))
+                })?,
+                keys.clone(),
+            );
+            if let Some(algs) = &self.id_token_algs {
+                verifier = verifier.set_allowed_algs(algs.iter().cloned());
+            }
+            let result = match nonce {
+                Some(n) => token
+                    .claims(&verifier, &Nonce::new(n.to_owned()))
+                    .map(|_| ()),
+                None => token
+                    .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+                    .map(|_| ()),
+            };
+            result
+        };
+        let outcome = match check(&self.keys.current()) {
+            Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            )) if self.keys.refetch(&self.http).await => check(&self.keys.current()),
+            other => other,
+        };
+        outcome.map_err(|e| GrantError::Invalid(format!("ID token rejected: {e}")))?;
+        payload_claims(compact)
     }
 
     /// RFC 7009 revocation of a refresh token, when the provider has the endpoint.
@@ -260,77 +442,79 @@ impl Provider {
         let Some(endpoint) = &self.revocation_endpoint else {
             return Ok(false);
         };
-        let mut builder = http::Request::post(endpoint.as_str())
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .header(http::header::ACCEPT, "application/json");
-        // The serializer is not `Send`; it must be gone before the await below.
-        let body = {
-            let mut form = url::form_urlencoded::Serializer::new(String::new());
+        let request = token_endpoint::form_post(endpoint, &self.credentials, |form| {
             form.append_pair("token", token)
                 .append_pair("token_type_hint", "refresh_token");
-            match self.client_auth {
-                ClientAuth::ClientSecretPost => {
-                    form.append_pair("client_id", &self.client_id);
-                    if let Some(s) = &self.client_secret {
-                        form.append_pair("client_secret", s.secret());
-                    }
-                }
-                _ => {
-                    builder = builder.header(http::header::AUTHORIZATION, self.basic_auth());
-                }
-            }
-            form.finish().into_bytes()
-        };
-        let request = builder
-            .body(body)
-            .map_err(|e| GrantError::Invalid(e.to_string()))?;
-        let response = self.http.send(request).await.map_err(|e| match e {
-            ProviderHttpError::ServerError(_)
-            | ProviderHttpError::Timeout
-            | ProviderHttpError::Unreachable(_) => GrantError::Unavailable(e.to_string()),
-            ProviderHttpError::Body(m) => GrantError::Invalid(m),
         })?;
+        let response = self.http.send(request).await?;
         Ok(response.status().is_success())
     }
 
-    /// RFC 6749 §2.3.1: client id and secret are form-encoded before the Basic encoding.
-    fn basic_auth(&self) -> String {
-        use base64::Engine;
-        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let secret = self.client_secret.as_ref().map_or("", |s| s.secret());
-        let pair = format!("{}:{}", enc(&self.client_id), enc(secret));
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(pair)
-        )
-    }
-
     /// Where to send the browser to end the provider's session too (RP-initiated logout),
-    /// or `None` when the provider has no end-session endpoint.
-    ///
-    /// This URL is a redirect the browser follows, so whatever it carries the browser
-    /// holds. `client_id` names the client for `post_logout_redirect_uri` (RP-Initiated
-    /// Logout 1.0 §2); the ID token goes along as `id_token_hint` only when the operator
-    /// asked for it, for providers that require it.
+    /// or `None` when the provider has no end-session endpoint. With `id_token_hint`
+    /// `None`, `client_id` identifies us instead (OpenID Connect RP-Initiated Logout §2).
     pub fn end_session_url(
         &self,
-        id_token: &str,
+        id_token_hint: Option<&str>,
         post_logout_redirect_uri: &str,
     ) -> Option<url::Url> {
         let mut url = self.end_session_endpoint.clone()?;
-        let mut query = url.query_pairs_mut();
-        if self.logout_id_token_hint {
-            query.append_pair("id_token_hint", id_token);
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(hint) = id_token_hint {
+                q.append_pair("id_token_hint", hint);
+            }
+            q.append_pair("post_logout_redirect_uri", post_logout_redirect_uri)
+                .append_pair("client_id", self.credentials.client_id());
         }
-        query
-            .append_pair("post_logout_redirect_uri", post_logout_redirect_uri)
-            .append_pair("client_id", &self.client_id);
-        drop(query);
         Some(url)
     }
+}
+
+fn token_set(
+    response: TokenResponse,
+    id_claims: Option<serde_json::Map<String, serde_json::Value>>,
+) -> TokenSet {
+    TokenSet {
+        access_token: response.access_token,
+        expires_in: response.expires_in.map(Duration::from_secs),
+        refresh_token: response.refresh_token,
+        refresh_expires_in: response
+            .refresh_expires_in
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs),
+        id_token: response.id_token,
+        id_claims,
+    }
+}
+
+/// Fetches the discovery document and says what the provider supports (`check --online`).
+pub async fn capabilities(issuer: &str, http: &ProviderHttp) -> Result<Capabilities, String> {
+    let issuer = IssuerUrl::new(issuer.to_owned()).map_err(|e| e.to_string())?;
+    let metadata = Metadata::discover_async(issuer, http)
+        .await
+        .map_err(|e| discovery_error(&e))?;
+    let extra = metadata.additional_metadata();
+    let a = &extra.mtls_endpoint_aliases;
+    Ok(Capabilities {
+        client_auth_methods: metadata
+            .token_endpoint_auth_methods_supported()
+            .map(|methods| {
+                methods
+                    .iter()
+                    .filter_map(|m| serde_json::to_value(m).ok())
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        dpop: !extra.dpop_signing_alg_values_supported.is_empty(),
+        par: extra.pushed_authorization_request_endpoint.is_some(),
+        par_required: extra.require_pushed_authorization_requests,
+        mtls_aliases: a.token_endpoint.is_some()
+            || a.pushed_authorization_request_endpoint.is_some(),
+        revocation: extra.revocation_endpoint.is_some(),
+        end_session: extra.end_session_endpoint.is_some(),
+    })
 }
 
 fn discovery_error<E: std::error::Error>(e: &E) -> String {

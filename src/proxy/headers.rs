@@ -22,6 +22,7 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static DPOP: HeaderName = HeaderName::from_static("dpop");
 
 pub struct RequestContext<'a> {
     pub route: &'a Route,
@@ -97,8 +98,10 @@ pub fn rewrite_request(headers: &mut HeaderMap, ctx: &RequestContext<'_>) {
     }
 
     if ctx.route.token != TokenPolicy::None {
-        // Never let the browser choose the credential a token route presents.
+        // Never let the browser choose the credential a token route presents, nor the
+        // proof that goes with it.
         headers.remove(AUTHORIZATION);
+        headers.remove(&DPOP);
     }
     if let Some(bearer) = &ctx.bearer {
         headers.insert(AUTHORIZATION, bearer.clone());

@@ -13,6 +13,7 @@
 //! Bodies are never buffered: the request's `Incoming` goes upstream as it arrives and
 //! the upstream's `Incoming` comes back the same way.
 
+pub mod dpop;
 pub mod headers;
 pub mod upgrade;
 pub mod upstream;
@@ -28,7 +29,7 @@ use crate::config::TokenPolicy;
 use crate::route::Route;
 use crate::server::listener::ConnInfo;
 use crate::server::{Body, Reject};
-use crate::token::refresh::RefreshError;
+use upstream::UpstreamBody;
 
 pub async fn forward(
     gw: &Gateway,
@@ -49,10 +50,30 @@ async fn run_phases(
     conn: ConnInfo,
 ) -> Result<Response<Body>, Reject> {
     admit(route, &req)?;
-    let bearer = authorise(gw, route, req.headers()).await?;
-    let (upstream_req, client_upgrade) = prepare(gw, route, req, conn, bearer)?;
-    let resp = send(gw, upstream_req).await?;
+    let credential = authorise(gw, route, req.headers()).await?;
+    let (mut upstream_req, client_upgrade) =
+        prepare(gw, route, req, conn, credential.authorization)?;
+    let Some(binding) = credential.dpop else {
+        let resp = send(gw, route, upstream_req).await?;
+        return Ok(respond(resp, client_upgrade));
+    };
+    let replay = dpop::sign(gw, &binding, &mut upstream_req)?;
+    let origin = crate::oidc::dpop::origin(upstream_req.uri());
+    let resp = send(gw, route, upstream_req).await?;
+    let again = dpop::retry(gw, &binding, replay, resp.status(), resp.headers(), &origin)?;
+    let resp = match again {
+        Some(req) => send(gw, route, req).await?,
+        None => resp,
+    };
     Ok(respond(resp, client_upgrade))
+}
+
+/// What a request carries upstream: an `Authorization` value, and for a DPoP-bound
+/// token the key and token its proof is made for.
+#[derive(Default)]
+struct Credential {
+    authorization: Option<HeaderValue>,
+    dpop: Option<dpop::Binding>,
 }
 
 /// Phase 1: the route's method list.
@@ -69,43 +90,70 @@ async fn authorise(
     gw: &Gateway,
     route: &Route,
     headers: &http::HeaderMap,
-) -> Result<Option<HeaderValue>, Reject> {
+) -> Result<Credential, Reject> {
     match route.token {
-        TokenPolicy::None => Ok(None),
+        TokenPolicy::None => Ok(Credential::default()),
         TokenPolicy::User => {
             // CSRF first: a cross-site request learns nothing, not even whether a session exists.
             csrf::check(gw, headers)?;
             let live = gw.session_from(headers).await?.ok_or(Reject::NoSession)?;
-            Ok(Some(fresh_bearer(gw, live).await?))
+            user_credential(gw, route, live).await
         }
         TokenPolicy::UserOptional => match gw.session_from(headers).await? {
             Some(live) => {
                 csrf::check(gw, headers)?;
-                Ok(Some(fresh_bearer(gw, live).await?))
+                user_credential(gw, route, live).await
             }
-            None => Ok(None),
+            None => Ok(Credential::default()),
         },
-        // Client-credentials tokens arrive with the token lifecycle work; validation
-        // refuses such routes until then, so this arm is not reached in practice.
-        TokenPolicy::Client => Err(Reject::TokenUnavailable),
+        TokenPolicy::Client => gw
+            .client_tokens
+            .bearer(route.resource.as_ref(), route.scope.as_ref())
+            .await
+            .map(|b| Credential {
+                authorization: Some(b),
+                dpop: None,
+            })
+            .map_err(Reject::from),
     }
 }
 
-async fn fresh_bearer(
+async fn user_credential(
     gw: &Gateway,
+    route: &Route,
     live: std::sync::Arc<crate::session::LiveSession>,
-) -> Result<HeaderValue, Reject> {
-    match gw.refresher.fresh(live).await {
-        Ok(live) => Ok(live.bearer.clone()),
-        Err(e) => Err(match e {
-            RefreshError::Ended(_) | RefreshError::Gone => Reject::NoSession,
-            RefreshError::ProviderUnavailable(_) | RefreshError::Timeout => {
-                Reject::ProviderUnavailable
-            }
-            RefreshError::ProviderInvalid(_) => Reject::ProviderInvalid,
-            RefreshError::Store(_) => Reject::StoreUnavailable,
-        }),
+) -> Result<Credential, Reject> {
+    let key = live.dpop.clone();
+    let authorization = gw
+        .refresher
+        .bearer(live, route.resource.as_ref())
+        .await
+        .map_err(Reject::from)?;
+    let Some(key) = key else {
+        return Ok(Credential {
+            authorization: Some(authorization),
+            dpop: None,
+        });
+    };
+    // A DPoP session's header is `DPoP <token>`.
+    let token = authorization
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("DPoP "))
+        .ok_or(Reject::TokenUnavailable)?
+        .to_owned();
+    if !route.dpop {
+        // The route's upstream accepts Bearer only.
+        let bearer = crate::session::bearer_header(&token).ok_or(Reject::TokenUnavailable)?;
+        return Ok(Credential {
+            authorization: Some(bearer),
+            dpop: None,
+        });
     }
+    Ok(Credential {
+        authorization: Some(authorization),
+        dpop: Some(dpop::Binding { key, token }),
+    })
 }
 
 /// Phase 3: the request as the upstream will see it.
@@ -115,7 +163,7 @@ fn prepare(
     mut req: Request<Incoming>,
     conn: ConnInfo,
     bearer: Option<HeaderValue>,
-) -> Result<(Request<Incoming>, Option<OnUpgrade>), Reject> {
+) -> Result<(Request<UpstreamBody>, Option<OnUpgrade>), Reject> {
     let upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     // Read before the URI becomes the upstream's: HTTP/2 has no `Host` header and carries
@@ -143,18 +191,29 @@ fn prepare(
     );
     // The pool speaks HTTP/1.1 to upstreams, or HTTP/2 where TLS offers it.
     parts.version = Version::HTTP_11;
-    Ok((Request::from_parts(parts, body), upgrade))
+    Ok((Request::from_parts(parts, Either::Left(body)), upgrade))
 }
 
 /// Phase 4: the upstream exchange, up to the response head.
-async fn send(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Incoming>, Reject> {
+async fn send(
+    gw: &Gateway,
+    route: &Route,
+    req: Request<UpstreamBody>,
+) -> Result<Response<Incoming>, Reject> {
+    let started = std::time::Instant::now();
     match tokio::time::timeout(
         gw.config.upstream.response_timeout,
         gw.upstream.request(req),
     )
     .await
     {
-        Ok(Ok(resp)) => Ok(resp),
+        Ok(Ok(resp)) => {
+            gw.metrics
+                .route(route.index)
+                .upstream
+                .observe(started.elapsed());
+            Ok(resp)
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, connect = e.is_connect(), "upstream request failed");
             Err(Reject::UpstreamUnreachable)

@@ -46,6 +46,8 @@ mod tests {
                 token: TokenPolicy::None,
                 strip_prefix: strip,
                 resource: None,
+                scope: None,
+                dpop: true,
                 methods: None,
             },
         )

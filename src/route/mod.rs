@@ -5,6 +5,8 @@
 
 mod matcher;
 
+use std::sync::Arc;
+
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method};
 
@@ -18,7 +20,12 @@ pub struct Route {
     pub prefix: String,
     pub token: TokenPolicy,
     pub strip_prefix: bool,
-    pub resource: Option<String>,
+    /// RFC 8707 audience of this route's token (`None`: the provider's default).
+    pub resource: Option<Arc<str>>,
+    /// Client-credentials `scope` (`token = "client"` routes).
+    pub scope: Option<Arc<str>>,
+    /// Present a DPoP session's token with a proof (false: as Bearer).
+    pub dpop: bool,
     /// `None`: every method is allowed.
     pub methods: Option<Vec<Method>>,
     pub upstream: Upstream,
@@ -48,7 +55,9 @@ impl Route {
             prefix: c.path.clone(),
             token: c.token,
             strip_prefix: c.strip_prefix,
-            resource: c.resource.clone(),
+            resource: c.resource.as_deref().map(Arc::from),
+            scope: c.scope.as_deref().map(Arc::from),
+            dpop: c.dpop,
             methods: c.methods.clone(),
             upstream: Upstream {
                 scheme,

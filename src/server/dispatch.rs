@@ -1,29 +1,93 @@
 //! One entry for every public request: `/bff/*` is answered by the gateway, everything
 //! else goes to the route table and the proxy.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
-use http::{Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use super::listener::ConnInfo;
 use super::{Body, Reject};
+use crate::admin::metrics::RouteStats;
 use crate::app::Gateway;
+use tracing::Instrument;
 
-pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+pub async fn handle(
+    gw: Arc<Gateway>,
+    mut req: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<Body> {
+    let started = Instant::now();
     gw.metrics.requests.inc();
+    let id = gw.request_ids.for_request(req.headers());
+    // The upstream sees the same ID as our logs and the browser.
+    req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+    let span = tracing::info_span!("request", id = id.to_str().unwrap_or_default());
+    let (mut resp, stats) = route(&gw, req, conn).instrument(span).await;
+    stats.record(resp.status(), started.elapsed());
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
+    resp
+}
+
+async fn route(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+) -> (Response<Body>, &RouteStats) {
     let path = req.uri().path();
     if has_dot_segment(path) {
         // `/api/../bff/user` and friends: refused rather than resolved, so a route's
         // prefix check and the upstream's idea of the path can never disagree.
-        return Reject::BadRequest("the path has dot segments").response();
+        let resp = Reject::BadRequest("the path has dot segments").response();
+        return (resp, gw.metrics.unmatched());
     }
     if path == "/bff" || path.starts_with("/bff/") {
-        return crate::bff::handle(&gw, req).await;
+        return (crate::bff::handle(gw, req).await, gw.metrics.bff());
     }
     match gw.routes.find(path) {
-        Some(route) => crate::proxy::forward(&gw, route, req, conn).await,
-        None => Reject::NotFound.response(),
+        Some(route) => (
+            crate::proxy::forward(gw, route, req, conn).await,
+            gw.metrics.route(route.index),
+        ),
+        None => (Reject::NotFound.response(), gw.metrics.unmatched()),
+    }
+}
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Request IDs: the caller's `X-Request-Id` when it is a short token of safe characters
+/// (an ingress in front may have set one), else ours — a random per-process prefix and a
+/// counter, unique without a random draw per request.
+pub struct RequestIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds {
+            prefix: u64::from_le_bytes(crate::crypto::random_bytes::<8>()),
+            next: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RequestIds {
+    fn for_request(&self, headers: &HeaderMap) -> HeaderValue {
+        if let Some(v) = headers.get(&X_REQUEST_ID) {
+            let ok = (1..=128).contains(&v.len())
+                && v.as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+            if ok {
+                return v.clone();
+            }
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let text = format!("{:016x}{n:08x}", self.prefix);
+        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
     }
 }
 

@@ -24,6 +24,8 @@ pub enum Reject {
     CsrfHeaderMissing,
     /// An `Origin` or `Sec-Fetch-Site` that is not our own site.
     ForeignOrigin,
+    /// The admin API without the right bearer token.
+    AdminUnauthorized,
     NotFound,
     MethodNotAllowed,
     /// The route needs a kind of token this gateway cannot obtain.
@@ -38,6 +40,18 @@ pub enum Reject {
     ProviderInvalid,
     /// The session store is unreachable.
     StoreUnavailable,
+}
+
+impl From<crate::token::refresh::RefreshError> for Reject {
+    fn from(e: crate::token::refresh::RefreshError) -> Reject {
+        use crate::token::refresh::RefreshError::*;
+        match e {
+            Ended(_) | Gone => Reject::NoSession,
+            ProviderUnavailable(_) | Timeout => Reject::ProviderUnavailable,
+            ProviderInvalid(_) => Reject::ProviderInvalid,
+            Store(_) => Reject::StoreUnavailable,
+        }
+    }
 }
 
 impl Reject {
@@ -59,6 +73,11 @@ impl Reject {
                 StatusCode::FORBIDDEN,
                 "csrf",
                 "cross-site requests are not allowed",
+            ),
+            AdminUnauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the admin API needs Authorization: Bearer <admin.token>",
             ),
             NotFound => (StatusCode::NOT_FOUND, "not_found", "no route for this path"),
             MethodNotAllowed => (

@@ -20,8 +20,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::HeaderValue;
 use moka::sync::Cache;
 
+use crate::admin::metrics::Counter;
+use crate::crypto::signing::SigningKey;
 use crate::crypto::KeyRing;
-pub use record::{IndexKey, Session, SessionId, StoreKey};
+pub use record::{AccessToken, EndReason, IndexKey, Session, SessionId, StoreKey};
 pub use store::{Expect, Indexes, SessionStore, StoreError, Stored, Written};
 
 /// Seconds since the Unix epoch, the unit of every time in a record.
@@ -37,36 +39,81 @@ pub struct LiveSession {
     pub key: StoreKey,
     pub version: u64,
     pub record: Session,
-    /// `Bearer <access token>`, built once per token so proxying only clones a refcount.
+    /// `Bearer <access token>` (or `DPoP <access token>` for a DPoP session), built once
+    /// per token so proxying only clones a refcount.
     pub bearer: HeaderValue,
+    /// The same for the tokens of other audiences, by resource (few: one per route
+    /// `resource`, so a short list beats a map).
+    resource_bearers: Vec<(String, HeaderValue)>,
+    /// The session's DPoP key, parsed once from the record.
+    pub dpop: Option<Arc<SigningKey>>,
 }
 
 impl LiveSession {
     fn new(key: StoreKey, version: u64, record: Session) -> Option<LiveSession> {
-        let bearer = bearer_header(&record.access_token)?;
+        let dpop = match &record.dpop_key {
+            Some(pkcs8) => {
+                let der = crate::crypto::b64url_decode(pkcs8)?;
+                Some(Arc::new(SigningKey::from_p256_pkcs8(&der).ok()?))
+            }
+            None => None,
+        };
+        let scheme = if dpop.is_some() { "DPoP" } else { "Bearer" };
+        let bearer = authorization_header(scheme, &record.access_token)?;
+        let resource_bearers = record
+            .resource_tokens
+            .iter()
+            .map(|(r, t)| Some((r.clone(), authorization_header(scheme, &t.token)?)))
+            .collect::<Option<Vec<_>>>()?;
         Some(LiveSession {
             key,
             version,
             record,
             bearer,
+            resource_bearers,
+            dpop,
         })
     }
 
-    /// True once the access token is due for refresh.
-    pub fn needs_refresh(&self, now: u64) -> bool {
-        self.record.refresh_at.is_some_and(|at| now >= at)
+    /// The `Authorization` value for `resource` (`None`: the default audience) unless
+    /// that token is missing or due for refresh at `now`.
+    pub fn fresh_bearer(&self, resource: Option<&str>, now: u64) -> Option<&HeaderValue> {
+        let (_, refresh_at) = self.record.access_token_for(resource)?;
+        if refresh_at.is_some_and(|at| now >= at) {
+            return None;
+        }
+        self.bearer_for(resource)
+    }
+
+    /// The `Authorization` value for `resource`, due or not; `None` when there is none.
+    pub fn bearer_for(&self, resource: Option<&str>) -> Option<&HeaderValue> {
+        match resource {
+            None => Some(&self.bearer),
+            Some(r) => self
+                .resource_bearers
+                .iter()
+                .find(|(name, _)| name == r)
+                .map(|(_, v)| v),
+        }
     }
 }
 
 /// `Bearer <token>` as a header value; `None` when the token has bytes a header cannot
 /// carry (the provider's answer is then refused, never forwarded half-made).
 pub fn bearer_header(access_token: &str) -> Option<HeaderValue> {
-    let mut v = HeaderValue::try_from(format!("Bearer {access_token}")).ok()?;
+    authorization_header("Bearer", access_token)
+}
+
+/// `<scheme> <token>` as a sensitive header value.
+pub fn authorization_header(scheme: &str, access_token: &str) -> Option<HeaderValue> {
+    let mut v = HeaderValue::try_from(format!("{scheme} {access_token}")).ok()?;
     v.set_sensitive(true);
     Some(v)
 }
 
 pub struct Sessions {
+    /// Sessions ended, by reason (for `/metrics`).
+    pub ended: EndCounts,
     store: Arc<dyn SessionStore>,
     cache: Cache<StoreKey, Arc<LiveSession>>,
     keys: Arc<KeyRing>,
@@ -76,6 +123,9 @@ pub struct Sessions {
     /// timeout without a store write per request.
     touch_after: u64,
 }
+
+/// How long past its end the store keeps a record (see [`Sessions::write`]).
+const STORE_GRACE_SECS: u64 = 60;
 
 /// How many times a read-modify-write retries when another writer got there first.
 const UPDATE_ATTEMPTS: usize = 8;
@@ -90,6 +140,7 @@ impl Sessions {
     ) -> Sessions {
         let idle = idle.as_secs().max(1);
         Sessions {
+            ended: EndCounts::default(),
             store,
             cache: Cache::builder()
                 .max_capacity(cache_capacity)
@@ -118,6 +169,20 @@ impl Sessions {
     /// The live session under `key`: cache first, then the store. Ends a session found past
     /// its idle or absolute limit, and slides `last_seen` when it is due.
     pub async fn get(&self, key: StoreKey) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        self.get_with(key, true).await
+    }
+
+    /// As [`Sessions::get`], but never extends the idle limit (`/bff/user?slide=false`,
+    /// the admin API).
+    pub async fn peek(&self, key: StoreKey) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        self.get_with(key, false).await
+    }
+
+    async fn get_with(
+        &self,
+        key: StoreKey,
+        slide: bool,
+    ) -> Result<Option<Arc<LiveSession>>, StoreError> {
         let live = match self.cache.get(&key) {
             Some(live) => live,
             None => match self.load(key).await? {
@@ -126,11 +191,12 @@ impl Sessions {
             },
         };
         let now = unix_now();
-        if now >= live.record.ends_at(self.idle, self.absolute) {
-            self.end(key).await?;
+        let (ends_at, reason) = live.record.end(self.idle, self.absolute);
+        if now >= ends_at {
+            self.end(key, reason).await?;
             return Ok(None);
         }
-        if now >= live.record.last_seen + self.touch_after {
+        if slide && now >= live.record.last_seen + self.touch_after {
             return self.update(key, |s| s.last_seen = now).await;
         }
         Ok(Some(live))
@@ -196,12 +262,23 @@ impl Sessions {
         ))
     }
 
-    /// Ends the session: gone from the store and the cache at once.
-    pub async fn end(&self, key: StoreKey) -> Result<bool, StoreError> {
+    /// Ends the session: gone from the store and the cache at once. True when it existed.
+    pub async fn end(&self, key: StoreKey, reason: EndReason) -> Result<bool, StoreError> {
         self.cache.invalidate(&key);
         let removed = self.store.delete(&key).await?;
         self.cache.invalidate(&key);
+        if removed {
+            self.ended.inc(reason);
+            tracing::info!(session = %key.short(), reason = reason.label(), "session ended");
+        }
         Ok(removed)
+    }
+
+    /// Decrypted sessions held in this process's cache (an estimate).
+    pub fn cached(&self) -> u64 {
+        // moka counts lazily; settle pending inserts and evictions first.
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
     }
 
     /// Keys of the live sessions listed under `index`.
@@ -229,7 +306,11 @@ impl Sessions {
             sub: IndexKey::sub(&record.sub),
             sid: record.sid.as_deref().map(IndexKey::sid),
         };
-        let expires_at = record.ends_at(self.idle, self.absolute);
+        // The store keeps a record a little past its end, so that the request which
+        // finds it over ends it here, with its reason counted, rather than finding nothing.
+        let expires_at = record
+            .ends_at(self.idle, self.absolute)
+            .saturating_add(STORE_GRACE_SECS);
         match self
             .store
             .put(&key, sealed, expires_at, &indexes, expect)
@@ -239,7 +320,7 @@ impl Sessions {
                 let Some(live) = LiveSession::new(key, version, record) else {
                     // Refused before it was stored by whoever built the record; reaching
                     // here means a corrupt token: drop the session rather than serve it.
-                    self.end(key).await?;
+                    self.end(key, EndReason::TokensExpired).await?;
                     return Ok(None);
                 };
                 let live = Arc::new(live);
@@ -266,5 +347,22 @@ impl Sessions {
             }
         };
         LiveSession::new(key, stored.version, record)
+    }
+}
+
+/// Sessions ended, one counter per [`EndReason`].
+#[derive(Default)]
+pub struct EndCounts([Counter; EndReason::ALL.len()]);
+
+impl EndCounts {
+    fn inc(&self, reason: EndReason) {
+        self.0[reason as usize].inc();
+    }
+
+    /// `(label, count)` for every reason.
+    pub fn snapshot(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        EndReason::ALL
+            .iter()
+            .map(|r| (r.label(), self.0[*r as usize].get()))
     }
 }

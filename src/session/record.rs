@@ -3,6 +3,8 @@
 //! The browser holds a [`SessionId`]; the store never sees it, only its SHA-256, the
 //! [`StoreKey`]. A dump of the store therefore yields no cookie that would work.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -123,7 +125,10 @@ impl IndexKey {
 }
 
 /// What a session knows, stored sealed. Times are Unix seconds.
-#[derive(Clone, Serialize, Deserialize, PartialEq)]
+///
+/// Fields added after the first release carry `#[serde(default)]`, so records written by
+/// an older version still open.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Session {
     pub sub: String,
     /// The provider's session ID (`sid` claim), for back-channel logout.
@@ -139,17 +144,107 @@ pub struct Session {
     /// ahead of time.
     pub refresh_at: Option<u64>,
     pub refresh_token: Option<String>,
+    /// When the refresh token itself expires, if the provider said (`refresh_expires_in`).
+    /// The session cannot outlive it.
+    #[serde(default)]
+    pub refresh_expires_at: Option<u64>,
+    /// Access tokens for other audiences (RFC 8707 `resource` on a route), by resource.
+    #[serde(default)]
+    pub resource_tokens: BTreeMap<String, AccessToken>,
+    /// The session's DPoP key (P-256, PKCS#8, base64url) when `oidc.dpop` is on: its
+    /// tokens are bound to it and presented with proofs signed by it.
+    #[serde(default)]
+    pub dpop_key: Option<String>,
     pub created_at: u64,
     pub last_seen: u64,
 }
 
+/// An access token for one audience, with when to refresh it.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AccessToken {
+    pub token: String,
+    pub expires_at: Option<u64>,
+    pub refresh_at: Option<u64>,
+}
+
+/// Why a session ended, for the metrics and the logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// Unused for `idle_timeout`.
+    Idle,
+    /// Reached `absolute_timeout`.
+    Absolute,
+    /// The refresh token's own lifetime is over, or the access token expired with no
+    /// refresh token to renew it.
+    TokensExpired,
+    /// The provider refused the refresh token.
+    RefreshRejected,
+    /// `/bff/logout`.
+    Logout,
+    /// The provider's back-channel logout.
+    Backchannel,
+    /// The admin API.
+    Admin,
+    /// A newer login in the same browser replaced it.
+    Replaced,
+}
+
+impl EndReason {
+    pub const ALL: [EndReason; 8] = [
+        EndReason::Idle,
+        EndReason::Absolute,
+        EndReason::TokensExpired,
+        EndReason::RefreshRejected,
+        EndReason::Logout,
+        EndReason::Backchannel,
+        EndReason::Admin,
+        EndReason::Replaced,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            EndReason::Idle => "idle",
+            EndReason::Absolute => "absolute",
+            EndReason::TokensExpired => "tokens_expired",
+            EndReason::RefreshRejected => "refresh_rejected",
+            EndReason::Logout => "logout",
+            EndReason::Backchannel => "backchannel",
+            EndReason::Admin => "admin",
+            EndReason::Replaced => "replaced",
+        }
+    }
+}
+
 impl Session {
-    /// The moment the session ends if nothing extends it: the earlier of the idle and the
-    /// absolute limit.
+    /// The moment the session ends if nothing extends it: the earliest of the idle limit,
+    /// the absolute limit and the refresh token's expiry.
     pub fn ends_at(&self, idle: u64, absolute: u64) -> u64 {
-        self.last_seen
-            .saturating_add(idle)
-            .min(self.created_at.saturating_add(absolute))
+        self.end(idle, absolute).0
+    }
+
+    /// When the session ends and which limit ends it.
+    pub fn end(&self, idle: u64, absolute: u64) -> (u64, EndReason) {
+        let mut end = (self.last_seen.saturating_add(idle), EndReason::Idle);
+        let abs = self.created_at.saturating_add(absolute);
+        if abs < end.0 {
+            end = (abs, EndReason::Absolute);
+        }
+        if let Some(rt) = self.refresh_expires_at.filter(|at| *at < end.0) {
+            end = (rt, EndReason::TokensExpired);
+        }
+        end
+    }
+
+    /// The access token for `resource` (`None`: the default audience) and when it is due
+    /// for refresh; `None` when the session has no token for that resource yet.
+    pub fn access_token_for(&self, resource: Option<&str>) -> Option<(&str, Option<u64>)> {
+        match resource {
+            None => Some((&self.access_token, self.refresh_at)),
+            Some(r) => self
+                .resource_tokens
+                .get(r)
+                .map(|t| (t.token.as_str(), t.refresh_at)),
+        }
     }
 }
 
@@ -162,6 +257,11 @@ impl std::fmt::Debug for Session {
             .field("access_expires_at", &self.access_expires_at)
             .field("refresh_at", &self.refresh_at)
             .field("has_refresh_token", &self.refresh_token.is_some())
+            .field("refresh_expires_at", &self.refresh_expires_at)
+            .field(
+                "resources",
+                &self.resource_tokens.keys().collect::<Vec<_>>(),
+            )
             .field("created_at", &self.created_at)
             .field("last_seen", &self.last_seen)
             .finish_non_exhaustive()
@@ -208,13 +308,41 @@ mod tests {
             access_expires_at: None,
             refresh_at: None,
             refresh_token: Some("REFRESH-X".into()),
-            created_at: 0,
-            last_seen: 0,
+            resource_tokens: [(
+                "https://r".to_owned(),
+                AccessToken {
+                    token: "RESOURCE.TOKEN.X".into(),
+                    ..Default::default()
+                },
+            )]
+            .into(),
+            ..Default::default()
         };
         let dbg = format!("{s:?}");
-        for secret in ["ID.TOKEN.X", "ACCESS.TOKEN.X", "REFRESH-X"] {
+        for secret in [
+            "ID.TOKEN.X",
+            "ACCESS.TOKEN.X",
+            "REFRESH-X",
+            "RESOURCE.TOKEN.X",
+        ] {
             assert!(!dbg.contains(secret), "{dbg}");
         }
+    }
+
+    #[test]
+    fn the_earliest_limit_ends_a_session() {
+        let s = Session {
+            created_at: 1000,
+            last_seen: 5000,
+            ..Default::default()
+        };
+        assert_eq!(s.end(600, 10_000), (5600, EndReason::Idle));
+        assert_eq!(s.end(600, 4_000), (5000, EndReason::Absolute));
+        let s = Session {
+            refresh_expires_at: Some(5100),
+            ..s
+        };
+        assert_eq!(s.end(600, 10_000), (5100, EndReason::TokensExpired));
     }
 
     #[test]

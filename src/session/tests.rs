@@ -184,6 +184,7 @@ fn record(sub: &str) -> Session {
         refresh_token: Some("refresh-token-value".into()),
         created_at: now,
         last_seen: now,
+        ..Session::default()
     }
 }
 
@@ -307,7 +308,11 @@ async fn update_applies_on_top_of_a_concurrent_write() {
 async fn ended_session_is_gone_at_once() {
     let f = fixture(&[[1; 32]]);
     let (id, live) = f.sessions.create(record("alice")).await.expect("create");
-    assert!(f.sessions.end(live.key).await.expect("end"));
+    assert!(f
+        .sessions
+        .end(live.key, EndReason::Logout)
+        .await
+        .expect("end"));
     assert!(f
         .sessions
         .find_by_cookie(id.secret())

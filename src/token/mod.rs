@@ -1,11 +1,12 @@
 //! Access tokens for proxied calls: when to refresh, and refreshing one session at a time.
 
+pub mod client_credentials;
 pub mod refresh;
 
 use std::time::Duration;
 
 use crate::oidc::TokenSet;
-use crate::session::Session;
+use crate::session::{AccessToken, Session};
 
 /// When a token issued `now` with `lifetime` is refreshed: `skew` before it expires, or at
 /// half its life when the lifetime is shorter than twice the skew (so a 5-second token
@@ -16,15 +17,43 @@ pub fn refresh_at(now: u64, lifetime: Option<Duration>, skew: Duration) -> Optio
     Some(now + life - lead)
 }
 
-/// Puts a grant's tokens into a session record. A missing refresh token in the answer
-/// keeps the old one (providers that do not rotate); a present one replaces it, so a
-/// rotated refresh token is stored in the same write as the access token it came with.
-pub fn apply(session: &mut Session, tokens: &TokenSet, now: u64, skew: Duration) {
-    session.access_token.clone_from(&tokens.access_token);
-    session.access_expires_at = tokens.expires_in.map(|d| now + d.as_secs());
-    session.refresh_at = refresh_at(now, tokens.expires_in, skew);
+/// Puts a grant's tokens into a session record: the default access token when
+/// `resource` is `None`, else the token for that audience. A missing refresh token in
+/// the answer keeps the old one (providers that do not rotate); a present one replaces
+/// it, so a rotated refresh token is stored in the same write as the access token it
+/// came with.
+pub fn apply(
+    session: &mut Session,
+    resource: Option<&str>,
+    tokens: &TokenSet,
+    now: u64,
+    skew: Duration,
+) {
+    let expires_at = tokens.expires_in.map(|d| now + d.as_secs());
+    let due = refresh_at(now, tokens.expires_in, skew);
+    match resource {
+        None => {
+            session.access_token.clone_from(&tokens.access_token);
+            session.access_expires_at = expires_at;
+            session.refresh_at = due;
+        }
+        Some(r) => {
+            session.resource_tokens.insert(
+                r.to_owned(),
+                AccessToken {
+                    token: tokens.access_token.clone(),
+                    expires_at,
+                    refresh_at: due,
+                },
+            );
+        }
+    }
     if let Some(rt) = &tokens.refresh_token {
         session.refresh_token = Some(rt.clone());
+        // A new refresh token comes with its own lifetime, or none that we know of.
+        session.refresh_expires_at = tokens.refresh_expires_in.map(|d| now + d.as_secs());
+    } else if let Some(d) = tokens.refresh_expires_in {
+        session.refresh_expires_at = Some(now + d.as_secs());
     }
     if let Some(id) = &tokens.id_token {
         session.id_token.clone_from(id);

@@ -2,25 +2,36 @@
 //!
 //! The first request that finds its session's token due starts the refresh as a task of
 //! its own; every other request of that session that arrives meanwhile waits on the same
-//! task and shares its outcome, success or failure. The task, not the request, owns the
-//! exchange: a browser that goes away mid-refresh cannot drop a rotated refresh token on
-//! the floor. Before it calls the provider the task re-reads the record from the store,
-//! so a refresh that someone else already completed is not repeated.
+//! task and shares its outcome, success or failure — a failed refresh is not retried by
+//! each waiter. The task, not the request, owns the exchange: a browser that goes away
+//! mid-refresh cannot drop a rotated refresh token on the floor. Before it calls the
+//! provider the task re-reads the record from the store, so a refresh that someone else
+//! already completed is not repeated.
+//!
+//! The flight is per session, whatever audience it refreshes: a session has one refresh
+//! token, and redeeming it twice at once is exactly what rotation with replay detection
+//! punishes. A request for another audience waits for the flight in progress, then
+//! starts its own if its token is still due.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
+use http::HeaderValue;
 
-use crate::oidc::{GrantError, ProviderCell};
-use crate::session::{bearer_header, unix_now, LiveSession, Sessions, StoreKey};
+use crate::admin::metrics::Counter;
+use crate::oidc::{GrantError, ProviderCell, TokenSet};
+use crate::session::{
+    bearer_header, unix_now, EndReason, LiveSession, Sessions, StoreError, StoreKey,
+};
 
 /// How a refresh ended, shared by every request that waited on it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RefreshError {
-    /// The provider refused the refresh token: the session has been ended.
-    #[error("session ended: refresh refused by the provider ({0})")]
+    /// The provider refused the refresh token, or the tokens ran out: the session has
+    /// been ended.
+    #[error("session ended: {0}")]
     Ended(String),
     /// The session was already gone.
     #[error("session gone")]
@@ -39,8 +50,25 @@ pub enum RefreshError {
     Timeout,
 }
 
+impl From<StoreError> for RefreshError {
+    fn from(e: StoreError) -> Self {
+        RefreshError::Store(e.to_string())
+    }
+}
+
 type Outcome = Result<Arc<LiveSession>, RefreshError>;
 type InFlight = Shared<BoxFuture<'static, Outcome>>;
+/// A refresh under way and the audience it refreshes.
+type Flight = (Option<Arc<str>>, InFlight);
+
+/// Refresh-token grants by outcome, for `/metrics`.
+#[derive(Default)]
+pub struct RefreshCounts {
+    pub success: Counter,
+    pub rejected: Counter,
+    pub unavailable: Counter,
+    pub invalid: Counter,
+}
 
 pub struct Refresher {
     sessions: Arc<Sessions>,
@@ -48,9 +76,15 @@ pub struct Refresher {
     skew: Duration,
     /// Refreshes under way, by session. A std `Mutex`: held for a map lookup or insert,
     /// never across an await.
-    in_flight: Arc<Mutex<HashMap<StoreKey, InFlight>>>,
+    /// Each with the audience it refreshes.
+    in_flight: Arc<Mutex<HashMap<StoreKey, Flight>>>,
     wait_limit: Duration,
+    pub counts: Arc<RefreshCounts>,
 }
+
+/// How many flights one request may wait through before giving up: its own, and one
+/// started for another audience of the same session just before it.
+const MAX_FLIGHTS: usize = 3;
 
 impl Refresher {
     pub fn new(sessions: Arc<Sessions>, provider: Arc<ProviderCell>, skew: Duration) -> Self {
@@ -60,31 +94,57 @@ impl Refresher {
             skew,
             in_flight: Arc::default(),
             wait_limit: Duration::from_secs(30),
+            counts: Arc::default(),
         }
     }
 
-    /// The session with an access token that is not due, refreshing it if it is.
-    pub async fn fresh(&self, live: Arc<LiveSession>) -> Outcome {
-        if !live.needs_refresh(unix_now()) {
-            return Ok(live);
+    /// The `Authorization` value for `resource` (`None`: the default audience), refreshing
+    /// or fetching that token first when it is due or missing.
+    pub async fn bearer(
+        &self,
+        mut live: Arc<LiveSession>,
+        resource: Option<&Arc<str>>,
+    ) -> Result<HeaderValue, RefreshError> {
+        let wanted = resource.map(|r| &**r);
+        for _ in 0..MAX_FLIGHTS {
+            if let Some(b) = live.fresh_bearer(wanted, unix_now()) {
+                return Ok(b.clone());
+            }
+            let (flight, ours) = self.join_or_start(live.key, resource.cloned());
+            live = tokio::time::timeout(self.wait_limit, flight)
+                .await
+                .map_err(|_| RefreshError::Timeout)??;
+            if ours {
+                // A flight for this audience did what could be done: its token is as fresh
+                // as it gets (still due only when there is no refresh token to renew it).
+                if let Some(b) = live.bearer_for(wanted) {
+                    return Ok(b.clone());
+                }
+            }
         }
-        let flight = self.join_or_start(live.key);
-        tokio::time::timeout(self.wait_limit, flight)
-            .await
-            .map_err(|_| RefreshError::Timeout)?
+        Err(RefreshError::ProviderInvalid(
+            "no token for this audience could be obtained".into(),
+        ))
     }
 
-    fn join_or_start(&self, key: StoreKey) -> InFlight {
+    /// The flight of `key` under way, or a new one for `resource`; true when the flight
+    /// is for `resource`.
+    fn join_or_start(&self, key: StoreKey, resource: Option<Arc<str>>) -> (InFlight, bool) {
         let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = map.get(&key) {
-            return f.clone();
+        if let Some((for_resource, f)) = map.get(&key) {
+            return (f.clone(), *for_resource == resource);
         }
-        let sessions = self.sessions.clone();
-        let provider = self.provider.clone();
-        let skew = self.skew;
+        let job = Job {
+            sessions: self.sessions.clone(),
+            provider: self.provider.clone(),
+            skew: self.skew,
+            counts: self.counts.clone(),
+            key,
+            resource: resource.clone(),
+        };
         let in_flight = self.in_flight.clone();
         let task = tokio::spawn(async move {
-            let outcome = refresh(&sessions, &provider, key, skew).await;
+            let outcome = job.run().await;
             // Leave the map only after the new record is in the cache: a request that no
             // longer finds the flight finds the fresh token instead.
             in_flight
@@ -102,72 +162,112 @@ impl Refresher {
         }
         .boxed()
         .shared();
-        map.insert(key, shared.clone());
-        shared
+        map.insert(key, (resource, shared.clone()));
+        (shared, true)
     }
 }
 
-async fn refresh(
-    sessions: &Sessions,
-    provider: &ProviderCell,
-    key: StoreKey,
+/// One refresh of one session's token for one audience.
+struct Job {
+    sessions: Arc<Sessions>,
+    provider: Arc<ProviderCell>,
     skew: Duration,
-) -> Outcome {
-    let store_err = |e: crate::session::StoreError| RefreshError::Store(e.to_string());
-    // Re-check under the flight: the store may hold a token someone refreshed already.
-    let current = sessions
-        .load(key)
-        .await
-        .map_err(store_err)?
-        .ok_or(RefreshError::Gone)?;
-    let now = unix_now();
-    if !current.needs_refresh(now) {
-        return Ok(current);
+    counts: Arc<RefreshCounts>,
+    key: StoreKey,
+    resource: Option<Arc<str>>,
+}
+
+impl Job {
+    async fn run(&self) -> Outcome {
+        let key = self.key;
+        let resource = self.resource.as_deref();
+        // Re-check under the flight: the store may hold a token someone refreshed already.
+        let current = self.sessions.load(key).await?.ok_or(RefreshError::Gone)?;
+        let now = unix_now();
+        if current.fresh_bearer(resource, now).is_some() {
+            return Ok(current);
+        }
+        let Some(refresh_token) = current.record.refresh_token.clone() else {
+            return self.without_refresh_token(current, now).await;
+        };
+        let provider = self.provider.get().ok_or_else(|| {
+            RefreshError::ProviderUnavailable("provider not discovered yet".into())
+        })?;
+        let result = provider
+            .refresh(&refresh_token, resource, current.dpop.as_deref())
+            .await;
+        let result = result.and_then(|tokens| check_answer(&current, tokens));
+        match result {
+            Ok(tokens) => {
+                self.counts.success.inc();
+                tracing::info!(session = %key.short(), resource, rotated = tokens.refresh_token.is_some(), "access token refreshed");
+                let (resource, skew) = (self.resource.clone(), self.skew);
+                let updated = self
+                    .sessions
+                    .update(key, |s| {
+                        crate::token::apply(s, resource.as_deref(), &tokens, now, skew)
+                    })
+                    .await?;
+                updated.ok_or(RefreshError::Gone)
+            }
+            Err(GrantError::Rejected(code)) => {
+                self.counts.rejected.inc();
+                tracing::info!(session = %key.short(), error = %code, "refresh refused by the provider");
+                self.sessions.end(key, EndReason::RefreshRejected).await?;
+                Err(RefreshError::Ended(format!("refresh refused ({code})")))
+            }
+            Err(GrantError::Unavailable(m)) => {
+                self.counts.unavailable.inc();
+                tracing::warn!(session = %key.short(), error = %m, "refresh failed; session kept");
+                Err(RefreshError::ProviderUnavailable(m))
+            }
+            Err(GrantError::Invalid(m)) => {
+                self.counts.invalid.inc();
+                tracing::warn!(session = %key.short(), error = %m, "refresh answer refused; session kept");
+                Err(RefreshError::ProviderInvalid(m))
+            }
+        }
     }
-    let Some(refresh_token) = current.record.refresh_token.clone() else {
-        // No refresh token (the provider gave none): the access token is used until it
-        // expires, and then the session is over.
+
+    /// No refresh token (the provider gave none): the default access token is used until
+    /// it expires, and then the session is over. A token for another audience cannot be
+    /// had at all.
+    async fn without_refresh_token(&self, current: Arc<LiveSession>, now: u64) -> Outcome {
+        if self.resource.is_some() {
+            return Err(RefreshError::ProviderInvalid(
+                "no refresh token to ask for a token of another audience".into(),
+            ));
+        }
         if current
             .record
             .access_expires_at
             .is_some_and(|exp| now >= exp)
         {
-            sessions.end(key).await.map_err(store_err)?;
+            self.sessions
+                .end(self.key, EndReason::TokensExpired)
+                .await?;
             return Err(RefreshError::Ended(
                 "access token expired and no refresh token".into(),
             ));
         }
-        return Ok(current);
-    };
-    let provider = provider
-        .get()
-        .ok_or_else(|| RefreshError::ProviderUnavailable("provider not discovered yet".into()))?;
-    match provider.refresh(&refresh_token).await {
-        Ok(tokens) => {
-            if bearer_header(&tokens.access_token).is_none() {
-                return Err(RefreshError::ProviderInvalid(
-                    "access token is not a valid header value".into(),
-                ));
-            }
-            tracing::info!(session = %key.short(), rotated = tokens.refresh_token.is_some(), "access token refreshed");
-            let updated = sessions
-                .update(key, |s| crate::token::apply(s, &tokens, now, skew))
-                .await
-                .map_err(store_err)?;
-            updated.ok_or(RefreshError::Gone)
-        }
-        Err(GrantError::Rejected(code)) => {
-            tracing::info!(session = %key.short(), error = %code, "refresh refused; session ended");
-            sessions.end(key).await.map_err(store_err)?;
-            Err(RefreshError::Ended(code))
-        }
-        Err(GrantError::Unavailable(m)) => {
-            tracing::warn!(session = %key.short(), error = %m, "refresh failed; session kept");
-            Err(RefreshError::ProviderUnavailable(m))
-        }
-        Err(GrantError::Invalid(m)) => {
-            tracing::warn!(session = %key.short(), error = %m, "refresh answer refused; session kept");
-            Err(RefreshError::ProviderInvalid(m))
+        Ok(current)
+    }
+}
+
+/// Refuses an answer that cannot be stored: an access token a header cannot carry, or an
+/// ID token about someone else (OpenID Connect Core §12.2: same `sub`).
+fn check_answer(current: &LiveSession, tokens: TokenSet) -> Result<TokenSet, GrantError> {
+    if bearer_header(&tokens.access_token).is_none() {
+        return Err(GrantError::Invalid(
+            "access token is not a valid header value".into(),
+        ));
+    }
+    if let Some(claims) = &tokens.id_claims {
+        if claims.get("sub").and_then(|v| v.as_str()) != Some(current.record.sub.as_str()) {
+            return Err(GrantError::Invalid(
+                "refreshed ID token names another subject".into(),
+            ));
         }
     }
+    Ok(tokens)
 }

@@ -265,7 +265,7 @@ describe('the example SPA in Chromium, behind tokengate', { timeout: 180000 }, (
 
   test('the browser never held a token', async () => {
     step = 'proof';
-    const issued = await (await fetch(`${stack.issuer}/test/tokens`)).json();
+    const issued = await (await fetch(`${stack.issuer}/test/issued`)).json();
     // Three logins: the first, the silent renewal, and the one after the 401.
     assert.equal(issued.length, 3, JSON.stringify(issued.map((t) => t.grant_type)));
     const tokens = issued.flatMap((t) => [

@@ -3,7 +3,7 @@
 use reqwest::{Method, Url};
 use serde_json::Value;
 
-use crate::support::{browser::urlencode, Browser, TestGateway};
+use crate::support::{browser::urlencode, Browser, Setup, TestGateway};
 
 async fn status_with_cookie(gw: &TestGateway, path: &str, cookie: &str) -> (u16, Value) {
     let resp = reqwest::Client::new()
@@ -255,8 +255,7 @@ async fn logout_needs_the_sid_then_ends_everything() {
         location.starts_with(&format!("{}/session/end", gw.op.issuer)),
         "{location}"
     );
-    // The browser follows this redirect: no ID token in it (oidc.logout_id_token_hint is
-    // off); client_id names the client for the post-logout redirect instead.
+    // By default the ID token does not travel through the browser: client_id names us.
     assert!(!location.contains("id_token_hint="), "{location}");
     assert!(location.contains("client_id=gateway"), "{location}");
     assert!(location.contains("post_logout_redirect_uri="), "{location}");
@@ -273,7 +272,13 @@ async fn logout_needs_the_sid_then_ends_everything() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logout_by_post_needs_the_csrf_header() {
-    let gw = TestGateway::start().await;
+    // With logout_id_token_hint the end-session redirect carries the ID token, for
+    // providers that require it.
+    let gw = TestGateway::start_with(Setup {
+        oidc_extra: "logout_id_token_hint = true".into(),
+        ..Setup::default()
+    })
+    .await;
     let b = gw.logged_in("alice").await;
     let cookie = b.cookie("tokengate").expect("cookie");
 
@@ -292,7 +297,64 @@ async fn logout_by_post_needs_the_csrf_header() {
         )
         .await;
     assert_eq!(resp.status(), 302);
-    let location = resp.headers()["location"].to_str().expect("ascii");
-    assert!(location.contains("/session/end?"), "{location}");
+    let location = Url::parse(resp.headers()["location"].to_str().expect("ascii")).expect("url");
+    let hint = location
+        .query_pairs()
+        .find(|(k, _)| k == "id_token_hint")
+        .map(|(_, v)| v.into_owned());
+    let issued = gw.op.issued().await;
+    assert_eq!(
+        hint.as_deref(),
+        issued[0]["id_token"].as_str(),
+        "{location}"
+    );
+    assert_eq!(status_with_cookie(&gw, "/api/x", &cookie).await.0, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_completes_without_revocation_or_end_session_endpoints() {
+    let gw = TestGateway::start_with(Setup {
+        op: crate::support::OpOptions {
+            disable: "revocation,end_session",
+            ..Default::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let b = gw.logged_in("alice").await;
+    let cookie = b.cookie("tokengate").expect("cookie");
+    let resp = b
+        .send(
+            Method::POST,
+            &gw.url("/bff/logout"),
+            &[("x-csrf", "1")],
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(resp.headers()["location"], "/", "a local redirect");
+    assert_eq!(status_with_cookie(&gw, "/api/x", &cookie).await.0, 401);
+    assert_eq!(gw.op.stats().await["revocations"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_completes_when_the_provider_is_down() {
+    let mut gw = TestGateway::start().await;
+    let b = gw.logged_in("alice").await;
+    let cookie = b.cookie("tokengate").expect("cookie");
+    tokio::task::block_in_place(|| gw.op.kill());
+    let resp = b
+        .send(
+            Method::POST,
+            &gw.url("/bff/logout"),
+            &[("x-csrf", "1")],
+            None,
+        )
+        .await;
+    assert_eq!(
+        resp.status(),
+        302,
+        "revocation failing does not stop logout"
+    );
     assert_eq!(status_with_cookie(&gw, "/api/x", &cookie).await.0, 401);
 }

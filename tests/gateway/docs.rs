@@ -75,7 +75,13 @@ fn every_config_key_is_documented() {
         let text = section(&doc, heading);
         for field in fields {
             let documented = if row_style {
-                text.contains(&format!("\n| `{field}` |"))
+                // A table row whose first cell names the key (alone or with siblings,
+                // as in "| `tls_client_cert`, `tls_client_key` |").
+                text.lines().any(|line| {
+                    line.strip_prefix("| ")
+                        .and_then(|row| row.split(" |").next())
+                        .is_some_and(|cell| cell.contains(&format!("`{field}`")))
+                })
             } else {
                 text.contains(field.as_str())
             };

@@ -71,3 +71,21 @@ async fn a_session_ends_at_its_absolute_timeout_however_much_it_is_used() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_the_user_with_slide_false_does_not_extend_the_session() {
+    let gw = TestGateway::start_with(lifetimes("2s", "1h")).await;
+    let b = gw.logged_in("alice").await;
+    let login = now();
+    // An SPA polling its login state must not keep an abandoned session alive.
+    loop {
+        let t = now();
+        let status = b.api(&gw.url("/bff/user?slide=false")).await.0;
+        if t > login + 3 {
+            assert_eq!(status, 401, "polling kept the session alive");
+            break;
+        }
+        assert!(t < login + 15, "test took too long");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

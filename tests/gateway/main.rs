@@ -3,6 +3,9 @@
 
 mod support;
 
+mod admin;
+mod backchannel;
+mod client_security;
 mod config_check;
 mod cookies;
 mod docs;
@@ -11,3 +14,5 @@ mod login;
 mod proxy;
 mod refresh;
 mod server;
+mod telemetry;
+mod token_routes;

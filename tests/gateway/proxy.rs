@@ -75,7 +75,7 @@ async fn none_route_forwards_without_token_and_routes_by_segment() {
     assert_eq!(resp.status(), 200);
     let seen: Value = resp.json().await.expect("json");
     assert_eq!(seen["token"]["valid"], false);
-    assert_eq!(seen["token"]["error"], "no bearer token");
+    assert_eq!(seen["token"]["error"], "no token");
     assert!(!seen["headers"]["cookie"].to_string().contains("tokengate"));
 }
 
@@ -311,7 +311,7 @@ async fn user_optional_route_adds_a_token_only_with_a_session() {
         .await;
     assert_eq!(resp.status(), 200, "forwarded without a session");
     let seen: Value = resp.json().await.expect("json");
-    assert_eq!(seen["token"]["error"], "no bearer token");
+    assert_eq!(seen["token"]["error"], "no token");
 
     let b = gw.logged_in("alice").await;
     let (status, seen) = b.api(&gw.url("/opt/x")).await;

@@ -66,7 +66,7 @@ async fn concurrent_calls_after_expiry_share_one_refresh() {
     let before = gw.op.refresh_grants().await;
 
     let url = gw.url("/api/concurrent");
-    let calls = (0..50).map(|_| {
+    let calls = (0..200).map(|_| {
         let b = b.clone();
         let url = url.clone();
         tokio::spawn(async move { b.api(&url).await })
@@ -82,7 +82,7 @@ async fn concurrent_calls_after_expiry_share_one_refresh() {
     assert_eq!(
         jtis.len(),
         1,
-        "all 50 calls carried the same refreshed token"
+        "all 200 calls carried the same refreshed token"
     );
     assert!(!jtis.contains(&first["jti"].to_string()));
     assert_eq!(
@@ -90,6 +90,15 @@ async fn concurrent_calls_after_expiry_share_one_refresh() {
         before + 1,
         "exactly one refresh grant"
     );
+    // The provider saw no replay, so it did not revoke the grant: the rotated refresh
+    // token works at the next expiry too.
+    let stats = gw.op.stats().await;
+    assert_eq!(stats["grant_errors"], serde_json::json!({}), "{stats}");
+    let second = token_claims(&b, &gw).await;
+    until_expired(second["exp"].as_u64().expect("exp")).await;
+    let third = token_claims(&b, &gw).await;
+    assert_ne!(third["jti"], second["jti"]);
+    assert_eq!(gw.op.refresh_grants().await, before + 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -174,6 +183,18 @@ async fn client_secret_post_and_non_rotating_refresh_tokens_work() {
     let stats = gw.op.stats().await;
     assert_eq!(stats["grants"]["refresh_token"], 2, "{stats}");
     assert_eq!(stats["grant_errors"], serde_json::json!({}), "{stats}");
+    // Both refreshes redeemed the refresh token of the login: the provider never sent
+    // another one, or sent the same one back.
+    let issued = gw.op.issued().await;
+    let original = issued[0]["refresh_token"]
+        .as_str()
+        .expect("login refresh token");
+    for t in issued.iter().filter(|t| t["grant_type"] == "refresh_token") {
+        assert!(
+            t["refresh_token"].is_null() || t["refresh_token"] == original,
+            "{t}"
+        );
+    }
 
     // Revocation at logout authenticates the same way.
     let (_, user) = b.api(&gw.url("/bff/user")).await;
@@ -183,4 +204,33 @@ async fn client_secret_post_and_non_rotating_refresh_tokens_work() {
         .await;
     assert_eq!(resp.status(), 302);
     assert_eq!(gw.op.stats().await["revocations"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_ends_when_its_refresh_token_does() {
+    // The provider says its refresh tokens live 3 s (`refresh_expires_in`); the access
+    // token would live much longer, but without a way to renew it the session is over.
+    let gw = TestGateway::start_with(Setup {
+        op: OpOptions {
+            refresh_token_ttl: Some(3),
+            ..OpOptions::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let login = now();
+    let b = gw.logged_in("alice").await;
+    assert_eq!(b.api(&gw.url("/api/x")).await.0, 200);
+    wait_until(
+        Duration::from_secs(20),
+        "the refresh token's end",
+        || async move { now() > login + 4 },
+    )
+    .await;
+    assert_eq!(b.api(&gw.url("/api/x")).await.0, 401);
+    let metrics = gw.metrics_text().await;
+    assert!(
+        metrics.contains("tokengate_sessions_ended_total{reason=\"tokens_expired\"} 1"),
+        "{metrics}"
+    );
 }

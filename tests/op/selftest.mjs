@@ -299,8 +299,8 @@ async function mainFlow() {
       && at.payload.client_id === CLIENT_ID && at.payload.scope === 'api', at.payload);
     check('access token: exp - iat == OP_ACCESS_TOKEN_TTL', at.payload.exp - at.payload.iat === 5, at.payload);
     check('access token signature verifies with the JWKS', await verifyJwt(op, t.access_token));
-    const issued = await getJson(`${op.issuer}/test/tokens`);
-    check('/test/tokens lists the token response', issued.length === 1 && issued[0].grant_type === 'authorization_code' && issued[0].access_token === t.access_token
+    const issued = await getJson(`${op.issuer}/test/issued`);
+    check('/test/issued lists the token response', issued.length === 1 && issued[0].grant_type === 'authorization_code' && issued[0].access_token === t.access_token
       && issued[0].refresh_token === t.refresh_token && issued[0].id_token === t.id_token, issued.map((i) => i.grant_type));
     const introspected = await clientPost(op, '/token/introspection', { token: t.refresh_token });
     check('introspection: the refresh token is active', introspected.json?.active === true && introspected.json.sub === 'alice', introspected.json);

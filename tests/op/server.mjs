@@ -40,6 +40,23 @@
 //                                 provider's key, see jwks_uri) with iss, sub, aud, exp,
 //                                 iat, jti, client_id and scope. Scope `api` puts "api" in
 //                                 their scope claim.
+//   OP_REFRESH_TOKEN_TTL          refresh token lifetime in seconds (default 14 days). When
+//                                 set, token responses also carry `refresh_expires_in`
+//                                 (the seconds the refresh token has left), as Keycloak's do.
+//   OP_DISABLE                    comma-separated endpoints to leave out of discovery and
+//                                 switch off: `revocation`, `end_session`
+//   OP_TLS_CERT, OP_TLS_KEY,      serve HTTPS with this certificate and key, asking clients
+//   OP_TLS_CA                     for a certificate (verified against OP_TLS_CA, not
+//                                 required): the issuer is https://127.0.0.1:<port>, and
+//                                 mutual-TLS client authentication and certificate-bound
+//                                 access tokens (RFC 8705) are on
+//   OP_CLIENT_KEY_FILE            private_key_jwt: a PEM private key whose public half the
+//                                 client registers
+//   OP_CLIENT_CERT_FILE           self_signed_tls_client_auth: the client's certificate
+//   OP_CLIENT_TLS_SUBJECT         tls_client_auth: the certificate subject (CN=gateway)
+//   OP_DPOP                       1: the client must use DPoP (RFC 9449); nonces required
+//   OP_PAR                        on: pushed authorization requests (RFC 9126) offered;
+//                                 required: and required of the client
 //   OP_STATE_DIR                  keep the signing key and every record (sessions, grants,
 //                                 codes, refresh tokens, ...) in JSON files in this
 //                                 directory, so that a restart on the same OP_PORT carries on
@@ -47,11 +64,17 @@
 //                                 every start, records in memory only.
 //
 // Test users: alice / alice-password and bob / bob-password (sub = the login name).
-// Test endpoints: GET /test/stats, GET /test/revocations, GET /test/tokens,
-// POST /test/revoke-refresh?sub=… (see handleTest below).
+// Test endpoints (for tests only; no authentication):
+//   GET  /test/stats               counts of grants, refused grants, revocations, logouts
+//   GET  /test/revocations         what the revocation endpoint received, in order
+//   GET  /test/issued              every token the token endpoint issued, in order
+//   POST /test/revoke-refresh?sub= destroy a user's refresh tokens (next refresh fails)
+//   POST /test/sign                {header, claims, foreign_key} → {token}: a JWT signed
+//                                  with the provider's key (or, foreign_key, another one)
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import path from 'node:path';
 
 import Provider, { errors } from 'oidc-provider';
@@ -82,9 +105,19 @@ function seconds(name, fallback) {
 const PORT = Number(env.OP_PORT || 0);
 if (!Number.isInteger(PORT) || PORT < 0 || PORT > 65535) fail(`OP_PORT is not a port: ${JSON.stringify(env.OP_PORT)}`);
 const CLIENT_AUTH = env.OP_CLIENT_AUTH || 'client_secret_basic';
-if (!['client_secret_basic', 'client_secret_post'].includes(CLIENT_AUTH)) {
-  fail(`OP_CLIENT_AUTH must be client_secret_basic or client_secret_post, not ${JSON.stringify(CLIENT_AUTH)}`);
+const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth'];
+if (!AUTH_METHODS.includes(CLIENT_AUTH)) {
+  fail(`OP_CLIENT_AUTH must be one of ${AUTH_METHODS.join(', ')}, not ${JSON.stringify(CLIENT_AUTH)}`);
 }
+const TLS = env.OP_TLS_CERT ? {
+  cert: fs.readFileSync(env.OP_TLS_CERT),
+  key: fs.readFileSync(env.OP_TLS_KEY),
+  ca: env.OP_TLS_CA ? fs.readFileSync(env.OP_TLS_CA) : undefined,
+} : null;
+if (CLIENT_AUTH.endsWith('tls_client_auth') && !TLS) fail(`${CLIENT_AUTH} needs OP_TLS_CERT and OP_TLS_KEY`);
+const DPOP = env.OP_DPOP === '1';
+const PAR = env.OP_PAR || '';
+if (!['', 'on', 'required'].includes(PAR)) fail(`OP_PAR must be on or required, not ${JSON.stringify(PAR)}`);
 const REDIRECT_URIS = list(env.OP_REDIRECT_URIS);
 if (REDIRECT_URIS.length === 0) fail('OP_REDIRECT_URIS is required (comma-separated redirect URIs of the client)');
 const ACCESS_TOKEN_TTL = seconds('OP_ACCESS_TOKEN_TTL', 300);
@@ -93,6 +126,9 @@ const AUDIENCE = env.OP_API_AUDIENCE || 'https://api.tokengate.test';
 const STATE_DIR = env.OP_STATE_DIR || '';
 const HOST = env.OP_HOST || '127.0.0.1';
 if (!['127.0.0.1', 'localhost'].includes(HOST)) fail(`OP_HOST must be 127.0.0.1 or localhost, not ${JSON.stringify(HOST)}`);
+const REFRESH_TOKEN_TTL = seconds('OP_REFRESH_TOKEN_TTL', 0);
+const DISABLED = new Set(list(env.OP_DISABLE));
+for (const d of DISABLED) if (!['revocation', 'end_session'].includes(d)) fail(`OP_DISABLE: unknown endpoint ${JSON.stringify(d)}`);
 // The scope of the API audience (a resource server scope, not an OpenID Connect one).
 const API_SCOPE = 'api';
 
@@ -247,21 +283,25 @@ const stats = {
   end_sessions: 0, // completed RP-initiated logouts
 };
 const revocations = []; // { token, token_type_hint } in the order the revocation endpoint got them
-// Every successful token response, in order: what the gateway was given and must never
-// hand to a browser. { grant_type, access_token, refresh_token?, id_token? }
-const issued = [];
+// Every token the token endpoint handed out, newest last: tests look for these values
+// where they must never appear (responses to the browser, logs).
+const issued = []; // { grant_type, access_token, refresh_token, id_token }
 
 // === The provider ======================================================================
 // Listen first: the issuer names the port actually bound.
 
-const server = http.createServer();
+// With TLS the provider asks every client for a certificate but lets those without one
+// in: oidc-provider decides, per client, whether one is needed.
+const server = TLS
+  ? https.createServer({ ...TLS, requestCert: true, rejectUnauthorized: false })
+  : http.createServer();
 server.on('error', (err) => {
   log(`cannot listen on 127.0.0.1:${PORT}:`, err.message);
   process.exit(1);
 });
 await new Promise((resolve) => server.listen(PORT, '127.0.0.1', resolve));
 const { port } = server.address();
-const issuer = `http://${HOST}:${port}`;
+const issuer = `${TLS ? 'https' : 'http'}://${HOST}:${port}`;
 
 const client = {
   client_id: env.OP_CLIENT_ID || 'gateway',
@@ -272,6 +312,29 @@ const client = {
   grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
   response_types: ['code'],
 };
+if (CLIENT_AUTH === 'client_secret_basic' || CLIENT_AUTH === 'client_secret_post') {
+  // (secret methods keep client_secret above)
+} else {
+  delete client.client_secret;
+}
+if (CLIENT_AUTH === 'private_key_jwt') {
+  if (!env.OP_CLIENT_KEY_FILE) fail('private_key_jwt needs OP_CLIENT_KEY_FILE');
+  const jwk = crypto.createPublicKey(fs.readFileSync(env.OP_CLIENT_KEY_FILE)).export({ format: 'jwk' });
+  // kid: the RFC 7638 thumbprint, what the gateway names a key by when no kid is set.
+  const required = jwk.kty === 'RSA' ? ['e', 'kty', 'n'] : ['crv', 'kty', 'x', 'y'];
+  const canonical = JSON.stringify(Object.fromEntries(required.map((k) => [k, jwk[k]])));
+  jwk.kid = crypto.createHash('sha256').update(canonical).digest('base64url');
+  client.jwks = { keys: [jwk] };
+}
+if (CLIENT_AUTH === 'tls_client_auth') client.tls_client_auth_subject_dn = env.OP_CLIENT_TLS_SUBJECT || 'CN=gateway';
+if (CLIENT_AUTH === 'self_signed_tls_client_auth') {
+  if (!env.OP_CLIENT_CERT_FILE) fail('self_signed_tls_client_auth needs OP_CLIENT_CERT_FILE');
+  const cert = new crypto.X509Certificate(fs.readFileSync(env.OP_CLIENT_CERT_FILE));
+  client.jwks = { keys: [{ ...cert.publicKey.export({ format: 'jwk' }), x5c: [cert.raw.toString('base64')] }] };
+}
+if (TLS) client.tls_client_certificate_bound_access_tokens = true;
+if (DPOP) client.dpop_bound_access_tokens = true;
+if (PAR === 'required') client.require_pushed_authorization_requests = true;
 if (env.OP_BACKCHANNEL_LOGOUT_URI) {
   client.backchannel_logout_uri = env.OP_BACKCHANNEL_LOGOUT_URI;
   client.backchannel_logout_session_required = true;
@@ -294,10 +357,11 @@ function resourceServerInfo(audience) {
   };
 }
 
+const jwks = signingKeys();
 const provider = new Provider(issuer, {
   adapter: FileAdapter,
   clients: [client],
-  jwks: signingKeys(),
+  jwks,
   cookies: { keys: ['tokengate-test-provider-cookie-key'] },
   scopes: ['openid', 'profile', 'email', 'offline_access'],
   claims: {
@@ -324,16 +388,28 @@ const provider = new Provider(issuer, {
     Interaction: 3600,
     Grant: 14 * 86400,
     Session: 14 * 86400,
-    RefreshToken: 14 * 86400,
+    RefreshToken: REFRESH_TOKEN_TTL || 14 * 86400,
   },
   features: {
     devInteractions: { enabled: false },
     // A client may revoke and introspect its own tokens only.
-    revocation: { enabled: true, allowedPolicy: ownTokensOnly },
+    revocation: { enabled: !DISABLED.has('revocation'), allowedPolicy: ownTokensOnly },
     introspection: { enabled: true, allowedPolicy: ownTokensOnly },
     clientCredentials: { enabled: true },
     backchannelLogout: { enabled: true },
-    rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
+    rpInitiatedLogout: { enabled: !DISABLED.has('end_session'), logoutSource, postLogoutSuccessSource },
+    dPoP: DPOP ? { enabled: true, nonceSecret: crypto.randomBytes(32) } : { enabled: false },
+    pushedAuthorizationRequests: { enabled: PAR !== '', requirePushedAuthorizationRequests: PAR === 'required' },
+    mTLS: TLS ? {
+      enabled: true,
+      certificateBoundAccessTokens: true,
+      tlsClientAuth: true,
+      selfSignedTlsClientAuth: true,
+      getCertificate: (ctx) => ctx.socket.getPeerX509Certificate?.()?.toString(),
+      certificateAuthorized: (ctx) => ctx.socket.authorized === true,
+      certificateSubjectMatches: (ctx, property, expected) => property === 'tls_client_auth_subject_dn'
+        && ctx.socket.getPeerX509Certificate?.()?.subject.split('\n').join(',') === expected,
+    } : { enabled: false },
     resourceIndicators: {
       enabled: true,
       // No `resource` parameter: the API audience (at the authorization endpoint, and for
@@ -349,6 +425,7 @@ const provider = new Provider(issuer, {
       },
     },
   },
+  clientAuthMethods: TLS ? AUTH_METHODS : AUTH_METHODS.filter((m) => !m.endsWith('tls_client_auth')),
   // oidc-provider refuses outgoing requests to special-use addresses, loopback among them;
   // the back-channel logout receivers of tests listen on 127.0.0.1, so loopback is allowed.
   fetch(url, options) {
@@ -386,8 +463,11 @@ const bump = (counts, key) => {
 provider.on('grant.success', (ctx) => bump(stats.grants, ctx.oidc.params.grant_type));
 provider.on('grant.error', (ctx, err) => {
   bump(stats.grant_errors, ctx.oidc?.params?.grant_type || 'unknown');
-  log(`token request refused: ${err.error} (${err.error_description || ''})`);
+  log(`token request refused: ${err.error} (${err.error_description || ''}${err.error_detail ? `: ${err.error_detail}` : ''})`);
 });
+for (const event of ['pushed_authorization_request.error', 'authorization.error', 'revocation.error']) {
+  provider.on(event, (_ctx, err) => log(`${event}: ${err.error} (${err.error_description || ''}${err.error_detail ? `: ${err.error_detail}` : ''})`));
+}
 provider.on('backchannel.success', () => stats.backchannel_logouts++);
 provider.on('backchannel.error', (_ctx, err) => log('back-channel logout failed:', err.message, err.cause?.message || ''));
 provider.on('end_session.success', () => stats.end_sessions++);
@@ -398,6 +478,10 @@ provider.use(async (ctx, next) => {
   const route = ctx.oidc?.route;
   if (route === 'token' && ctx.status === 200 && ctx.body?.access_token) {
     const { access_token, refresh_token, id_token } = ctx.body;
+    if (REFRESH_TOKEN_TTL && refresh_token) {
+      const stored = await provider.RefreshToken.find(refresh_token);
+      if (stored) ctx.body = { ...ctx.body, refresh_expires_in: Math.max(0, stored.exp - Math.floor(Date.now() / 1000)) };
+    }
     issued.push({ grant_type: ctx.oidc.params.grant_type, access_token, refresh_token, id_token });
   }
   // The revocation endpoint has no success event; note what it received once it answered.
@@ -556,17 +640,41 @@ async function handleInteraction(req, res, uid, action) {
 
 // === /test/ endpoints ==================================================================
 
-function handleTest(req, res, url) {
+// A logout token signed with the provider's key (or, with `foreign_key`, a key of no one's):
+// tests post variants of it to the gateway's back-channel logout endpoint.
+let foreignKey; // made on first use: key generation is slow, and most runs never need it
+
+function signJwt(header, claims, key) {
+  const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const input = `${enc(header)}.${enc(claims)}`;
+  return `${input}.${crypto.sign('sha256', Buffer.from(input), key).toString('base64url')}`;
+}
+
+async function handleTest(req, res, url) {
   const json = (status, body) => send(res, status, 'application/json', `${JSON.stringify(body)}\n`);
   const route = `${req.method} ${url.pathname}`;
   switch (route) {
+    case 'POST /test/sign': {
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      const { header = {}, claims = {}, foreign_key: foreign = false } = JSON.parse(body || '{}');
+      const own = jwks.keys[0];
+      if (foreign) {
+        // From PEM, for the reason given at signingKeys().
+        foreignKey ??= crypto.createPrivateKey(crypto.generateKeyPairSync('rsa', {
+          modulusLength: 2048,
+          privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+          publicKeyEncoding: { type: 'spki', format: 'pem' },
+        }).privateKey);
+      }
+      const key = foreign ? foreignKey : crypto.createPrivateKey({ key: own, format: 'jwk' });
+      return json(200, { token: signJwt({ alg: 'RS256', kid: own.kid, ...header }, claims, key) });
+    }
     case 'GET /test/stats':
       return json(200, stats);
     case 'GET /test/revocations':
       return json(200, revocations);
-    case 'GET /test/tokens':
-      // The tokens of every successful token response, so that a test can look for them
-      // where they must not be (a browser).
+    case 'GET /test/issued':
       return json(200, issued);
     case 'POST /test/revoke-refresh': {
       // Destroys every refresh token of the account: its next refresh is invalid_grant.
@@ -613,7 +721,7 @@ server.on('request', async (req, res) => {
   try {
     const url = new URL(req.url, issuer);
     if (url.pathname.startsWith('/test/')) {
-      handleTest(req, res, url);
+      await handleTest(req, res, url);
       return;
     }
     const interaction = url.pathname.match(/^\/interaction\/([^/]+)(?:\/(login))?$/);

@@ -27,10 +27,7 @@ pub struct Landed {
 impl Default for Browser {
     fn default() -> Self {
         Browser {
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
+            client: super::http_client(),
             jar: Mutex::new(BTreeMap::new()),
             set_cookies: Mutex::new(Vec::new()),
         }
@@ -187,6 +184,57 @@ impl Browser {
         let json = resp.json().await.unwrap_or(Value::Null);
         (status, json)
     }
+}
+
+impl Browser {
+    /// Signs out at the provider itself (not through the gateway): its end-session page,
+    /// then its confirmation form posted with every hidden field, as the page's script
+    /// would. Returns where the browser landed.
+    pub async fn sign_out_at_provider(&self, issuer: &str, client_id: &str) -> Landed {
+        let page = self
+            .navigate(&format!("{issuer}/session/end?client_id={client_id}"))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "logout page at {}", page.url);
+        let action = form_action(&page.body).expect("logout form has an action");
+        let post_url = reqwest::Url::parse(&page.url)
+            .and_then(|b| b.join(&action))
+            .expect("action resolves")
+            .to_string();
+        let fields = hidden_fields(&page.body);
+        let form: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let resp = self.send(Method::POST, &post_url, &[], Some(&form)).await;
+        self.follow(post_url, resp).await
+    }
+}
+
+/// `name`/`value` of the hidden inputs of the first form in `html`.
+fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    let Some(start) = html.find("<form") else {
+        return Vec::new();
+    };
+    let form = &html[start
+        ..html[start..]
+            .find("</form>")
+            .map_or(html.len(), |e| start + e)];
+    let attr = |tag: &str, name: &str| {
+        let key = format!("{name}=\"");
+        let s = tag.find(&key)? + key.len();
+        let e = tag[s..].find('"')?;
+        Some(tag[s..s + e].replace("&amp;", "&"))
+    };
+    form.split("<input")
+        .skip(1)
+        .filter_map(|rest| {
+            let tag = &rest[..rest.find('>').unwrap_or(rest.len())];
+            if !tag.contains("type=\"hidden\"") {
+                return None;
+            }
+            Some((attr(tag, "name")?, attr(tag, "value").unwrap_or_default()))
+        })
+        .collect()
 }
 
 pub fn urlencode(s: &str) -> String {

@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod op;
+pub mod pki;
 pub mod upstream;
 
 use std::future::Future;
@@ -17,6 +18,7 @@ use tokio::sync::oneshot;
 
 pub use browser::Browser;
 pub use op::{Op, OpOptions};
+pub use pki::{http_client, pki};
 pub use upstream::Upstream;
 
 /// Waits until `check` is true, polling every 50 ms; panics with `what` after `limit`.
@@ -53,7 +55,7 @@ pub struct Setup {
     pub server_extra: String,
     /// Extra keys inside `[session]` (e.g. `idle_timeout`).
     pub session_extra: String,
-    /// Extra keys inside `[oidc]` (e.g. `logout_id_token_hint`).
+    /// Extra keys inside `[oidc]` (e.g. `logout_id_token_hint = true`).
     pub oidc_extra: String,
     /// `https` makes the public URL https (for a TLS listener).
     pub public_scheme: &'static str,
@@ -188,6 +190,16 @@ impl TestGateway {
 
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin)
+    }
+
+    /// The `/metrics` page.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
     }
 
     /// A browser logged in as `user` (password `<user>-password`), landed on `/`.

@@ -1,6 +1,6 @@
 //! The real test OpenID Provider (tests/op, `oidc-provider` on Node.js) as a child process.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -10,6 +10,8 @@ use serde_json::Value;
 pub const CLIENT_ID: &str = "gateway";
 pub const CLIENT_SECRET: &str = "gateway-secret";
 pub const API_AUDIENCE: &str = "https://api.tokengate.test";
+/// Another audience a route can ask for with `resource` (RFC 8707).
+pub const OTHER_AUDIENCE: &str = "https://other.tokengate.test";
 
 /// How long the provider may take to print its ready line.
 const READY_LIMIT: Duration = Duration::from_secs(30);
@@ -23,6 +25,22 @@ pub struct OpOptions {
     /// Where the provider keeps its keys and records (`OP_STATE_DIR`), so that a restart
     /// on the same port continues where the old process stopped. `None`: memory only.
     pub state_dir: Option<PathBuf>,
+    /// Refresh token lifetime, reported as `refresh_expires_in` too. `None`: 14 days.
+    pub refresh_token_ttl: Option<u64>,
+    /// Endpoints the provider leaves out (`OP_DISABLE`: `revocation`, `end_session`).
+    pub disable: &'static str,
+    /// Send back-channel logout tokens to the gateway when a user signs out at the
+    /// provider. Also what makes the provider put its `sid` in ID tokens.
+    pub backchannel: bool,
+    /// Serve HTTPS with the test CA's certificate, asking clients for certificates
+    /// (`https://127.0.0.1:…` issuer).
+    pub tls: bool,
+    /// `private_key_jwt`: the private key (PEM) whose public half the client registers.
+    pub client_key: Option<PathBuf>,
+    /// DPoP-bound tokens required of the client, with provider nonces.
+    pub dpop: bool,
+    /// Pushed authorization requests: "" off, "on" offered, "required".
+    pub par: &'static str,
 }
 
 impl Default for OpOptions {
@@ -32,6 +50,13 @@ impl Default for OpOptions {
             rotate_refresh: true,
             client_auth: "client_secret_basic",
             state_dir: None,
+            refresh_token_ttl: None,
+            disable: "",
+            backchannel: true,
+            tls: false,
+            client_key: None,
+            dpop: false,
+            par: "",
         }
     }
 }
@@ -79,19 +104,16 @@ impl Op {
         self.child = Some(child);
     }
 
-    /// GET one of the provider's `/test/` endpoints.
-    async fn test_endpoint(&self, path: &str) -> Value {
-        reqwest::get(format!("{}/test/{path}", self.issuer))
-            .await
-            .unwrap_or_else(|e| panic!("provider /test/{path} answers: {e}"))
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("provider /test/{path} is JSON: {e}"))
-    }
-
     /// `/test/stats` of the provider.
     pub async fn stats(&self) -> Value {
-        self.test_endpoint("stats").await
+        super::http_client()
+            .get(format!("{}/test/stats", self.issuer))
+            .send()
+            .await
+            .expect("provider /test/stats answers")
+            .json()
+            .await
+            .expect("provider /test/stats is JSON")
     }
 
     /// How many refresh-token grants the provider has issued since it (re)started.
@@ -103,18 +125,49 @@ impl Op {
 
     /// Tokens the provider's revocation endpoint received, in order.
     pub async fn revocations(&self) -> Vec<Value> {
-        list(self.test_endpoint("revocations").await)
+        super::http_client()
+            .get(format!("{}/test/revocations", self.issuer))
+            .send()
+            .await
+            .expect("provider /test/revocations answers")
+            .json()
+            .await
+            .expect("provider /test/revocations is JSON")
     }
 
-    /// Every token response the provider gave (`grant_type`, `access_token`,
-    /// `refresh_token`, `id_token`), in order.
-    pub async fn issued_tokens(&self) -> Vec<Value> {
-        list(self.test_endpoint("tokens").await)
+    /// Every token the provider issued, oldest first: `{grant_type, access_token,
+    /// refresh_token, id_token}` each.
+    pub async fn issued(&self) -> Vec<Value> {
+        super::http_client()
+            .get(format!("{}/test/issued", self.issuer))
+            .send()
+            .await
+            .expect("provider /test/issued answers")
+            .json()
+            .await
+            .expect("provider /test/issued is JSON")
+    }
+
+    /// A JWT with `header` fields over the defaults (`alg` RS256, the provider's `kid`)
+    /// and `claims`, signed by the provider's key or, with `foreign_key`, by another.
+    pub async fn sign(&self, header: Value, claims: Value, foreign_key: bool) -> String {
+        let v: Value = super::http_client()
+            .post(format!("{}/test/sign", self.issuer))
+            .json(&serde_json::json!({
+                "header": header, "claims": claims, "foreign_key": foreign_key
+            }))
+            .send()
+            .await
+            .expect("provider /test/sign answers")
+            .json()
+            .await
+            .expect("provider /test/sign is JSON");
+        v["token"].as_str().expect("token").to_owned()
     }
 
     /// Destroys every refresh token of `sub` at the provider; returns how many.
     pub async fn revoke_refresh_tokens(&self, sub: &str) -> u64 {
-        let v: Value = reqwest::Client::new()
+        let v: Value = super::http_client()
             .post(format!("{}/test/revoke-refresh?sub={sub}", self.issuer))
             .send()
             .await
@@ -123,13 +176,6 @@ impl Op {
             .await
             .expect("provider /test/revoke-refresh is JSON");
         v["revoked"].as_u64().expect("revoked is a number")
-    }
-}
-
-fn list(v: Value) -> Vec<Value> {
-    match v {
-        Value::Array(items) => items,
-        other => panic!("expected a JSON array from the provider, got {other}"),
     }
 }
 
@@ -156,9 +202,37 @@ fn spawn(gateway_origin: &str, opts: &OpOptions, port: u16) -> (Child, String, u
             if opts.rotate_refresh { "1" } else { "0" },
         )
         .env("OP_API_AUDIENCE", API_AUDIENCE)
+        .env("OP_DISABLE", opts.disable)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if opts.tls {
+        let pki = super::pki();
+        cmd.env("OP_TLS_CERT", &pki.server_cert)
+            .env("OP_TLS_KEY", &pki.server_key)
+            .env("OP_TLS_CA", &pki.ca);
+    }
+    if opts.client_auth == "self_signed_tls_client_auth" {
+        cmd.env("OP_CLIENT_CERT_FILE", &super::pki().self_signed_cert);
+    }
+    match &opts.client_key {
+        Some(k) => cmd.env("OP_CLIENT_KEY_FILE", k),
+        None => cmd.env_remove("OP_CLIENT_KEY_FILE"),
+    };
+    cmd.env("OP_DPOP", if opts.dpop { "1" } else { "0" })
+        .env("OP_PAR", opts.par);
+    match opts.refresh_token_ttl {
+        Some(ttl) => cmd.env("OP_REFRESH_TOKEN_TTL", ttl.to_string()),
+        None => cmd.env_remove("OP_REFRESH_TOKEN_TTL"),
+    };
+    if opts.backchannel {
+        cmd.env(
+            "OP_BACKCHANNEL_LOGOUT_URI",
+            format!("{gateway_origin}/bff/backchannel-logout"),
+        );
+    } else {
+        cmd.env_remove("OP_BACKCHANNEL_LOGOUT_URI");
+    }
     match &opts.state_dir {
         Some(dir) => cmd.env("OP_STATE_DIR", dir),
         None => cmd.env_remove("OP_STATE_DIR"),
@@ -181,9 +255,17 @@ fn spawn(gateway_origin: &str, opts: &OpOptions, port: u16) -> (Child, String, u
     });
     let stderr = child.stderr.take().expect("piped stderr");
     let (err_tx, err_rx) = std::sync::mpsc::channel();
+    // TOKENGATE_TEST_OP_LOG=1 shows the provider's own log as it happens.
+    let echo = std::env::var_os("TOKENGATE_TEST_OP_LOG").is_some();
     std::thread::spawn(move || {
         let mut text = String::new();
-        let _ = BufReader::new(stderr).read_to_string(&mut text);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if echo {
+                eprintln!("[op] {line}");
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
         let _ = err_tx.send(text);
     });
 

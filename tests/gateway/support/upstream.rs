@@ -32,7 +32,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use super::op::API_AUDIENCE;
+use super::op::{API_AUDIENCE, OTHER_AUDIENCE};
 
 /// One request as the upstream saw it.
 #[derive(Clone, Debug)]
@@ -52,6 +52,7 @@ pub struct Upstream {
 
 struct State {
     issuer: String,
+    addr: SocketAddr,
     jwks: tokio::sync::Mutex<Option<JwkSet>>,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
@@ -65,6 +66,7 @@ impl Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let state = Arc::new(State {
             issuer: issuer.to_owned(),
+            addr,
             jwks: tokio::sync::Mutex::new(None),
             seen: seen.clone(),
         });
@@ -138,12 +140,15 @@ fn query_u64(req: &Request<Incoming>, name: &str) -> Option<u64> {
 
 async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
-    let token = req
+    let authorization = req
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
+        .unwrap_or("");
+    let (scheme, token) = match authorization.split_once(' ') {
+        Some((scheme, token)) => (scheme.to_owned(), Some(token.to_owned())),
+        None => (String::new(), None),
+    };
     state.seen.lock().expect("seen").push(Seen {
         method: req.method().clone(),
         path: path.clone(),
@@ -151,6 +156,22 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body>
         token: token.clone(),
     });
 
+    // `…/dpop-nonce`: like a resource server that wants a nonce in DPoP proofs.
+    let dpop_view = match (&token, scheme.as_str()) {
+        (Some(t), "DPoP") => dpop::check(&req, &format!("http://{}", state.addr), t),
+        _ => json!(null),
+    };
+    if path.ends_with("/dpop-nonce") && dpop_view["nonce"] != dpop::NONCE {
+        return Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header(
+                http::header::WWW_AUTHENTICATE,
+                "DPoP error=\"use_dpop_nonce\", error_description=\"a nonce is required\"",
+            )
+            .header("dpop-nonce", dpop::NONCE)
+            .body(full(Bytes::new()))
+            .expect("401");
+    }
     if path.ends_with("/slow") {
         let ms = query_u64(&req, "ms").unwrap_or(5000);
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -191,7 +212,7 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body>
     }
 
     let token_view = match &token {
-        None => json!({ "valid": false, "error": "no bearer token" }),
+        None => json!({ "valid": false, "error": "no token" }),
         Some(t) => match verify(&state, t).await {
             Ok(claims) => json!({ "valid": true, "claims": claims }),
             Err(e) => json!({ "valid": false, "error": e }),
@@ -236,6 +257,8 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body>
         "headers": headers,
         "body_bytes": body_bytes,
         "token": token_view,
+        "scheme": scheme,
+        "dpop": dpop_view,
     });
     Response::builder()
         .header(http::header::CONTENT_TYPE, "application/json")
@@ -272,7 +295,9 @@ async fn verify(state: &State, token: &str) -> Result<Value, String> {
         .ok_or("unknown kid")?;
     let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("jwk: {e}"))?;
     let mut validation = Validation::new(Algorithm::RS256);
-    validation.set_audience(&[API_AUDIENCE]);
+    // The API's audience, or the other one that `resource` routes ask for; tests assert
+    // which one a token carried.
+    validation.set_audience(&[API_AUDIENCE, OTHER_AUDIENCE]);
     validation.set_issuer(&[&state.issuer]);
     validation.leeway = 0;
     jsonwebtoken::decode::<Value>(token, &key, &validation)
@@ -281,17 +306,94 @@ async fn verify(state: &State, token: &str) -> Result<Value, String> {
 }
 
 async fn fetch_jwks(issuer: &str) -> Result<JwkSet, String> {
-    let meta: Value = reqwest::get(format!("{issuer}/.well-known/openid-configuration"))
+    let client = super::http_client();
+    let meta: Value = client
+        .get(format!("{issuer}/.well-known/openid-configuration"))
+        .send()
         .await
         .map_err(|e| e.to_string())?
         .json()
         .await
         .map_err(|e| e.to_string())?;
     let uri = meta["jwks_uri"].as_str().ok_or("no jwks_uri")?;
-    reqwest::get(uri)
+    client
+        .get(uri)
+        .send()
         .await
         .map_err(|e| e.to_string())?
         .json()
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Checks a DPoP proof the way a resource server must (RFC 9449 §7): signed by the key in
+/// its header, `typ`, `htm`, `htu`, `ath`, and that key is the one the token is bound
+/// to (`cnf.jkt`). Reports the outcome and the proof's nonce.
+mod dpop {
+    use base64::Engine;
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    use serde_json::{json, Value};
+    use sha2::{Digest, Sha256};
+
+    pub const NONCE: &str = "upstream-nonce-1";
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    pub fn check<B>(req: &hyper::Request<B>, origin: &str, token: &str) -> Value {
+        match verify(req, origin, token) {
+            Ok(nonce) => json!({ "valid": true, "nonce": nonce }),
+            Err(e) => json!({ "valid": false, "error": e }),
+        }
+    }
+
+    fn verify<B>(req: &hyper::Request<B>, origin: &str, token: &str) -> Result<Value, String> {
+        let proof = req
+            .headers()
+            .get("dpop")
+            .and_then(|v| v.to_str().ok())
+            .ok_or("no DPoP header")?;
+        let header = jsonwebtoken::decode_header(proof).map_err(|e| e.to_string())?;
+        if header.typ.as_deref() != Some("dpop+jwt") {
+            return Err("typ is not dpop+jwt".into());
+        }
+        let jwk = header.jwk.ok_or("no jwk in the proof header")?;
+        let key = DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        let claims = jsonwebtoken::decode::<Value>(proof, &key, &validation)
+            .map_err(|e| format!("proof signature: {e}"))?
+            .claims;
+        if claims["htm"] != req.method().as_str() {
+            return Err(format!("htm {} for {}", claims["htm"], req.method()));
+        }
+        let htu = format!("{origin}{}", req.uri().path());
+        if claims["htu"] != htu.as_str() {
+            return Err(format!("htu {} for {htu}", claims["htu"]));
+        }
+        if claims["ath"] != b64(&Sha256::digest(token.as_bytes())).as_str() {
+            return Err("ath does not match the token".into());
+        }
+        let jwk = serde_json::to_value(&jwk).map_err(|e| e.to_string())?;
+        let canonical = format!(
+            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+            jwk["crv"].as_str().unwrap_or(""),
+            jwk["x"].as_str().unwrap_or(""),
+            jwk["y"].as_str().unwrap_or("")
+        );
+        let jkt = b64(&Sha256::digest(canonical.as_bytes()));
+        let payload = token.split('.').nth(1).ok_or("token is not a JWT")?;
+        let token_claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        if token_claims["cnf"]["jkt"] != jkt.as_str() {
+            return Err("the proof's key is not the one the token is bound to".into());
+        }
+        Ok(claims["nonce"].clone())
+    }
 }
