@@ -6,13 +6,24 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tokengate/target}"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# npm dependencies of the test provider, from its lockfile, when absent or outdated.
-ensure_op_deps() {
-  local op=tests/op
-  if [ ! -f "$op/node_modules/.package-lock.json" ] || [ "$op/package-lock.json" -nt "$op/node_modules/.package-lock.json" ]; then
-    log "installing the test provider's npm packages (npm ci)"
-    (cd "$op" && npm ci --no-audit --no-fund --loglevel=error)
+# ensure_npm_deps DIR WHAT — the npm packages of DIR from its lockfile (npm ci), when
+# absent or older than the lockfile.
+ensure_npm_deps() {
+  local dir=$1 what=$2
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    log "installing $what's npm packages (npm ci)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
+}
+
+# npm dependencies of the test provider.
+ensure_op_deps() { ensure_npm_deps tests/op "the test provider"; }
+
+# The example SPA, built (TypeScript → examples/spa/dist) from its locked dependencies.
+build_spa() {
+  ensure_npm_deps examples/spa "the example SPA"
+  log "building the example SPA"
+  (cd examples/spa && npm run --silent build)
 }
 
 # apt_install_missing CMD:PACKAGE ... — installs the Debian packages whose command is

@@ -1,14 +1,19 @@
 // The demo's example API. It stands for your own API behind tokengate: it receives
 // `Authorization: Bearer <access token>` from the gateway, verifies the token's signature
 // against the provider's published keys, and answers with the token's claims — never the
-// token itself. Node.js built-ins only.
+// token itself. Node.js built-ins only (and ../listen.mjs).
 //
-//   API_PORT (default 9100), OP_ISSUER (default http://127.0.0.1:9000)
+//   API_PORT   port on 127.0.0.1 (default 9100; 0: a free one)
+//   OP_ISSUER  the provider's issuer (default http://localhost:9000)
+//
+// Once it listens it prints one line to stdout: {"ready":true,"port":PORT}.
 import http from 'node:http';
 import crypto from 'node:crypto';
 
+import { listen } from '../listen.mjs';
+
 const port = Number(process.env.API_PORT ?? 9100);
-const issuer = process.env.OP_ISSUER ?? 'http://127.0.0.1:9000';
+const issuer = process.env.OP_ISSUER ?? 'http://localhost:9000';
 let keys = new Map();
 
 async function loadKeys() {
@@ -37,25 +42,30 @@ async function verify(token) {
   return claims;
 }
 
-http
-  .createServer(async (req, res) => {
-    const auth = req.headers.authorization ?? '';
-    const reply = (status, body) => {
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(body, null, 2));
-    };
-    if (!auth.startsWith('Bearer ')) return reply(401, { error: 'no bearer token' });
-    try {
-      const claims = await verify(auth.slice(7));
-      reply(200, {
-        message: `Hello ${claims.sub}, this is the example API.`,
-        request: { method: req.method, path: req.url },
-        token_claims: claims,
-        token_seconds_left: claims.exp - Math.floor(Date.now() / 1000),
-        cookies_received: req.headers.cookie ?? null,
-      });
-    } catch (e) {
-      reply(401, { error: `token rejected: ${e.message}` });
-    }
-  })
-  .listen(port, '127.0.0.1', () => console.error(`example API on http://127.0.0.1:${port}`));
+const server = http.createServer(async (req, res) => {
+  const auth = req.headers.authorization ?? '';
+  const reply = (status, body) => {
+    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify(body, null, 2));
+  };
+  if (!auth.startsWith('Bearer ')) return reply(401, { error: 'no bearer token' });
+  try {
+    const claims = await verify(auth.slice(7));
+    reply(200, {
+      message: `Hello ${claims.sub}, this is the example API.`,
+      request: { method: req.method, path: req.url },
+      token_claims: claims,
+      token_seconds_left: claims.exp - Math.floor(Date.now() / 1000),
+      // What else arrived with the request: the gateway's own cookie is never among it.
+      cookies_received: req.headers.cookie ?? null,
+      forwarded: {
+        for: req.headers['x-forwarded-for'] ?? null,
+        proto: req.headers['x-forwarded-proto'] ?? null,
+        host: req.headers['x-forwarded-host'] ?? null,
+      },
+    });
+  } catch (e) {
+    reply(401, { error: `token rejected: ${e.message}` });
+  }
+});
+listen(server, port, 'example API');

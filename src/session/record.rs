@@ -135,7 +135,7 @@ pub struct Session {
     pub sid: Option<String>,
     /// The ID token's claims, returned by `/bff/user`.
     pub claims: serde_json::Map<String, serde_json::Value>,
-    /// Kept for `id_token_hint` at logout.
+    /// Kept for `id_token_hint` at logout, when `oidc.logout_id_token_hint` asks for it.
     pub id_token: String,
     pub access_token: String,
     pub access_expires_at: Option<u64>,

@@ -8,6 +8,7 @@ mod backchannel;
 mod client_security;
 mod config_check;
 mod cookies;
+mod docs;
 mod embedded_store;
 mod lifetime;
 mod login;

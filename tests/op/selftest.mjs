@@ -57,6 +57,7 @@ async function startOp(extraEnv = {}) {
   });
   let stdout = '';
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  // A provider that never gets ready is ended, not left running after the self-test.
   const ready = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`provider not ready after 30 s\n${stderr}`)), 30000);
     child.stdout.on('data', (d) => {
@@ -72,6 +73,9 @@ async function startOp(extraEnv = {}) {
       }
     });
     exited.then(({ code }) => reject(new Error(`provider exited (${code}) before it was ready\n${stderr}`)));
+  }).catch((err) => {
+    child.kill('SIGKILL');
+    throw err;
   });
   const ms = performance.now() - began;
   startTimes.push(ms);
@@ -295,6 +299,9 @@ async function mainFlow() {
       && at.payload.client_id === CLIENT_ID && at.payload.scope === 'api', at.payload);
     check('access token: exp - iat == OP_ACCESS_TOKEN_TTL', at.payload.exp - at.payload.iat === 5, at.payload);
     check('access token signature verifies with the JWKS', await verifyJwt(op, t.access_token));
+    const issued = await getJson(`${op.issuer}/test/issued`);
+    check('/test/issued lists the token response', issued.length === 1 && issued[0].grant_type === 'authorization_code' && issued[0].access_token === t.access_token
+      && issued[0].refresh_token === t.refresh_token && issued[0].id_token === t.id_token, issued.map((i) => i.grant_type));
     const introspected = await clientPost(op, '/token/introspection', { token: t.refresh_token });
     check('introspection: the refresh token is active', introspected.json?.active === true && introspected.json.sub === 'alice', introspected.json);
 
@@ -516,6 +523,19 @@ async function restartWithState() {
   }
 }
 
+async function localhostIssuer() {
+  const op = await startOp({ OP_HOST: 'localhost' });
+  try {
+    check('OP_HOST=localhost: the issuer names localhost', op.issuer === `http://localhost:${op.port}`, op.ready);
+    const discovery = await getJson(`${op.issuer}/.well-known/openid-configuration`);
+    check('... and so does discovery', discovery.issuer === op.issuer && discovery.authorization_endpoint.startsWith(op.issuer), discovery.issuer);
+    const res = await login(op, new Browser());
+    check('... and a login works through it', res.callback.get('iss') === op.issuer && Boolean(res.callback.get('code')), res.callback.toString());
+  } finally {
+    await op.stop();
+  }
+}
+
 async function badEnvironment() {
   const child = spawn(process.execPath, [SERVER], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -524,9 +544,12 @@ async function badEnvironment() {
   });
   const code = await new Promise((resolve) => child.on('exit', resolve));
   check('without OP_REDIRECT_URIS: exits non-zero, prints nothing to stdout', code !== 0 && out === '', { code, out });
+  const badHost = spawn(process.execPath, [SERVER], { env: { PATH: process.env.PATH, OP_REDIRECT_URIS: REDIRECT_URI, OP_HOST: 'example.com' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const badHostCode = await new Promise((resolve) => badHost.on('exit', resolve));
+  check('OP_HOST other than 127.0.0.1 or localhost: exits non-zero', badHostCode !== 0, badHostCode);
 }
 
-for (const test of [mainFlow, scopesWithoutApi, postAuthWithoutRotation, restartWithState, badEnvironment]) {
+for (const test of [mainFlow, scopesWithoutApi, postAuthWithoutRotation, restartWithState, localhostIssuer, badEnvironment]) {
   console.log(`# ${test.name}`);
   try {
     await test();

@@ -7,14 +7,20 @@
 // It adds a login form for two test users, grants consent automatically, and serves a few
 // /test/ endpoints that let tests count what happened and provoke failures.
 //
-// Started by the Rust integration tests and by scripts/demo as `node tests/op/server.mjs`.
+// Started by the Rust integration tests, and by scripts/demo and the browser end-to-end test
+// (through scripts/stack.mjs), as `node tests/op/server.mjs`.
 // Once it listens it prints exactly one line to stdout:
 //   {"ready":true,"issuer":"http://127.0.0.1:PORT","port":PORT}
 // Everything else goes to stderr. SIGTERM or SIGINT stops it (exit code 0).
 //
 // Environment (all optional except OP_REDIRECT_URIS):
 //   OP_PORT                       port on 127.0.0.1; 0 or unset: a free one. The issuer is
-//                                 http://127.0.0.1:<port>.
+//                                 http://<OP_HOST>:<port>.
+//   OP_HOST                       the host name in the issuer: 127.0.0.1 (default) or
+//                                 localhost. The provider listens on 127.0.0.1 either way.
+//                                 A browser keeps cookies per host name, not per port: with
+//                                 the provider on localhost and the gateway on 127.0.0.1, the
+//                                 provider's cookies never reach the gateway or its upstreams.
 //   OP_CLIENT_ID                  the client's id (default gateway)
 //   OP_CLIENT_SECRET              the client's secret (default gateway-secret)
 //   OP_CLIENT_AUTH                its token endpoint auth method: client_secret_basic
@@ -120,6 +126,8 @@ const ACCESS_TOKEN_TTL = seconds('OP_ACCESS_TOKEN_TTL', 300);
 const ROTATE_REFRESH = (env.OP_ROTATE_REFRESH || '1') !== '0';
 const AUDIENCE = env.OP_API_AUDIENCE || 'https://api.tokengate.test';
 const STATE_DIR = env.OP_STATE_DIR || '';
+const HOST = env.OP_HOST || '127.0.0.1';
+if (!['127.0.0.1', 'localhost'].includes(HOST)) fail(`OP_HOST must be 127.0.0.1 or localhost, not ${JSON.stringify(HOST)}`);
 const REFRESH_TOKEN_TTL = seconds('OP_REFRESH_TOKEN_TTL', 0);
 const DISABLED = new Set(list(env.OP_DISABLE));
 for (const d of DISABLED) if (!['revocation', 'end_session'].includes(d)) fail(`OP_DISABLE: unknown endpoint ${JSON.stringify(d)}`);
@@ -248,9 +256,17 @@ class FileAdapter {
 function signingKeys() {
   const file = STATE_DIR && path.join(STATE_DIR, 'jwks.json');
   if (file && fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8'));
-  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  // PEM first, then a KeyObject of its own for the JWK export. Exporting the KeyObject
+  // that generateKeyPairSync returns can deadlock Node.js 20: a garbage collection inside
+  // the export may destroy the finished key-generation job, whose destructor waits for the
+  // lock the export holds (seen as a provider that listens but never prints its ready line).
+  const { privateKey: pem } = crypto.generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
   const jwks = {
-    keys: [{ ...privateKey.export({ format: 'jwk' }), kid: crypto.randomBytes(8).toString('hex'), use: 'sig', alg: 'RS256' }],
+    keys: [{ ...crypto.createPrivateKey(pem).export({ format: 'jwk' }), kid: crypto.randomBytes(8).toString('hex'), use: 'sig', alg: 'RS256' }],
   };
   if (file) {
     fs.writeFileSync(`${file}.tmp`, JSON.stringify(jwks));
@@ -287,7 +303,7 @@ server.on('error', (err) => {
 });
 await new Promise((resolve) => server.listen(PORT, '127.0.0.1', resolve));
 const { port } = server.address();
-const issuer = `${TLS ? 'https' : 'http'}://127.0.0.1:${port}`;
+const issuer = `${TLS ? 'https' : 'http'}://${HOST}:${port}`;
 
 const client = {
   client_id: env.OP_CLIENT_ID || 'gateway',
@@ -680,8 +696,8 @@ async function handleTest(req, res, url) {
       for await (const chunk of req) body += chunk;
       const { header = {}, claims = {}, foreign_key: foreign = false } = JSON.parse(body || '{}');
       const own = jwks.keys[0];
-      // From PEM: a KeyObject straight from generateKeyPairSync can deadlock Node.js 20.
       if (foreign) {
+        // From PEM, for the reason given at signingKeys().
         foreignKey ??= crypto.createPrivateKey(crypto.generateKeyPairSync('rsa', {
           modulusLength: 2048,
           privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
