@@ -8,7 +8,6 @@ use http::{HeaderMap, HeaderValue};
 use tokio::net::TcpListener;
 
 use crate::admin::metrics::Metrics;
-use crate::bff::backchannel::ReplayMemory;
 use crate::config::Config;
 use crate::crypto::cookie::{self, CookieNames};
 use crate::crypto::KeyRing;
@@ -41,8 +40,6 @@ pub struct Gateway {
     pub request_ids: RequestIds,
     /// The latest DPoP nonce of each upstream.
     pub upstream_nonces: Nonces,
-    /// `jti`s of back-channel logout tokens already used.
-    pub logout_replay: ReplayMemory,
     pub redirect_uri: String,
     pub post_logout_redirect_uri: String,
     /// `X-Forwarded-Proto` sent upstream: the scheme the browser used, from `public_url`.
@@ -114,7 +111,6 @@ impl Gateway {
             metrics: Metrics::new(config.routes.iter().map(|r| r.path.as_str())),
             request_ids: RequestIds::default(),
             upstream_nonces: Nonces::default(),
-            logout_replay: ReplayMemory::default(),
             redirect_uri: format!("{origin}/bff/callback"),
             post_logout_redirect_uri: format!("{origin}/"),
             forwarded_proto: HeaderValue::from_static(proto),

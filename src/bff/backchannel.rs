@@ -1,7 +1,8 @@
 //! `POST /bff/backchannel-logout`: the provider tells us a user's session ended there
 //! (OpenID Connect Back-Channel Logout 1.0). The logout token's signature is checked
 //! against the provider's keys (refetched once for an unknown key), its claims by
-//! [`logout_token::validate`], its `jti` against the replay memory; then every session
+//! [`logout_token::validate`], its `jti` against the replay memory in the session store;
+//! then every session
 //! named by `sid` (and, when both are given, the same `sub`) or else by `sub` ends.
 
 use std::time::Duration;
@@ -11,7 +12,6 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
 use crate::app::Gateway;
@@ -22,30 +22,24 @@ use crate::session::{unix_now, EndReason, IndexKey, StoreKey};
 /// Largest request body read: a logout token is a few hundred bytes.
 const MAX_BODY: usize = 64 * 1024;
 
-/// `jti`s of accepted logout tokens, kept as long as such a token could still pass the
-/// `iat` check, so the same token cannot be played twice.
-pub struct ReplayMemory(Cache<[u8; 32], ()>);
+/// How long an accepted logout token's `jti` is remembered: as long as such a token could
+/// still pass the `iat` check.
+const REPLAY_MEMORY: Duration = Duration::from_secs(MAX_AGE_SECS + CLOCK_SKEW_SECS);
 
-impl Default for ReplayMemory {
-    fn default() -> Self {
-        ReplayMemory(
-            Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(Duration::from_secs(MAX_AGE_SECS + CLOCK_SKEW_SECS))
-                .build(),
-        )
-    }
-}
-
-impl ReplayMemory {
-    /// True the first time `(issuer, jti)` is seen.
-    fn first_sighting(&self, issuer: &str, jti: &str) -> bool {
-        let mut h = Sha256::new();
-        h.update(issuer.as_bytes());
-        h.update([0]);
-        h.update(jti.as_bytes());
-        self.0.entry(h.finalize().into()).or_insert(()).is_fresh()
-    }
+/// True the first time `(issuer, jti)` is seen by any instance on this session store: the
+/// replay memory lives in the store (`remember_once`), so a token played to a second
+/// instance behind the same load balancer is refused as well.
+async fn first_sighting(gw: &Gateway, issuer: &str, jti: &str) -> Result<bool, Reject> {
+    let mut h = Sha256::new();
+    h.update(b"logout-jti\0");
+    h.update(issuer.as_bytes());
+    h.update([0]);
+    h.update(jti.as_bytes());
+    gw.sessions
+        .store()
+        .remember_once(&h.finalize().into(), REPLAY_MEMORY)
+        .await
+        .map_err(|_| Reject::StoreUnavailable)
 }
 
 pub async fn receive(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body>, Reject> {
@@ -97,10 +91,7 @@ pub async fn receive(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
         tracing::warn!(%reason, "back-channel logout token refused");
         Reject::BadRequest("invalid logout token")
     })?;
-    if !gw
-        .logout_replay
-        .first_sighting(provider.issuer(), &claims.jti)
-    {
+    if !first_sighting(gw, provider.issuer(), &claims.jti).await? {
         tracing::warn!("back-channel logout token replayed; refused");
         return Err(Reject::BadRequest("invalid logout token"));
     }

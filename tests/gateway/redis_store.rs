@@ -272,3 +272,41 @@ async fn key_rotation_reads_old_records_reseals_them_and_drops_unknown_keys() {
         "the record itself is untouched"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_token_used_on_one_instance_is_refused_by_another() {
+    let server = tokio::task::block_in_place(RedisServer::start);
+    let gw = TestGateway::start_with(on(Store::Redis(server.url()), 300)).await;
+    let other = gw.another().await;
+    let b = gw.logged_in("alice").await;
+    let (_, user) = b.api(&gw.url("/bff/user")).await;
+    let token = gw
+        .op
+        .sign(
+            serde_json::json!({}),
+            serde_json::json!({
+                "iss": gw.op.issuer, "aud": crate::support::op::CLIENT_ID,
+                "iat": tokengate::session::unix_now(), "jti": "played-twice",
+                "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+                "sid": user["claims"]["sid"], "sub": "alice",
+            }),
+            false,
+        )
+        .await;
+    let post = |url: String| {
+        let token = token.clone();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .form(&[("logout_token", token.as_str())])
+                .send()
+                .await
+                .expect("back-channel request")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post(gw.url("/bff/backchannel-logout")).await, 200);
+    // The replay memory is the shared store's, not the first instance's.
+    assert_eq!(post(other.url("/bff/backchannel-logout")).await, 400);
+}
