@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 use tokio::net::TcpListener;
@@ -98,7 +97,7 @@ impl Gateway {
             provider: provider.clone(),
             provider_http: Arc::new(ProviderHttp::new(
                 config.upstream.connect_timeout,
-                Duration::from_secs(10),
+                config.oidc.timeout,
                 upstream::tls_client_config(
                     &config.oidc.tls.extra_roots,
                     config.oidc.tls.identity.as_deref(),
@@ -179,20 +178,30 @@ pub async fn serve(
     let (trigger, stop) = shutdown::channel();
     let public = {
         let gw = gw.clone();
+        let open = gw.metrics.connections.clone();
         tokio::spawn(listener::run(
             listener,
             tls,
             limits,
             stop.clone(),
+            open,
             move |req, conn| crate::server::dispatch::handle(gw.clone(), req, conn),
         ))
     };
     let admin = {
         let gw = gw.clone();
-        tokio::spawn(listener::run(admin, None, limits, stop, move |req, _| {
-            let gw = gw.clone();
-            async move { crate::admin::handle(&gw, req).await }
-        }))
+        let open = Arc::default();
+        tokio::spawn(listener::run(
+            admin,
+            None,
+            limits,
+            stop,
+            open,
+            move |req, _| {
+                let gw = gw.clone();
+                async move { crate::admin::handle(&gw, req).await }
+            },
+        ))
     };
     shutdown.await;
     tracing::info!("shutting down: no new connections, draining in-flight requests");

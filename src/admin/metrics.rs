@@ -6,11 +6,13 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
 
 use crate::app::Gateway;
+use crate::server::listener::OpenConnections;
 
 #[derive(Default)]
 pub struct Counter(AtomicU64);
@@ -107,6 +109,8 @@ pub struct Metrics {
     pub logins_completed: Counter,
     pub logins_failed: Counter,
     pub logouts: LogoutCounts,
+    /// Connections open on the public listener.
+    pub connections: Arc<OpenConnections>,
     /// By route index, then `/bff`, then requests no route matched.
     routes: Vec<RouteStats>,
 }
@@ -122,6 +126,7 @@ impl Metrics {
             logins_completed: Counter::default(),
             logins_failed: Counter::default(),
             logouts: LogoutCounts::default(),
+            connections: Arc::default(),
             routes,
         }
     }
@@ -222,6 +227,20 @@ pub fn render(gw: &Gateway) -> String {
         gw.sessions.cached()
     );
 
+    let _ = writeln!(
+        out,
+        "# HELP tokengate_connections_open Connections open on the public listener.\n\
+         # TYPE tokengate_connections_open gauge\ntokengate_connections_open {}",
+        m.connections.get()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tokengate_tasks_alive Tasks alive in the process's runtime.\n\
+         # TYPE tokengate_tasks_alive gauge\ntokengate_tasks_alive {}",
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    );
     let _ = writeln!(
         out,
         "# HELP tokengate_responses_total Responses by route and status class.\n\

@@ -100,6 +100,9 @@ pub struct OidcConfig {
     /// Send the ID token as `id_token_hint` to the end-session endpoint. Off by default:
     /// the redirect goes through the browser, which would then have held a token.
     pub logout_id_token_hint: bool,
+    /// Longest exchange with the provider (discovery, token, revocation, PAR); exceeded →
+    /// the provider counts as unavailable.
+    pub timeout: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

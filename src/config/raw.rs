@@ -67,6 +67,7 @@ pub struct RawOidc {
     pub scopes: Option<Vec<String>>,
     pub auth_params: Option<BTreeMap<String, String>>,
     pub logout_id_token_hint: Option<bool>,
+    pub timeout: Option<String>,
     pub private_key: Option<String>,
     pub private_key_id: Option<String>,
     pub tls_client_cert: Option<String>,

@@ -353,6 +353,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             scopes,
             auth_params,
             logout_id_token_hint: o.logout_id_token_hint.unwrap_or(false),
+            timeout: c.duration("oidc.timeout", o.timeout.as_deref(), "10s"),
         },
         session: SessionConfig {
             idle_timeout,

@@ -2,8 +2,6 @@
 //! configuration — which of the client-security features it advertises, and which that
 //! the configuration asks for it does not.
 
-use std::time::Duration;
-
 use super::http_client::ProviderHttp;
 use super::provider::{capabilities, Capabilities};
 use crate::config::Config;
@@ -22,11 +20,7 @@ pub async fn run(config: &Config) -> Report {
         Ok(t) => t,
         Err(e) => return failed(format!("oidc.tls_client_cert: {e}")),
     };
-    let http = ProviderHttp::new(
-        config.upstream.connect_timeout,
-        Duration::from_secs(10),
-        tls,
-    );
+    let http = ProviderHttp::new(config.upstream.connect_timeout, o.timeout, tls);
     match capabilities(&o.issuer, &http).await {
         Ok(caps) => judge(config, &caps),
         Err(e) => failed(format!("oidc.issuer: discovery failed: {e}")),

@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,12 +55,40 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// Connections currently open on a listener, for `/metrics` and for tests that prove a
+/// fault leaves none behind.
+#[derive(Default)]
+pub struct OpenConnections(AtomicI64);
+
+impl OpenConnections {
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Decrements the count when the connection's task ends, however it ends.
+struct Counted(Arc<OpenConnections>);
+
+impl Counted {
+    fn new(open: Arc<OpenConnections>) -> Counted {
+        open.0.fetch_add(1, Ordering::Relaxed);
+        Counted(open)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Serves `listener` until `shutdown` fires, then drains.
 pub async fn run<H, F>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     limits: Limits,
     mut shutdown: Shutdown,
+    open: Arc<OpenConnections>,
     handler: H,
 ) where
     H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
@@ -94,7 +123,9 @@ pub async fn run<H, F>(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let handshake_limit = limits.header_read_timeout;
+        let counted = Counted::new(open.clone());
         tokio::spawn(async move {
+            let _counted = counted;
             let result =
                 match tls {
                     None => {

@@ -10,6 +10,7 @@ mod config_check;
 mod cookies;
 mod docs;
 mod embedded_store;
+mod faults;
 mod lifetime;
 mod login;
 mod proxy;

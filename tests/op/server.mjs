@@ -69,6 +69,8 @@
 //   GET  /test/revocations         what the revocation endpoint received, in order
 //   GET  /test/issued              every token the token endpoint issued, in order
 //   POST /test/revoke-refresh?sub= destroy a user's refresh tokens (next refresh fails)
+//   POST /test/fault?token=        make the token endpoint slow (&ms=), answer garbage,
+//                                  drop connections, or (off) behave again
 //   POST /test/tamper?id_token=    spoil the ID token of the next token response (see
 //                                  tamperIdToken)
 //   POST /test/sign                {header, claims, foreign_key} → {token}: a JWT signed
@@ -713,6 +715,12 @@ async function handleTest(req, res, url) {
       return json(200, revocations);
     case 'GET /test/issued':
       return json(200, issued);
+    case 'POST /test/fault': {
+      const kind = url.searchParams.get('token');
+      if (!FAULTS.includes(kind)) return json(400, { error: `token must be one of ${FAULTS.join(', ')}` });
+      tokenFault = kind === 'off' ? null : { kind, ms: Number(url.searchParams.get('ms') || 0) };
+      return json(200, { fault: tokenFault });
+    }
     case 'POST /test/tamper': {
       const mode = url.searchParams.get('id_token');
       if (!TAMPER_MODES.includes(mode)) return json(400, { error: `id_token must be one of ${TAMPER_MODES.join(', ')}` });
@@ -758,6 +766,30 @@ async function refuseOtherClientAuth(req, res, url) {
   return true;
 }
 
+// A token endpoint gone wrong, until told otherwise (POST /test/fault?token=…): `slow`
+// answers after `ms` milliseconds, `garbage` answers 200 with a body that is not JSON,
+// `reset` drops the connection without an answer, `off` ends the fault.
+let tokenFault = null;
+const FAULTS = ['slow', 'garbage', 'reset', 'off'];
+
+/// True when the fault answered the request itself.
+async function applyFault(req, res) {
+  const fault = tokenFault;
+  switch (fault.kind) {
+    case 'slow':
+      await new Promise((resolve) => setTimeout(resolve, fault.ms));
+      return false;
+    case 'garbage':
+      send(res, 200, 'application/json', '<html>this is not a token response');
+      return true;
+    case 'reset':
+      req.socket.destroy();
+      return true;
+    default:
+      return false;
+  }
+}
+
 const providerCallback = provider.callback();
 
 server.on('request', async (req, res) => {
@@ -772,6 +804,7 @@ server.on('request', async (req, res) => {
       await handleInteraction(req, res, decodeURIComponent(interaction[1]), interaction[2]);
       return;
     }
+    if (url.pathname === '/token' && tokenFault && await applyFault(req, res)) return;
     if (await refuseOtherClientAuth(req, res, url)) return;
     providerCallback(req, res);
   } catch (err) {

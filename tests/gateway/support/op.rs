@@ -148,6 +148,16 @@ impl Op {
             .expect("provider /test/issued is JSON")
     }
 
+    /// Makes the token endpoint misbehave: `slow` (`ms`), `garbage`, `reset`, or `off`.
+    pub async fn fault(&self, kind: &str, ms: u64) {
+        let resp = super::http_client()
+            .post(format!("{}/test/fault?token={kind}&ms={ms}", self.issuer))
+            .send()
+            .await
+            .expect("provider /test/fault answers");
+        assert_eq!(resp.status(), 200, "fault {kind}");
+    }
+
     /// A JWT with `header` fields over the defaults (`alg` RS256, the provider's `kid`)
     /// and `claims`, signed by the provider's key or, with `foreign_key`, by another.
     pub async fn sign(&self, header: Value, claims: Value, foreign_key: bool) -> String {

@@ -7,6 +7,8 @@
 //! - `…/ws` with `Upgrade` switches protocols and echoes raw bytes (no WebSocket framing:
 //!   a byte echo after the 101 is what proves the tunnel);
 //! - `…/download?bytes=N` streams N bytes back in 1 MiB chunks, never held in memory;
+//!   `…/endless` streams without end;
+//! - `…/reset` drops the connection without an answer;
 //! - `…/set-cookie` answers with `Set-Cookie` headers for the gateway's cookie names and
 //!   for one of the application's own.
 //!
@@ -79,9 +81,15 @@ impl Upstream {
                     };
                     let state = state.clone();
                     tokio::spawn(async move {
-                        let svc = service_fn(move |req| {
+                        let svc = service_fn(move |req: Request<Incoming>| {
                             let state = state.clone();
-                            async move { Ok::<_, Infallible>(handle(state, req).await) }
+                            async move {
+                                // `…/reset`: the connection is dropped without an answer.
+                                if req.uri().path().ends_with("/reset") {
+                                    return Err(std::io::Error::other("reset on purpose"));
+                                }
+                                Ok(handle(state, req).await)
+                            }
                         });
                         let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                             .serve_connection_with_upgrades(TokioIo::new(stream), svc)
@@ -178,6 +186,9 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body>
     }
     if path.ends_with("/download") {
         return download(query_u64(&req, "bytes").unwrap_or(0));
+    }
+    if path.ends_with("/endless") {
+        return download(u64::MAX);
     }
     if path.ends_with("/set-cookie") {
         return Response::builder()
