@@ -188,3 +188,41 @@ async fn silent_login_without_a_provider_session_reports_login_required_to_the_s
         "no session without a login"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_https_the_session_cookie_is_host_prefixed_and_secure() {
+    let p = crate::support::pki();
+    let gw = TestGateway::start_with(crate::support::Setup {
+        server_extra: format!(
+            "tls = {{ cert = \"{}\", key = \"{}\" }}",
+            p.server_cert.display(),
+            p.server_key.display()
+        ),
+        public_scheme: "https",
+        ..Default::default()
+    })
+    .await;
+    let base = format!("https://127.0.0.1:{}", gw.addr.port());
+    let b = crate::support::Browser::default();
+    let landed = b.login(&base, "alice", "alice-password", "/").await;
+    assert_eq!(landed.url, format!("{base}/"));
+    assert!(
+        b.cookie("tokengate").is_none(),
+        "no plain-http name on https"
+    );
+    let set = b
+        .set_cookie_header("__Host-Http-tokengate")
+        .expect("the __Host- session cookie");
+    let attrs: Vec<String> = set
+        .split(';')
+        .skip(1)
+        .map(|a| a.trim().to_ascii_lowercase())
+        .collect();
+    for required in ["secure", "httponly", "samesite=strict", "path=/"] {
+        assert!(attrs.iter().any(|a| a == required), "{required} in {set}");
+    }
+    assert!(!attrs.iter().any(|a| a.starts_with("domain")), "{set}");
+    let (status, seen) = b.api(&format!("{base}/api/x")).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["token"]["valid"], true);
+}
