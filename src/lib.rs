@@ -11,20 +11,25 @@
 //!   limits, graceful drain) and hands each request to [`server::dispatch`].
 //! - [`server::dispatch`] sends `/bff/*` to [`bff`] and everything else through the
 //!   [`route`] table to [`proxy`].
-//! - [`bff`] answers login ([`bff::login`], [`bff::callback`]), [`bff::user`] and
-//!   [`bff::logout`], with [`bff::csrf`] guarding the SPA's calls.
+//! - [`bff`] answers login ([`bff::login`], [`bff::callback`]), [`bff::user`],
+//!   [`bff::logout`] and the provider's [`bff::backchannel`] logout, with [`bff::csrf`]
+//!   guarding the SPA's calls.
 //! - [`proxy::forward`] runs the phases of a proxied call: admit, authorise (CSRF,
-//!   session, token), prepare ([`proxy::headers`]), send ([`proxy::upstream`]), respond
-//!   (and [`proxy::upgrade`] for WebSockets).
+//!   session, token), prepare ([`proxy::headers`]), send ([`proxy::upstream`], with a
+//!   [`proxy::dpop`] proof for DPoP-bound tokens), respond (and [`proxy::upgrade`] for
+//!   WebSockets).
 //! - [`session`] finds the session behind the cookie: [`session::Sessions`] caches
 //!   decrypted records in front of a [`session::SessionStore`] ([`session::memory`],
 //!   [`session::embedded`], [`session::redis`]), dropping copies other instances changed
 //!   ([`session::coherence`]); the records are sealed by the [`crypto::keyring`].
 //! - [`token`] decides when an access token is due and refreshes one session at a time
-//!   ([`token::refresh`]; across instances under the store's lease), through [`oidc`],
-//!   the provider client.
+//!   ([`token::refresh`]; across instances under the store's lease), and keeps the
+//!   gateway's own [`token::client_credentials`] tokens, through [`oidc`]: the provider
+//!   client ([`oidc::token_endpoint`], [`oidc::client_auth`], [`oidc::dpop`], the
+//!   provider's [`oidc::keys`]).
 //! - [`server::respond`] is the one place errors become responses.
-//! - [`admin`] serves `/healthz`, `/readyz` and `/metrics` on the admin listener.
+//! - [`admin`] serves `/healthz`, `/readyz`, `/metrics` and the [`admin::api`] on the
+//!   admin listener.
 //! - [`config`] loads and validates the configuration; [`app`] builds the [`app::Gateway`]
 //!   from it and serves; [`shutdown`] carries the drain signal.
 
