@@ -197,6 +197,17 @@ mod tests {
     }
 
     #[test]
+    fn only_our_exact_names_are_removed() {
+        // Fuzzing regression: `0tokengate=` is someone else's cookie, kept as it is.
+        let h = headers(&["0tokengate=; tokengate=x; app=1; tokengate-login-s=y"]);
+        assert_eq!(
+            without_own(&h).as_deref(),
+            Some("0tokengate=; app=1"),
+            "only ours removed"
+        );
+    }
+
+    #[test]
     fn secure_session_cookie_has_host_http_prefix_and_attributes() {
         let set = CookieNames::new(true).set_session("abc", Duration::from_secs(60));
         assert!(set.starts_with("__Host-Http-tokengate=abc"), "{set}");
