@@ -24,7 +24,10 @@ pub async fn handle(
     let id = gw.request_ids.for_request(req.headers());
     // The upstream sees the same ID as our logs and the browser.
     req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
-    let span = tracing::info_span!("request", id = id.to_str().unwrap_or_default());
+    // `%`: the ID is recorded through `Display`. Recorded as a `&str` it would go through
+    // `Debug`, which escapes it character by character when the span is made — on every
+    // request, whether or not anything is logged in it.
+    let span = tracing::info_span!("request", id = %id.to_str().unwrap_or_default());
     let (mut resp, stats) = route(&gw, req, conn).instrument(span).await;
     stats.record(resp.status(), started.elapsed());
     resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
