@@ -43,16 +43,41 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
         })
 }
 
+/// The hop-by-hop headers this module removes, `Connection` and `Upgrade` included.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    [
+        &CONNECTION,
+        &UPGRADE,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &TE,
+        &TRAILER,
+        &TRANSFER_ENCODING,
+        &PROXY_AUTHORIZATION,
+    ]
+    .contains(&name)
+}
+
 /// Removes hop-by-hop headers, and the headers `Connection` names. With `keep_upgrade`,
 /// `Connection: upgrade` and `Upgrade` stay: the upstream must see the upgrade request.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none of them (an HTTP/1.1 keep-alive needs no header, HTTP/2
+    // forbids them): one look at each name present is cheaper than the eight hashed
+    // removals below, which then run only when there is something to remove.
+    if !keep_upgrade && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
+        // Names `Connection` lists beyond the fixed ones below; usually none, since its
+        // common tokens are `keep-alive` and `close`.
         let listed: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|s| s.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .filter(|n| !(keep_upgrade && n == UPGRADE))
             .collect();
         for name in listed {
@@ -60,20 +85,24 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         }
         headers.remove(CONNECTION);
     }
-    for name in [
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &TE,
-        &TRAILER,
-        &TRANSFER_ENCODING,
-        &PROXY_AUTHORIZATION,
-    ] {
-        headers.remove(name);
+    // Often `Connection` was the only one (an upstream's `Connection: keep-alive`).
+    if headers.keys().any(is_hop_by_hop) {
+        for name in [
+            &KEEP_ALIVE,
+            &PROXY_CONNECTION,
+            &TE,
+            &TRAILER,
+            &TRANSFER_ENCODING,
+            &PROXY_AUTHORIZATION,
+        ] {
+            headers.remove(name);
+        }
+        if !keep_upgrade {
+            headers.remove(UPGRADE);
+        }
     }
     if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(UPGRADE);
     }
 }
 
