@@ -43,33 +43,33 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The hop-by-hop headers this module removes, `Connection` and `Upgrade` included.
+/// Hop-by-hop headers removed whatever `Connection` lists (and `Proxy-Authorization`,
+/// which is for the next proxy only).
+fn is_fixed_hop_by_hop(name: &HeaderName) -> bool {
+    name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == TE
+        || name == TRAILER
+        || name == TRANSFER_ENCODING
+        || name == PROXY_AUTHORIZATION
+}
+
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    [
-        &CONNECTION,
-        &UPGRADE,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &TE,
-        &TRAILER,
-        &TRANSFER_ENCODING,
-        &PROXY_AUTHORIZATION,
-    ]
-    .contains(&name)
+    name == CONNECTION || name == UPGRADE || is_fixed_hop_by_hop(name)
 }
 
 /// Removes hop-by-hop headers, and the headers `Connection` names. With `keep_upgrade`,
 /// `Connection: upgrade` and `Upgrade` stay: the upstream must see the upgrade request.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Most messages carry none of them (an HTTP/1.1 keep-alive needs no header, HTTP/2
-    // forbids them): one look at each name present is cheaper than the eight hashed
-    // removals below, which then run only when there is something to remove.
+    // forbids them): one look at each name present is cheaper than removing each by a
+    // hashed lookup, which then happens only for the names there are.
     if !keep_upgrade && !headers.keys().any(is_hop_by_hop) {
         return;
     }
     if headers.contains_key(CONNECTION) {
-        // Names `Connection` lists beyond the fixed ones below; usually none, since its
-        // common tokens are `keep-alive` and `close`.
+        // Names `Connection` lists beyond the fixed ones; usually none, since its common
+        // tokens are `keep-alive` and `close`.
         let listed: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
@@ -85,24 +85,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         }
         headers.remove(CONNECTION);
     }
-    // Often `Connection` was the only one (an upstream's `Connection: keep-alive`).
-    if headers.keys().any(is_hop_by_hop) {
-        for name in [
-            &KEEP_ALIVE,
-            &PROXY_CONNECTION,
-            &TE,
-            &TRAILER,
-            &TRANSFER_ENCODING,
-            &PROXY_AUTHORIZATION,
-        ] {
-            headers.remove(name);
-        }
-        if !keep_upgrade {
-            headers.remove(UPGRADE);
-        }
+    // Often `Connection` was the only one (an upstream's `Connection: keep-alive`), and
+    // then nothing is collected: an empty Vec does not allocate.
+    let fixed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_fixed_hop_by_hop(n))
+        .cloned()
+        .collect();
+    for name in fixed {
+        headers.remove(&name);
     }
     if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
     }
 }
 
