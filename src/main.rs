@@ -1,5 +1,6 @@
 //! The `tokengate` command: `run` (default), `check`, `keygen`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -127,7 +128,13 @@ fn check_online(path: &std::path::Path, config: &Config) -> ExitCode {
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a person at a terminal: a log file or collector gets no escape
+    // codes, and the request span's fields are then formatted without them too (that
+    // formatting runs for every request, logged or not).
+    let ansi = std::io::stdout().is_terminal();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     if std::env::var("TOKENGATE_LOG_FORMAT").is_ok_and(|v| v == "json") {
         builder.json().init();
     } else {

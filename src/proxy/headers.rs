@@ -44,16 +44,41 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
         })
 }
 
+/// Hop-by-hop headers removed whatever `Connection` lists (and `Proxy-Authorization`,
+/// which is for the next proxy only).
+fn is_fixed_hop_by_hop(name: &HeaderName) -> bool {
+    name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == TE
+        || name == TRAILER
+        || name == TRANSFER_ENCODING
+        || name == PROXY_AUTHORIZATION
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION || name == UPGRADE || is_fixed_hop_by_hop(name)
+}
+
 /// Removes hop-by-hop headers, and the headers `Connection` names. With `keep_upgrade`,
 /// `Connection: upgrade` and `Upgrade` stay: the upstream must see the upgrade request.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none of them (an HTTP/1.1 keep-alive needs no header, HTTP/2
+    // forbids them): one look at each name present is cheaper than removing each by a
+    // hashed lookup, which then happens only for the names there are.
+    if !keep_upgrade && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
+        // Names `Connection` lists beyond the fixed ones; usually none, since its common
+        // tokens are `keep-alive` and `close`.
         let listed: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|s| s.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .filter(|n| !(keep_upgrade && n == UPGRADE))
             .collect();
         for name in listed {
@@ -61,15 +86,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         }
         headers.remove(CONNECTION);
     }
-    for name in [
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &TE,
-        &TRAILER,
-        &TRANSFER_ENCODING,
-        &PROXY_AUTHORIZATION,
-    ] {
-        headers.remove(name);
+    // Often `Connection` was the only one (an upstream's `Connection: keep-alive`), and
+    // then nothing is collected: an empty Vec does not allocate.
+    let fixed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_fixed_hop_by_hop(n))
+        .cloned()
+        .collect();
+    for name in fixed {
+        headers.remove(&name);
     }
     if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -107,12 +132,11 @@ pub fn rewrite_request(headers: &mut HeaderMap, ctx: &RequestContext<'_>) {
         headers.insert(AUTHORIZATION, bearer.clone());
     }
 
-    let ip = ctx.conn.remote.ip().to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", ctx.conn.remote.ip())).ok(),
+        None => Some(ctx.conn.client_ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(X_FORWARDED_PROTO.clone(), ctx.proto.clone());

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -24,9 +24,12 @@ use super::Body;
 use crate::shutdown::Shutdown;
 
 /// What the handler learns about the connection a request came on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub remote: SocketAddr,
+    /// `remote`'s IP as a header value (`X-Forwarded-For`): formatted once per
+    /// connection, not for every request on it; cloning it is a reference count.
+    pub client_ip: HeaderValue,
     pub tls: bool,
 }
 
@@ -112,11 +115,14 @@ pub async fn run<H, F>(
         let _ = stream.set_nodelay(true);
         let info = ConnInfo {
             remote,
+            client_ip: HeaderValue::try_from(remote.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             tls: tls.is_some(),
         };
         let handler = handler.clone();
         let service = service_fn(move |req| {
             let h = handler.clone();
+            let info = info.clone();
             async move { Ok::<_, Infallible>(h(req, info).await) }
         });
         let builder = builder.clone();

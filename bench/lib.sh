@@ -1,0 +1,178 @@
+# Shared by the scripts in bench/: free ports, waiting for a server, the small nginx
+# upstream, the test provider, a tokengate config, and wrk's figures.
+#
+# A script that sources this calls `bench_init` first: it builds the release binary,
+# makes a temporary directory ($work) and stops everything started through `bench_bg`
+# when the script exits, however it exits.
+
+. scripts/lib.sh
+
+# Which CPU does what on a 2-core machine: the server under test gets a core of its own,
+# the load (wrk), the upstream and the provider share the other. Override with
+# PROXY_CPU / LOAD_CPU (e.g. on a bigger machine).
+PROXY_CPU="${PROXY_CPU:-1}"
+LOAD_CPU="${LOAD_CPU:-0}"
+
+bench_init() {
+  apt_install_missing curl:curl nginx:nginx wrk:wrk python3:python3
+  command -v node >/dev/null || { echo "Node.js is required (the test provider runs on it)" >&2; exit 1; }
+  ensure_op_deps
+  log "building tokengate (release)"
+  cargo build --release --quiet
+  BIN="$CARGO_TARGET_DIR/release/tokengate"
+  work="$(mktemp -d)"
+  bench_pids=()
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+bench_cleanup() {
+  trap - EXIT
+  [ ${#bench_pids[@]} -gt 0 ] && kill "${bench_pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+
+# bench_bg CMD... — runs CMD in the background, to be stopped at exit; sets $last_pid.
+bench_bg() {
+  "$@" &
+  last_pid=$!
+  bench_pids+=("$last_pid")
+}
+
+# bench_stop PID — stops one process started with bench_bg and waits for it.
+bench_stop() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_http() { # wait_http URL — until it answers 2xx, up to 30 s
+  local _
+  for _ in $(seq 1 300); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
+  echo "nothing answered at $1" >&2
+  exit 1
+}
+
+# A small JSON API: nginx answering every request with 200 and a fixed body, one worker
+# on LOAD_CPU, from its own config in $work (never the system's nginx service).
+UPSTREAM_BODY='{"id":42,"name":"widget","tags":["small","json"],"ok":true}'
+
+# nginx_start NAME CONFIG_BODY CPU — an nginx of its own under $work/NAME, pinned to CPU.
+nginx_start() {
+  local dir="$work/$1"
+  mkdir -p "$dir/logs"
+  cat >"$dir/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  keepalive_requests 1000000;
+  $2
+}
+CONF
+  bench_bg taskset -c "$3" nginx -p "$dir" -e "$dir/logs/error.log" -c "$dir/nginx.conf"
+}
+
+upstream_start() { # upstream_start PORT
+  nginx_start upstream "server {
+    listen 127.0.0.1:$1;
+    location / { default_type application/json; return 200 '$UPSTREAM_BODY'; }
+  }" "$LOAD_CPU"
+  wait_http "http://127.0.0.1:$1/"
+}
+
+# provider_start GATEWAY_PORT — the test provider for a gateway on GATEWAY_PORT, pinned
+# to LOAD_CPU; sets $issuer and $op_url. OP_ACCESS_TOKEN_TTL passes through.
+provider_start() {
+  local out="$work/provider.out" _
+  OP_REDIRECT_URIS="http://127.0.0.1:$1/bff/callback" OP_POST_LOGOUT_REDIRECT_URIS="http://127.0.0.1:$1/" \
+    bench_bg taskset -c "$LOAD_CPU" node tests/op/server.mjs >"$out" 2>"$work/provider.log"
+  for _ in $(seq 1 300); do grep -q '"ready":true' "$out" 2>/dev/null && break; sleep 0.1; done
+  issuer="$(sed -n 's/.*"issuer":"\([^"]*\)".*/\1/p' "$out")"
+  [ -n "$issuer" ] || { echo "the test provider did not start:" >&2; cat "$work/provider.log" >&2; exit 1; }
+  op_url="$issuer"
+}
+
+# gateway_config FILE GATEWAY_PORT ADMIN_PORT UPSTREAM_PORT [REFRESH_BEFORE_EXPIRY] — a
+# memory-store config: /api a `token = "user"` route, everything else `token = "none"`,
+# both to the same upstream.
+gateway_config() {
+  cat >"$1" <<TOML
+[server]
+listen = "127.0.0.1:$2"
+public_url = "http://127.0.0.1:$2"
+admin_listen = "127.0.0.1:$3"
+[oidc]
+issuer = "$issuer"
+client_id = "gateway"
+client_secret = "gateway-secret"
+auth_params = { prompt = "consent" }
+[session]
+keys = ["$("$BIN" keygen)"]
+store = "memory"
+[tokens]
+refresh_before_expiry = "${5:-60s}"
+[[route]]
+path = "/api"
+upstream = "http://127.0.0.1:$4"
+token = "user"
+[[route]]
+path = "/"
+upstream = "http://127.0.0.1:$4"
+token = "none"
+TOML
+}
+
+# gateway_start CONFIG — tokengate on PROXY_CPU with one tokio worker thread (the same one
+# core nginx gets); waits until ready; sets $gw_pid.
+gateway_start() {
+  RUST_LOG="${RUST_LOG:-info}" TOKIO_WORKER_THREADS=1 \
+    bench_bg taskset -c "$PROXY_CPU" "$BIN" run --config "$1" >>"$work/gateway.log" 2>&1
+  gw_pid=$last_pid
+}
+
+rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
+
+# wrk_run OUT CONNS SECONDS URL [wrk args...] — wrk on LOAD_CPU, one thread, latency
+# distribution on; its output goes to OUT.
+wrk_run() {
+  local out="$1" conns="$2" secs="$3" url="$4"
+  shift 4
+  taskset -c "$LOAD_CPU" wrk -t1 -c "$conns" -d "${secs}s" --timeout 10s --latency "$@" "$url" >"$out"
+}
+
+# wrk_figures OUT — "requests/s p50_ms p99_ms failed" from wrk's output (failed: non-2xx
+# answers plus socket errors).
+wrk_figures() {
+  awk '
+    function ms(v) {
+      if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+      if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+      if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+      return v
+    }
+    $1 == "Requests/sec:" { rps = $2 }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    /Non-2xx or 3xx responses:/ { failed += $NF }
+    /Socket errors:/ { gsub(",", ""); failed += $4 + $6 + $8 + $10 }
+    END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, failed }
+  ' "$1"
+}
+
+# machine_line — CPU model, cores and load, for the record.
+machine_line() {
+  printf '%s, %s cores; load average %s\n' \
+    "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" "$(nproc)" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)"
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Instructions per request on the hot path — a `token = "user"` request whose session is
+# cached — counted by callgrind, with the functions that spend them.
+#
+# Instructions, not time: the count hardly moves when other work shares the machine, so
+# it is the figure to decide an optimisation on and to check it by. tokengate is built
+# with line tables (a "profiling" profile: release plus debug line info), run under
+# callgrind with instrumentation off, logged in once through the test provider, warmed up;
+# instrumentation is on only while wrk sends CONNS connections' worth of requests for SECONDS.
+# The requests are counted by tokengate itself (`tokengate_requests_total`).
+#
+#   bench/profile.sh [OUT]     env: SECONDS_UNDER_LOAD (20), CONNS (16), ROUTE (/api/items)
+#
+# Prints instructions per request and the 30 most expensive functions, inclusive and
+# exclusive (callgrind_annotate); with OUT, writes the same summary there, and the raw
+# callgrind output beside it as OUT.callgrind (for `callgrind_annotate --tree=caller`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+OUT="${1:-}"
+SECONDS_UNDER_LOAD="${SECONDS_UNDER_LOAD:-20}"
+CONNS="${CONNS:-16}"
+ROUTE="${ROUTE:-/api/items}"
+
+apt_install_missing valgrind:valgrind
+bench_init
+log "building tokengate with line tables (profile \"profiling\")"
+cargo build --quiet --profile profiling \
+  --config 'profile.profiling.inherits="release"' --config 'profile.profiling.debug="line-tables-only"'
+BIN="$CARGO_TARGET_DIR/profiling/tokengate"
+UP=$(free_port) GW=$(free_port) ADMIN=$(free_port)
+
+upstream_start "$UP"
+OP_ACCESS_TOKEN_TTL=7200 provider_start "$GW"
+gateway_config "$work/gateway.toml" "$GW" "$ADMIN" "$UP"
+RUST_LOG="${RUST_LOG:-info}" TOKIO_WORKER_THREADS=1 bench_bg taskset -c "$PROXY_CPU" \
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out" \
+  "$BIN" run --config "$work/gateway.toml" >"$work/gateway.log" 2>&1
+vg_pid=$last_pid
+wait_http "http://127.0.0.1:$ADMIN/readyz"
+cookie="$(node bench/login.mjs "http://127.0.0.1:$GW" 1)"
+headers=(-H "Cookie: tokengate=$cookie" -H "X-CSRF: 1")
+status="$(curl -s -o /dev/null -w '%{http_code}' "${headers[@]}" "http://127.0.0.1:$GW$ROUTE")"
+[ "$status" = 200 ] || { echo "$ROUTE answered $status, not 200" >&2; exit 1; }
+
+requests() { curl -sf "http://127.0.0.1:$ADMIN/metrics" | awk '$1 == "tokengate_requests_total" { print $2 }'; }
+log "warming up"
+wrk_run "$work/wrk.out" "$CONNS" 3 "http://127.0.0.1:$GW$ROUTE" "${headers[@]}"
+before=$(requests)
+callgrind_control --instr=on "$vg_pid" >/dev/null
+log "counting for $SECONDS_UNDER_LOAD s"
+wrk_run "$work/wrk.out" "$CONNS" "$SECONDS_UNDER_LOAD" "http://127.0.0.1:$GW$ROUTE" "${headers[@]}"
+callgrind_control --instr=off "$vg_pid" >/dev/null
+count=$(($(requests) - before))
+bench_stop "$vg_pid"
+
+
+total=$(awk '/^totals:/ { print $2 }' "$work/callgrind.out")
+{
+  echo "instructions per request: $((total / count)) ($total instructions, $count requests, route $ROUTE, $CONNS connections)"
+  echo
+  echo "=== inclusive (a function and everything it calls) ==="
+  callgrind_annotate --inclusive=yes --threshold=100 "$work/callgrind.out" 2>/dev/null |
+    awk '/^Ir/ { on = 1 } on && n++ < 32'
+  echo
+  echo "=== exclusive (a function's own instructions) ==="
+  callgrind_annotate --inclusive=no --threshold=100 "$work/callgrind.out" 2>/dev/null |
+    awk '/^Ir/ { on = 1 } on && n++ < 32'
+} | sed -E "s#$PWD/##g; s#$HOME/[^ ]*/(registry|rustlib)/[^ ]*/(src/)?##g" >"$work/summary"
+cat "$work/summary"
+[ -z "$OUT" ] || { cp "$work/summary" "$OUT"; cp "$work/callgrind.out" "$OUT.callgrind"; }

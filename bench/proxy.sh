@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# tokengate beside a plain nginx reverse proxy, measured with wrk in one run on loopback.
+#
+# One small upstream — nginx answering every request with 200 and a small JSON body — is
+# reached four ways:
+#   upstream  directly;
+#   nginx     through nginx as a plain reverse proxy with upstream keep-alive: the limit;
+#   tg-user   through tokengate, a `token = "user"` route: session cookie and X-CSRF: 1,
+#             the session logged in once beforehand through the test provider's form, so
+#             every request finds it cached and adds its `Authorization: Bearer`;
+#   tg-none   through tokengate, a `token = "none"` route;
+# each at 1, 16 and 64 connections, for DURATION seconds, ROUNDS times (rounds interleave
+# the targets, so a noisy moment hits them alike). Every target gets the same request
+# headers. It prints requests/s, p50 and p99 (the median of the rounds) and tokengate's
+# requests/s over nginx's, then tokengate's start-up time to ready (provider on this
+# machine), its idle RSS and the release binary's size.
+#
+# CPUs (2-core machine): the proxy under test — nginx with `worker_processes 1`, or
+# tokengate with one tokio worker thread — runs alone on PROXY_CPU (default 1); wrk (one
+# thread), the upstream nginx (one worker) and the provider share LOAD_CPU (default 0).
+#
+#   bench/proxy.sh        env: DURATION (10), ROUNDS (3), CONNS ("1 16 64")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+DURATION="${DURATION:-10}"
+ROUNDS="${ROUNDS:-3}"
+CONNS="${CONNS:-1 16 64}"
+
+bench_init
+UP=$(free_port) NGX=$(free_port) GW=$(free_port) ADMIN=$(free_port)
+echo "machine: $(machine_line)"
+
+upstream_start "$UP"
+nginx_start proxy "upstream api { server 127.0.0.1:$UP; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NGX;
+    location / {
+      proxy_pass http://api;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+    }
+  }" "$PROXY_CPU"
+wait_http "http://127.0.0.1:$NGX/"
+
+# An access token that outlives the run: the steady state, no refresh on the way.
+OP_ACCESS_TOKEN_TTL=7200 provider_start "$GW"
+gateway_config "$work/gateway.toml" "$GW" "$ADMIN" "$UP"
+
+# === Start-up time to ready, five times =================================================
+log "start-up time to ready"
+python3 - "$BIN" "$work/gateway.toml" "$ADMIN" "$PROXY_CPU" <<'PY'
+import http.client, os, statistics, subprocess, sys, time
+binary, config, admin, cpu = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def ready():
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", admin, timeout=1)
+        c.request("GET", "/readyz")
+        return c.getresponse().status == 200
+    except OSError:
+        return False
+times = []
+for _ in range(5):
+    t0 = time.monotonic()
+    p = subprocess.Popen([binary, "run", "--config", config], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    while not ready():
+        if time.monotonic() - t0 > 10:
+            p.kill()
+            sys.exit("tokengate was not ready within 10 s")
+        time.sleep(0.0005)
+    times.append((time.monotonic() - t0) * 1000)
+    p.terminate()
+    p.wait()
+print("start-up to ready: median %.1f ms (min %.1f, max %.1f, 5 starts)"
+      % (statistics.median(times), min(times), max(times)))
+PY
+
+# === The gateway under load ===============================================================
+gateway_start "$work/gateway.toml"
+wait_http "http://127.0.0.1:$ADMIN/readyz"
+log "logging in once through the provider's form"
+cookie="$(node bench/login.mjs "http://127.0.0.1:$GW" 1)"
+headers=(-H "Cookie: tokengate=$cookie" -H "X-CSRF: 1")
+status="$(curl -s -o /dev/null -w '%{http_code}' "${headers[@]}" "http://127.0.0.1:$GW/api/items")"
+[ "$status" = 200 ] || { echo "the token route answered $status, not 200" >&2; exit 1; }
+idle_rss=$(rss_kib "$gw_pid")
+
+declare -A url=(
+  [upstream]="http://127.0.0.1:$UP/api/items"
+  [nginx]="http://127.0.0.1:$NGX/api/items"
+  [tg-user]="http://127.0.0.1:$GW/api/items"
+  [tg-none]="http://127.0.0.1:$GW/public/items"
+)
+targets=(upstream nginx tg-user tg-none)
+
+log "warming up (2 s per target)"
+for t in "${targets[@]}"; do wrk_run "$work/wrk.out" 64 2 "${url[$t]}" "${headers[@]}"; done
+
+results="$work/results"
+: >"$results"
+for round in $(seq 1 "$ROUNDS"); do
+  for c in $CONNS; do
+    for t in "${targets[@]}"; do
+      wrk_run "$work/wrk.out" "$c" "$DURATION" "${url[$t]}" "${headers[@]}"
+      fig="$(wrk_figures "$work/wrk.out")"
+      echo "$t $c $round $fig" >>"$results"
+      log "round $round/$ROUNDS, $c connections, $t: $fig (requests/s p50 p99 failed)"
+    done
+  done
+done
+loaded_rss=$(rss_kib "$gw_pid")
+
+# === Report =================================================================================
+echo
+echo "machine after the run: $(machine_line)"
+echo "median of $ROUNDS rounds of ${DURATION} s; proxies on CPU $PROXY_CPU, wrk + upstream + provider on CPU $LOAD_CPU"
+awk -v conns="$CONNS" '
+  function median(list,   n, a, i, j, t) {
+    n = split(list, a, " ")
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+  }
+  { k = $1 SUBSEP $2; rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6; failed[k] += $7 }
+  END {
+    printf "%-6s %-9s %11s %9s %9s %7s %9s\n", "conns", "target", "requests/s", "p50 ms", "p99 ms", "failed", "vs nginx"
+    n = split(conns, cs, " ")
+    split("upstream nginx tg-user tg-none", ts, " ")
+    for (i = 1; i <= n; i++) {
+      limit = median(rps["nginx" SUBSEP cs[i]])
+      for (j = 1; j <= 4; j++) {
+        k = ts[j] SUBSEP cs[i]
+        r = median(rps[k])
+        ratio = ts[j] ~ /^tg-/ ? sprintf("%.3f", r / limit) : ""
+        printf "%-6s %-9s %11.0f %9.3f %9.3f %7d %9s\n", cs[i], ts[j], r, median(p50[k]), median(p99[k]), failed[k], ratio
+      }
+    }
+  }' "$results"
+echo
+echo "tokengate RSS: idle (ready, one session) $((idle_rss / 1024)) MiB ($idle_rss KiB); after the load $((loaded_rss / 1024)) MiB ($loaded_rss KiB)"
+strip -o "$work/stripped" "$BIN"
+echo "release binary: $(stat -c %s "$BIN") bytes as built, $(stat -c %s "$work/stripped") bytes stripped"
+if awk '$7 > 0 { bad = 1 } END { exit !bad }' "$results"; then
+  echo "some requests failed (see the failed column)" >&2
+  exit 1
+fi
