@@ -44,9 +44,9 @@ async function user(n) {
       for (const path of ['/api/items', '/bff/user']) {
         try {
           const res = await call(path, cookie);
-          await res.arrayBuffer();
+          const text = await res.text();
           if (res.status === 200) counts.calls++;
-          else surprise(`${path}: ${res.status}`);
+          else surprise(`${path}: ${res.status} ${text.slice(0, 200)}`);
         } catch (err) {
           surprise(`${path}: ${err.message}`);
         }

@@ -49,6 +49,8 @@ wait "$traffic"
 grants="$(node -e 'fetch(process.argv[1]).then(r => r.json()).then(s => console.log(s.grants.refresh_token))' "$op_url/test/stats")"
 echo "traffic: $(cat "$work/traffic.json")"
 echo "refresh grants at the provider: $grants"
+echo "gateway warnings and errors: $(grep -cE ' (WARN|ERROR) ' "$work/gateway.log" || true)"
+grep -E ' (WARN|ERROR) ' "$work/gateway.log" | grep -v 'public_url is plain http' | head -20 || true
 echo "samples (seconds, RSS KiB, open fds):"
 cat "$work/samples"
 awk -v warm="$WARMUP" '

@@ -144,7 +144,10 @@ impl Gateway {
         } else {
             self.sessions.peek(key).await
         };
-        found.map_err(|_| Reject::StoreUnavailable)
+        found.map_err(|e| {
+            tracing::warn!(error = %e, "session lookup failed");
+            Reject::StoreUnavailable
+        })
     }
 }
 

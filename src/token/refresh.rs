@@ -145,6 +145,11 @@ impl Refresher {
         let in_flight = self.in_flight.clone();
         let task = tokio::spawn(async move {
             let outcome = job.run().await;
+            // Provider refusals and outages are logged where they are decided; these two
+            // would otherwise become a 503 without a word.
+            if let Err(e @ (RefreshError::Store(_) | RefreshError::Timeout)) = &outcome {
+                tracing::warn!(session = %key.short(), error = %e, "refresh failed; session kept");
+            }
             // Leave the map only after the new record is in the cache: a request that no
             // longer finds the flight finds the fresh token instead.
             in_flight
