@@ -51,6 +51,11 @@ pub struct EmbeddedStore {
     leases: LocalLeases,
 }
 
+/// redb's own page cache. Its default (1 GiB) would let the process grow towards the size
+/// of the file; hot sessions are already decrypted in the moka cache above the store, and
+/// the operating system's page cache serves the rest of the file.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 impl EmbeddedStore {
     /// Opens (or creates) the store in the directory `dir`, recovering from an unclean
     /// stop if needed, and starts the sweeper on the current Tokio runtime, if any.
@@ -60,7 +65,10 @@ impl EmbeddedStore {
         let unreadable =
             |e: &dyn std::fmt::Display| OpenError::Unreadable(file.clone(), e.to_string());
         std::fs::create_dir_all(dir).map_err(|e| unreadable(&e))?;
-        let db = match Database::create(&file) {
+        let db = match redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&file)
+        {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(OpenError::InUse(file)),
             Err(e) => return Err(unreadable(&e)),
