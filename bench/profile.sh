@@ -66,6 +66,7 @@ total=$(awk '/^totals:/ { print $2 }' "$work/callgrind.out")
   echo "=== exclusive (a function's own instructions) ==="
   callgrind_annotate --inclusive=no --threshold=100 "$work/callgrind.out" 2>/dev/null |
     awk '/^Ir/ { on = 1 } on && n++ < 32'
-} | sed -E "s#$PWD/##g; s#$HOME/[^ ]*/(registry|rustlib)/[^ ]*/(src/)?##g" >"$work/summary"
+} | sed -E "s# \[[^]]*\]##g; s#$PWD/##g; s#$HOME/[^ ]*/(registry|rustlib)/[^ ]*/(src/)?##g; s#/rustc/[0-9a-f]+/library/#std:#g" \
+  >"$work/summary"
 cat "$work/summary"
 [ -z "$OUT" ] || { cp "$work/summary" "$OUT"; cp "$work/callgrind.out" "$OUT.callgrind"; }

@@ -91,10 +91,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// A tokio runtime: one thread for a command, all cores for serving.
+/// A tokio runtime: one thread for a command; for serving, see [`runtime_builder`].
 fn runtime(serving: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
     let mut builder = if serving {
-        tokio::runtime::Builder::new_multi_thread()
+        runtime_builder()
     } else {
         tokio::runtime::Builder::new_current_thread()
     };
@@ -139,6 +139,28 @@ fn init_logging() {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+/// The tokio runtime: one worker thread per CPU this process may use (its affinity and
+/// CPU quota), or `TOKIO_WORKER_THREADS`. With a single thread, the current-thread
+/// scheduler: on one core the multi-thread scheduler with one worker served about 30 %
+/// fewer proxied requests per second for the same instructions per request — its cost
+/// is in how it parks and wakes, not in our code (bench/proxy.sh, docs/benchmarks.md).
+/// Nothing in the gateway blocks a worker (`block_in_place` is never used), so either
+/// scheduler runs it unchanged.
+fn runtime_builder() -> tokio::runtime::Builder {
+    let threads = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
     }
 }
 
