@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokengate::crypto::KeyRing;
+use tokengate::session::embedded::EmbeddedStore;
 use tokengate::session::memory::MemoryStore;
 use tokengate::session::{Session, SessionStore, Sessions};
 
@@ -26,10 +27,14 @@ use tokengate::session::{Session, SessionStore, Sessions};
 type Open = fn(&Path) -> Arc<dyn SessionStore>;
 
 /// The stores measured. Adding a store is adding its line here.
-const STORES: &[(&str, Open)] = &[("memory", memory_store)];
+const STORES: &[(&str, Open)] = &[("memory", memory_store), ("embedded", embedded_store)];
 
 fn memory_store(_: &Path) -> Arc<dyn SessionStore> {
     Arc::new(MemoryStore::default())
+}
+
+fn embedded_store(dir: &Path) -> Arc<dyn SessionStore> {
+    Arc::new(EmbeddedStore::open(dir).expect("embedded store opens"))
 }
 
 const ACCESS_TOKEN_BYTES: usize = 1024;
@@ -167,7 +172,7 @@ fn record(i: usize) -> Session {
     Session {
         sub: user,
         sid: Some(format!("sid-{i:016x}-5f1c0a7e")),
-        claims,
+        claims: tokengate::session::Claims::from_map(&claims),
         id_token: token(i, 'i', ID_TOKEN_BYTES),
         access_token: token(i, 'a', ACCESS_TOKEN_BYTES),
         access_expires_at: Some(now + 300),

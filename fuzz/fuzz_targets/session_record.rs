@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(record) = serde_json::from_slice::<Session>(data) {
         let _ = record.end(3600, 86_400);
-        let _ = record.access_token_for(None);
+        let _ = record.refresh_due(None);
         // What goes in comes back out.
         let sealed = ring.seal(data, &[0u8; 32]);
         assert_eq!(ring.open(&sealed, &[0u8; 32]).as_deref(), Ok(data));

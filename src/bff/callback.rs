@@ -17,7 +17,7 @@ use crate::crypto::{self, cookie};
 use crate::oidc::GrantError;
 use crate::server::respond::{error_page, redirect};
 use crate::server::Body;
-use crate::session::{bearer_header, unix_now, EndReason, Session};
+use crate::session::{bearer_header, unix_now, Claims, EndReason, Session};
 
 /// Errors a `prompt=none` renewal reports back to the SPA instead of an error page.
 const SILENT_FAILURES: [&str; 4] = [
@@ -149,7 +149,7 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
             .get("sid")
             .and_then(|v| v.as_str())
             .map(str::to_owned),
-        claims,
+        claims: Claims::from_map(&claims),
         created_at: now,
         last_seen: now,
         dpop_key: login.dpop_key.clone(),

@@ -21,7 +21,7 @@ pub async fn get(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>
     let idle = gw.config.session.idle_timeout.as_secs();
     let absolute = gw.config.session.absolute_timeout.as_secs();
     let body = serde_json::json!({
-        "claims": live.record.claims,
+        "claims": live.record.claims.to_value(),
         "session": {
             "expires_at": live.record.ends_at(idle, absolute),
             "created_at": live.record.created_at,

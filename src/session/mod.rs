@@ -28,7 +28,7 @@ use moka::sync::Cache;
 use crate::admin::metrics::Counter;
 use crate::crypto::signing::SigningKey;
 use crate::crypto::KeyRing;
-pub use record::{AccessToken, EndReason, IndexKey, Session, SessionId, StoreKey};
+pub use record::{AccessToken, Claims, EndReason, IndexKey, Session, SessionId, StoreKey};
 pub use store::{Change, Expect, Indexes, Leases, SessionStore, StoreError, Stored, Written};
 
 /// Seconds since the Unix epoch, the unit of every time in a record.
@@ -43,6 +43,9 @@ pub fn unix_now() -> u64 {
 pub struct LiveSession {
     pub key: StoreKey,
     pub version: u64,
+    /// The record, except the access tokens' bytes: those live only in the header values
+    /// below (a cached session holds each token once; `access_token` here is empty).
+    /// Writes never start from this copy: `Sessions::update` reads the store.
     pub record: Session,
     /// `Bearer <access token>` (or `DPoP <access token>` for a DPoP session), built once
     /// per token so proxying only clones a refcount.
@@ -55,7 +58,7 @@ pub struct LiveSession {
 }
 
 impl LiveSession {
-    fn new(key: StoreKey, version: u64, record: Session) -> Option<LiveSession> {
+    fn new(key: StoreKey, version: u64, mut record: Session) -> Option<LiveSession> {
         let dpop = match &record.dpop_key {
             Some(pkcs8) => {
                 let der = crate::crypto::b64url_decode(pkcs8)?;
@@ -70,6 +73,10 @@ impl LiveSession {
             .iter()
             .map(|(r, t)| Some((r.clone(), authorization_header(scheme, &t.token)?)))
             .collect::<Option<Vec<_>>>()?;
+        record.access_token = String::new();
+        for t in record.resource_tokens.values_mut() {
+            t.token = String::new();
+        }
         Some(LiveSession {
             key,
             version,
@@ -83,7 +90,7 @@ impl LiveSession {
     /// The `Authorization` value for `resource` (`None`: the default audience) unless
     /// that token is missing or due for refresh at `now`.
     pub fn fresh_bearer(&self, resource: Option<&str>, now: u64) -> Option<&HeaderValue> {
-        let (_, refresh_at) = self.record.access_token_for(resource)?;
+        let refresh_at = self.record.refresh_due(resource)?;
         if refresh_at.is_some_and(|at| now >= at) {
             return None;
         }
@@ -214,17 +221,28 @@ impl Sessions {
 
     /// Reads `key` from the store, bypassing (and then refreshing) the cache.
     pub async fn load(&self, key: StoreKey) -> Result<Option<Arc<LiveSession>>, StoreError> {
-        let Some(stored) = self.store.get(&key).await? else {
-            self.cache.invalidate(&key);
+        let Some((version, record)) = self.read(key).await? else {
             return Ok(None);
         };
-        let Some(live) = self.open(key, &stored) else {
+        let Some(live) = LiveSession::new(key, version, record) else {
             self.cache.invalidate(&key);
             return Ok(None);
         };
         let live = Arc::new(live);
         self.cache.insert(key, live.clone());
         Ok(Some(live))
+    }
+
+    /// The whole record under `key` as the store holds it, and its version.
+    async fn read(&self, key: StoreKey) -> Result<Option<(u64, Session)>, StoreError> {
+        let opened = match self.store.get(&key).await? {
+            Some(stored) => self.open(key, &stored).map(|r| (stored.version, r)),
+            None => None,
+        };
+        if opened.is_none() {
+            self.cache.invalidate(&key);
+        }
+        Ok(opened)
     }
 
     /// Stores a new session under a fresh ID. The ID is new on every login (no fixation).
@@ -255,15 +273,13 @@ impl Sessions {
         change: impl Fn(&mut Session),
     ) -> Result<Option<Arc<LiveSession>>, StoreError> {
         for _ in 0..UPDATE_ATTEMPTS {
-            let Some(current) = self.load(key).await? else {
+            // From the store's whole record, never the cached copy (which lacks the
+            // access tokens' bytes).
+            let Some((version, mut record)) = self.read(key).await? else {
                 return Ok(None);
             };
-            let mut record = current.record.clone();
             change(&mut record);
-            if let Some(live) = self
-                .write(key, record, Expect::Version(current.version))
-                .await?
-            {
+            if let Some(live) = self.write(key, record, Expect::Version(version)).await? {
                 return Ok(Some(live));
             }
         }
@@ -346,7 +362,7 @@ impl Sessions {
         }
     }
 
-    fn open(&self, key: StoreKey, stored: &Stored) -> Option<LiveSession> {
+    fn open(&self, key: StoreKey, stored: &Stored) -> Option<Session> {
         let plain = match self.keys.open(&stored.value, &key.0) {
             Ok(p) => p,
             Err(e) => {
@@ -354,14 +370,13 @@ impl Sessions {
                 return None;
             }
         };
-        let record: Session = match serde_json::from_slice(&plain) {
-            Ok(r) => r,
+        match serde_json::from_slice(&plain) {
+            Ok(record) => Some(record),
             Err(_) => {
                 tracing::warn!(session = %key.short(), "session record does not decode; treated as no session");
-                return None;
+                None
             }
-        };
-        LiveSession::new(key, stored.version, record)
+        }
     }
 }
 

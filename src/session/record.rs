@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::crypto;
@@ -134,7 +135,7 @@ pub struct Session {
     /// The provider's session ID (`sid` claim), for back-channel logout.
     pub sid: Option<String>,
     /// The ID token's claims, returned by `/bff/user`.
-    pub claims: serde_json::Map<String, serde_json::Value>,
+    pub claims: Claims,
     /// Kept for `id_token_hint` at logout, when `oidc.logout_id_token_hint` asks for it.
     pub id_token: String,
     pub access_token: String,
@@ -157,6 +158,40 @@ pub struct Session {
     pub dpop_key: Option<String>,
     pub created_at: u64,
     pub last_seen: u64,
+}
+
+/// The ID token's claims as the JSON text of an object, not a parsed map: a session only
+/// ever hands them out whole (`/bff/user`), and a parsed map costs several times their
+/// size in every cached session. Stored the same way either form is (a JSON object), so
+/// records written before still open.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Claims(Box<RawValue>);
+
+impl Claims {
+    pub fn from_map(claims: &serde_json::Map<String, serde_json::Value>) -> Claims {
+        serde_json::value::to_raw_value(claims)
+            .map(Claims)
+            .unwrap_or_default()
+    }
+
+    /// The claims as a JSON value, for a response that embeds them.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.0.get())
+            .unwrap_or_else(|_| serde_json::Value::Object(serde_json::Map::new()))
+    }
+}
+
+impl Default for Claims {
+    fn default() -> Self {
+        // `{}` is valid JSON, so this cannot fail; the fallback would be `null`.
+        Claims(RawValue::from_string("{}".to_owned()).unwrap_or_default())
+    }
+}
+
+impl PartialEq for Claims {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
 }
 
 /// An access token for one audience, with when to refresh it.
@@ -235,15 +270,13 @@ impl Session {
         end
     }
 
-    /// The access token for `resource` (`None`: the default audience) and when it is due
-    /// for refresh; `None` when the session has no token for that resource yet.
-    pub fn access_token_for(&self, resource: Option<&str>) -> Option<(&str, Option<u64>)> {
+    /// When the token for `resource` (`None`: the default audience) is due for refresh
+    /// (`Some(None)`: never ahead of time); `None` when the session has no token for that
+    /// resource yet.
+    pub fn refresh_due(&self, resource: Option<&str>) -> Option<Option<u64>> {
         match resource {
-            None => Some((&self.access_token, self.refresh_at)),
-            Some(r) => self
-                .resource_tokens
-                .get(r)
-                .map(|t| (t.token.as_str(), t.refresh_at)),
+            None => Some(self.refresh_at),
+            Some(r) => self.resource_tokens.get(r).map(|t| t.refresh_at),
         }
     }
 }

@@ -202,3 +202,39 @@ async fn use_slides_last_seen_forward() {
         "last_seen was not moved forward"
     );
 }
+
+#[tokio::test]
+async fn the_cache_holds_each_access_token_once_and_writes_keep_it_whole() {
+    let f = fixture(&[[1; 32]]);
+    let mut r = record("alice");
+    r.resource_tokens.insert(
+        "https://other".into(),
+        AccessToken {
+            token: "other-token".into(),
+            refresh_at: Some(unix_now() + 100),
+            ..Default::default()
+        },
+    );
+    let (_, live) = f.sessions.create(r).await.expect("create");
+    // The cached copy keeps the tokens only in its header values.
+    assert!(live.record.access_token.is_empty());
+    assert_eq!(live.bearer, "Bearer access-token-value");
+    assert_eq!(
+        live.fresh_bearer(Some("https://other"), unix_now())
+            .expect("resource token"),
+        "Bearer other-token"
+    );
+    // A write starts from the store's whole record, so the tokens stay in the store.
+    f.sessions
+        .update(live.key, |s| s.last_seen += 1)
+        .await
+        .expect("update")
+        .expect("live");
+    let stored = f.store.get(&live.key).await.expect("get").expect("stored");
+    let ring = crate::crypto::KeyRing::new(&[[1; 32]]).expect("ring");
+    let whole: Session =
+        serde_json::from_slice(&ring.open(&stored.value, &live.key.0).expect("opens"))
+            .expect("json");
+    assert_eq!(whole.access_token, "access-token-value");
+    assert_eq!(whole.resource_tokens["https://other"].token, "other-token");
+}
