@@ -21,7 +21,11 @@ use std::time::{Duration, Instant};
 use tokengate::crypto::KeyRing;
 use tokengate::session::embedded::EmbeddedStore;
 use tokengate::session::memory::MemoryStore;
-use tokengate::session::{Session, SessionStore, Sessions};
+use tokengate::session::{SessionStore, Sessions};
+
+#[path = "records.rs"]
+mod records;
+use records::{record, ACCESS_TOKEN_BYTES, ID_TOKEN_BYTES, REFRESH_TOKEN_BYTES, TOKEN_BYTES};
 
 /// Opens a store in a scratch directory of its own.
 type Open = fn(&Path) -> Arc<dyn SessionStore>;
@@ -36,11 +40,6 @@ fn memory_store(_: &Path) -> Arc<dyn SessionStore> {
 fn embedded_store(dir: &Path) -> Arc<dyn SessionStore> {
     Arc::new(EmbeddedStore::open(dir).expect("embedded store opens"))
 }
-
-const ACCESS_TOKEN_BYTES: usize = 1024;
-const ID_TOKEN_BYTES: usize = 1000;
-const REFRESH_TOKEN_BYTES: usize = 43;
-const TOKEN_BYTES: usize = ACCESS_TOKEN_BYTES + ID_TOKEN_BYTES + REFRESH_TOKEN_BYTES;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -143,59 +142,6 @@ fn measure_one(store: &str, cache: bool, count: usize) -> ExitCode {
     let _ = std::fs::remove_dir_all(&scratch);
     println!("{result}");
     ExitCode::SUCCESS
-}
-
-/// Session `i`: the tokens and claims of a real login, with values of its own.
-fn record(i: usize) -> Session {
-    let now = tokengate::session::unix_now();
-    let user = format!("user-{i:08}");
-    let claims = serde_json::json!({
-        "sub": user,
-        "sid": format!("sid-{i:016x}-5f1c0a7e"),
-        "iss": "https://login.example.com/realms/main",
-        "aud": "tokengate",
-        "exp": now + 3600,
-        "iat": now,
-        "auth_time": now,
-        "nonce": format!("n-{i:040}"),
-        "at_hash": "mT2v3s9b-Ewq5xq7U9nIPw",
-        "name": "Alice Example",
-        "given_name": "Alice",
-        "family_name": "Example",
-        "preferred_username": user,
-        "email": format!("{user}@example.com"),
-        "email_verified": true,
-    });
-    let serde_json::Value::Object(claims) = claims else {
-        unreachable!("a JSON object literal")
-    };
-    Session {
-        sub: user,
-        sid: Some(format!("sid-{i:016x}-5f1c0a7e")),
-        claims: tokengate::session::Claims::from_map(&claims),
-        id_token: token(i, 'i', ID_TOKEN_BYTES),
-        access_token: token(i, 'a', ACCESS_TOKEN_BYTES),
-        access_expires_at: Some(now + 300),
-        refresh_at: Some(now + 240),
-        refresh_token: Some(token(i, 'r', REFRESH_TOKEN_BYTES)),
-        created_at: now,
-        last_seen: now,
-        ..Default::default()
-    }
-}
-
-/// A token-like string of exactly `len` URL-safe characters, unique to `i` and `kind`.
-fn token(i: usize, kind: char, len: usize) -> String {
-    let mut s = format!("{kind}{i:016x}.");
-    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    while s.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.push(ALPHABET[(x % 64) as usize] as char);
-    }
-    s
 }
 
 fn rss_bytes() -> u64 {
