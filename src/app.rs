@@ -13,7 +13,8 @@ use crate::crypto::KeyRing;
 use crate::oidc::dpop::Nonces;
 use crate::oidc::http_client::ProviderHttp;
 use crate::oidc::ProviderCell;
-use crate::proxy::upstream::{self, UpstreamClient};
+use crate::proxy::pool::Upstreams;
+use crate::proxy::upstream;
 use crate::route::{Route, RouteTable};
 use crate::server::dispatch::RequestIds;
 use crate::server::listener::{self, Limits};
@@ -34,7 +35,7 @@ pub struct Gateway {
     pub provider_http: Arc<ProviderHttp>,
     pub refresher: Refresher,
     pub client_tokens: ClientTokens,
-    pub upstream: UpstreamClient,
+    pub upstream: Upstreams,
     pub metrics: Metrics,
     pub request_ids: RequestIds,
     /// The latest DPoP nonce of each upstream.
@@ -89,6 +90,11 @@ impl Gateway {
         if !config.server.secure_cookies {
             tracing::warn!(public_url = %config.server.public_url, "public_url is plain http: cookies are not Secure; use this for local development only");
         }
+        let upstreams = Upstreams::new(
+            &routes,
+            upstream::upstream_connector(&config.upstream),
+            config.upstream.pool_idle_timeout,
+        );
         Ok(Gateway {
             routes: RouteTable::new(routes),
             sessions,
@@ -106,7 +112,7 @@ impl Gateway {
             )),
             refresher,
             client_tokens: ClientTokens::new(provider.clone(), config.tokens.refresh_before_expiry),
-            upstream: upstream::client(&config.upstream),
+            upstream: upstreams,
             metrics: Metrics::new(config.routes.iter().map(|r| r.path.as_str())),
             request_ids: RequestIds::default(),
             upstream_nonces: Nonces::default(),

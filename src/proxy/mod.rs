@@ -5,16 +5,17 @@
 //!    yields the `Authorization` value to send, if any. May answer 401/403/503.
 //! 3. [`prepare`] — the upstream URI and the header rewrite of [`headers`]; takes the
 //!    client side of a WebSocket upgrade. Changes only the request.
-//! 4. [`send`] — the pooled client, bounded by `upstream.response_timeout`. May answer
-//!    502/504.
+//! 4. [`send`] — the route's upstream pool ([`pool`]), bounded by
+//!    `upstream.response_timeout`. May answer 502/504.
 //! 5. [`respond`] — response hop-by-hop headers out, our cookie names protected, the body
 //!    streamed back untouched; a `101` is wired into a tunnel.
 //!
 //! Bodies are never buffered: the request's `Incoming` goes upstream as it arrives and
-//! the upstream's `Incoming` comes back the same way.
+//! the upstream's body comes back the same way.
 
 pub mod dpop;
 pub mod headers;
+pub mod pool;
 pub mod upgrade;
 pub mod upstream;
 
@@ -29,6 +30,7 @@ use crate::config::TokenPolicy;
 use crate::route::Route;
 use crate::server::listener::ConnInfo;
 use crate::server::{Body, Reject};
+use pool::PooledBody;
 use upstream::UpstreamBody;
 
 pub async fn forward(
@@ -189,7 +191,7 @@ fn prepare(
             upgrade: upgrade.is_some(),
         },
     );
-    // The pool speaks HTTP/1.1 to upstreams, or HTTP/2 where TLS offers it.
+    // The pools speak HTTP/1.1 to upstreams.
     parts.version = Version::HTTP_11;
     Ok((Request::from_parts(parts, Either::Left(body)), upgrade))
 }
@@ -199,11 +201,11 @@ async fn send(
     gw: &Gateway,
     route: &Route,
     req: Request<UpstreamBody>,
-) -> Result<Response<Incoming>, Reject> {
+) -> Result<Response<PooledBody>, Reject> {
     let started = std::time::Instant::now();
     match tokio::time::timeout(
         gw.config.upstream.response_timeout,
-        gw.upstream.request(req),
+        gw.upstream.send(route.index, req),
     )
     .await
     {
@@ -223,7 +225,7 @@ async fn send(
 }
 
 /// Phase 5: the response as the browser will see it.
-fn respond(mut resp: Response<Incoming>, client_upgrade: Option<OnUpgrade>) -> Response<Body> {
+fn respond(mut resp: Response<PooledBody>, client_upgrade: Option<OnUpgrade>) -> Response<Body> {
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     match (switching, client_upgrade) {
         (true, Some(client)) => {

@@ -1,8 +1,5 @@
-//! Outbound HTTP: the pooled client that carries proxied requests, and the TLS set-up it
-//! shares with the provider client.
-//!
-//! One hyper-util client keeps a keep-alive pool per upstream authority, so a proxied call
-//! normally reuses a warm connection: no TCP or TLS handshake on the hot path.
+//! Outbound HTTP: the connectors and TLS set-up shared by the upstream pools
+//! ([`super::pool`]) and the provider client.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +7,6 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-
 use rustls_pki_types::CertificateDer;
 
 use crate::config::{TlsIdentity, UpstreamConfig};
@@ -22,9 +16,6 @@ pub type Connector = HttpsConnector<HttpConnector>;
 /// The body of a proxied request: the browser's, streamed through as hyper `Incoming`,
 /// or none (a request sent again after a DPoP nonce challenge).
 pub type UpstreamBody = http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>;
-
-/// The client for proxied requests.
-pub type UpstreamClient = Client<Connector, UpstreamBody>;
 
 /// rustls client configuration on the ring provider with the Mozilla root set (from
 /// `webpki-roots`: the same roots in every container image, no OpenSSL, no system store),
@@ -54,33 +45,37 @@ pub fn tls_client_config(
     }
 }
 
-/// An http-or-https connector with a connect timeout.
+/// An http-or-https connector with a connect timeout, offering HTTP/1.1 and HTTP/2
+/// over TLS (the provider client).
 pub fn connector(connect_timeout: Duration, tls: rustls::ClientConfig) -> Connector {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_nodelay(true);
     HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(http)
+        .wrap_connector(tcp(connect_timeout))
 }
 
-pub fn client(config: &UpstreamConfig) -> UpstreamClient {
-    Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(config.pool_idle_timeout)
-        .pool_max_idle_per_host(256)
-        .build(connector(
-            config.connect_timeout,
-            // The Mozilla roots alone cannot be refused.
-            tls_client_config(&[], None).unwrap_or_else(|_| {
-                rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth()
-            }),
-        ))
+/// The connector of the upstream pools: HTTP/1.1 only, over TCP or TLS, trusting the
+/// Mozilla roots.
+pub fn upstream_connector(config: &UpstreamConfig) -> Connector {
+    // The Mozilla roots alone cannot be refused.
+    let tls = tls_client_config(&[], None).unwrap_or_else(|_| {
+        rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    });
+    HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp(config.connect_timeout))
+}
+
+fn tcp(connect_timeout: Duration) -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    http
 }

@@ -45,6 +45,18 @@ pub struct Upstream {
     pub host: HeaderValue,
 }
 
+impl Upstream {
+    /// `scheme://authority/`: what a connection is made to.
+    pub fn origin(&self) -> http::Uri {
+        http::Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query("/")
+            .build()
+            .unwrap_or_default()
+    }
+}
+
 impl Route {
     pub fn from_config(index: usize, c: &RouteConfig) -> Option<Route> {
         let scheme = c.upstream.scheme().cloned()?;

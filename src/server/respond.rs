@@ -9,10 +9,11 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+
+use crate::proxy::pool::PooledBody;
 
 /// The body of every response: an upstream's streamed through, or one of our own.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<PooledBody, Full<Bytes>>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reject {

@@ -13,6 +13,7 @@ mod embedded_store;
 mod faults;
 mod lifetime;
 mod login;
+mod pool;
 mod proxy;
 mod redis_store;
 mod refresh;

@@ -9,6 +9,7 @@
 //! - `…/download?bytes=N` streams N bytes back in 1 MiB chunks, never held in memory;
 //!   `…/endless` streams without end;
 //! - `…/reset` drops the connection without an answer;
+//! - `…/close` echoes with `Connection: close`, and the connection ends after it;
 //! - `…/set-cookie` answers with `Set-Cookie` headers for the gateway's cookie names and
 //!   for one of the application's own.
 //!
@@ -18,6 +19,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +50,9 @@ pub struct Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections accepted so far, and those still open.
+    pub accepted: Arc<AtomicUsize>,
+    pub open: Arc<AtomicUsize>,
     state: Arc<State>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -72,14 +77,20 @@ impl Upstream {
             jwks: tokio::sync::Mutex::new(None),
             seen: seen.clone(),
         });
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn({
             let state = state.clone();
+            let (accepted, open) = (accepted.clone(), open.clone());
             async move {
                 loop {
                     let Ok((stream, _)) = listener.accept().await else {
                         continue;
                     };
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    open.fetch_add(1, Ordering::SeqCst);
                     let state = state.clone();
+                    let open = open.clone();
                     tokio::spawn(async move {
                         let svc = service_fn(move |req: Request<Incoming>| {
                             let state = state.clone();
@@ -94,6 +105,7 @@ impl Upstream {
                         let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                             .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                             .await;
+                        open.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
             }
@@ -101,6 +113,8 @@ impl Upstream {
         Upstream {
             addr,
             seen,
+            accepted,
+            open,
             state,
             task,
         }
@@ -271,10 +285,11 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body>
         "scheme": scheme,
         "dpop": dpop_view,
     });
-    Response::builder()
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(full(answer.to_string()))
-        .expect("response")
+    let mut resp = Response::builder().header(http::header::CONTENT_TYPE, "application/json");
+    if path.ends_with("/close") {
+        resp = resp.header(http::header::CONNECTION, "close");
+    }
+    resp.body(full(answer.to_string())).expect("response")
 }
 
 /// `bytes` zero bytes, produced one 1 MiB chunk at a time as the client reads them.

@@ -1,0 +1,309 @@
+//! The upstream connection pool: one per upstream origin, holding idle HTTP/1.1
+//! connections ready for the next proxied request.
+//!
+//! A route knows its upstream when the gateway starts, so each route is handed its
+//! origin's pool then and a request finds it by index: no key to build or hash, no map
+//! to lock beyond the pool's own short list of idle connections. A connection goes back
+//! to that list when the response body it carried has been read to the end (or at once
+//! when the response has none); a response abandoned half-way takes its connection down
+//! with it, as HTTP/1.1 leaves no other way to reuse it. Idle connections are taken
+//! most-recent first, so the warm ones stay warm and the cold ones age out after
+//! `upstream.pool_idle_timeout`.
+//!
+//! Upstreams are spoken to in HTTP/1.1, over TCP or TLS (rustls), like nginx's
+//! `proxy_http_version 1.1` with `keepalive`.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use tower_service::Service;
+
+use super::upstream::{Connector, UpstreamBody};
+use crate::route::Route;
+
+/// Idle connections kept per upstream origin at most.
+const MAX_IDLE: usize = 256;
+
+/// Why an upstream exchange failed before its response head arrived.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("cannot connect: {0}")]
+    Connect(Box<dyn std::error::Error + Send + Sync>),
+    #[error("{0}")]
+    Exchange(#[from] hyper::Error),
+}
+
+impl SendError {
+    pub fn is_connect(&self) -> bool {
+        matches!(self, SendError::Connect(_))
+    }
+}
+
+/// The pools of every route's upstream, indexed by route.
+pub struct Upstreams {
+    by_route: Vec<Arc<Pool>>,
+}
+
+impl Upstreams {
+    /// One pool per distinct upstream origin among `routes`; routes to the same origin
+    /// share it.
+    pub fn new(routes: &[Route], connector: Connector, idle_timeout: Duration) -> Upstreams {
+        let mut origins: Vec<(Uri, Arc<Pool>)> = Vec::new();
+        let by_route = routes
+            .iter()
+            .map(|route| {
+                let origin = route.upstream.origin();
+                if let Some((_, pool)) = origins.iter().find(|(o, _)| *o == origin) {
+                    return pool.clone();
+                }
+                let pool = Pool::new(origin.clone(), connector.clone(), idle_timeout);
+                origins.push((origin, pool.clone()));
+                pool
+            })
+            .collect();
+        Upstreams { by_route }
+    }
+
+    /// Sends `req` (absolute URI) to the upstream of route `index`, up to the response
+    /// head. The response body keeps the connection until it has been read.
+    pub async fn send(
+        &self,
+        index: usize,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        match self.by_route.get(index) {
+            Some(pool) => pool.send(req).await,
+            // Routes and pools are built from the same list; this cannot happen.
+            None => Err(SendError::Connect("no pool for this route".into())),
+        }
+    }
+}
+
+struct Idle {
+    sender: SendRequest<UpstreamBody>,
+    since: Instant,
+}
+
+pub struct Pool {
+    /// `scheme://authority`, what the connector dials.
+    origin: Uri,
+    connector: Connector,
+    idle_timeout: Duration,
+    /// Oldest first; taken from the end.
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl Pool {
+    fn new(origin: Uri, connector: Connector, idle_timeout: Duration) -> Arc<Pool> {
+        let pool = Arc::new(Pool {
+            origin,
+            connector,
+            idle_timeout,
+            idle: Mutex::new(Vec::new()),
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(sweep(Arc::downgrade(&pool)));
+        }
+        pool
+    }
+
+    async fn send(
+        self: &Arc<Self>,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        let mut req = origin_form(req);
+        loop {
+            let (mut sender, reused) = match self.checkout() {
+                Some(s) => (s, true),
+                None => (self.connect().await?, false),
+            };
+            if sender.ready().await.is_err() {
+                // Closed while idle; a fresh connection that fails to become ready is
+                // reported by the exchange below.
+                if reused {
+                    continue;
+                }
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok(self.lease(sender, resp)),
+                Err(mut e) => match e.take_message() {
+                    // Not written: the connection closed under it. Another one may do.
+                    Some(back) if reused => req = back,
+                    _ => return Err(SendError::Exchange(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The most recently used idle connection still open.
+    fn checkout(&self) -> Option<SendRequest<UpstreamBody>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(entry) = idle.pop() {
+            if !entry.sender.is_closed() {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, sender: SendRequest<UpstreamBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<UpstreamBody>, SendError> {
+        // The connector bounds the TCP and TLS set-up by `upstream.connect_timeout`.
+        let io = self
+            .connector
+            .clone()
+            .call(self.origin.clone())
+            .await
+            .map_err(SendError::Connect)?;
+        let (sender, conn) = http1::handshake(io).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// The response, its body holding `sender` until read to the end. A `101` hands the
+    /// connection over to the tunnel, and a body already ended frees it now.
+    fn lease(
+        self: &Arc<Self>,
+        sender: SendRequest<UpstreamBody>,
+        resp: Response<Incoming>,
+    ) -> Response<PooledBody> {
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        resp.map(|inner| {
+            let mut body = PooledBody {
+                inner,
+                lease: (!switching).then(|| (sender, self.clone())),
+            };
+            if body.inner.is_end_stream() {
+                body.release();
+            }
+            body
+        })
+    }
+
+    /// Drops idle connections older than the idle timeout.
+    fn prune(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        // Oldest first: everything before the first young one has expired.
+        let expired = idle
+            .iter()
+            .position(|e| now.duration_since(e.since) < self.idle_timeout)
+            .unwrap_or(idle.len());
+        idle.drain(..expired);
+        idle.retain(|e| !e.sender.is_closed());
+    }
+}
+
+/// Prunes a pool now and then, until the pool is gone.
+async fn sweep(pool: Weak<Pool>) {
+    let period = match pool.upgrade() {
+        Some(p) => (p.idle_timeout / 2).max(Duration::from_millis(100)),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match pool.upgrade() {
+            Some(p) => p.prune(),
+            None => return,
+        }
+    }
+}
+
+/// `/path?query`: what HTTP/1.1 puts on the request line to an origin server.
+fn origin_form(req: Request<UpstreamBody>) -> Request<UpstreamBody> {
+    let (mut parts, body) = req.into_parts();
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    uri.scheme = None;
+    uri.authority = None;
+    parts.uri = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
+    Request::from_parts(parts, body)
+}
+
+/// An upstream response body that returns its connection to the pool once read to the
+/// end; dropped before that, it closes the connection.
+pub struct PooledBody {
+    inner: Incoming,
+    lease: Option<(SendRequest<UpstreamBody>, Arc<Pool>)>,
+}
+
+impl PooledBody {
+    /// Back to the pool: now if the connection can take the next request, else once it
+    /// can (a request body the upstream answered before reading may still be going
+    /// out). Only ready connections are idle, so no request ever waits on another's.
+    fn release(&mut self) {
+        let Some((mut sender, pool)) = self.lease.take() else {
+            return;
+        };
+
+        if sender.is_ready() {
+            pool.checkin(sender);
+            return;
+        }
+        let limit = pool.idle_timeout;
+        tokio::spawn(async move {
+            if let Ok(Ok(())) = tokio::time::timeout(limit, sender.ready()).await {
+                pool.checkin(sender);
+            }
+        });
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
+            Poll::Ready(Some(Err(_))) => this.lease = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        if self.inner.is_end_stream() {
+            self.release();
+        }
+    }
+}

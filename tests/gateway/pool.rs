@@ -1,0 +1,215 @@
+//! The upstream connection pool: connections are reused, a connection the upstream closes
+//! or a response abandoned half-way costs no later request, and idle connections are
+//! closed after `upstream.pool_idle_timeout`.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{wait_until, Setup, TestGateway};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sequential_requests_share_one_upstream_connection() {
+    let gw = TestGateway::start().await;
+    let b = gw.logged_in("alice").await;
+    let before = gw.upstream.accepted.load(Ordering::SeqCst);
+    for i in 0..20 {
+        assert_eq!(b.api(&gw.url(&format!("/api/n{i}"))).await.0, 200);
+    }
+    let opened = gw.upstream.accepted.load(Ordering::SeqCst) - before;
+    assert!(
+        opened <= 1,
+        "20 requests one after another opened {opened} upstream connections"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_to_the_same_upstream_share_its_connections() {
+    let gw = TestGateway::start().await;
+    let b = gw.logged_in("alice").await;
+    // `/api` (a user route) and `/` (a none route) lead to the same upstream.
+    assert_eq!(b.api(&gw.url("/api/warm")).await.0, 200);
+    let before = gw.upstream.accepted.load(Ordering::SeqCst);
+    for i in 0..10 {
+        let resp = reqwest::get(gw.url(&format!("/plain{i}")))
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(b.api(&gw.url(&format!("/api/n{i}"))).await.0, 200);
+    }
+    let opened = gw.upstream.accepted.load(Ordering::SeqCst) - before;
+    assert_eq!(opened, 0, "the warm connection served both routes");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_closing_its_connections_costs_no_request() {
+    let gw = TestGateway::start().await;
+    let b = gw.logged_in("alice").await;
+    let before = gw.upstream.accepted.load(Ordering::SeqCst);
+    for i in 0..10 {
+        // Every other answer says `Connection: close`, and the upstream then closes.
+        let path = if i % 2 == 0 {
+            "/api/close"
+        } else {
+            "/api/open"
+        };
+        let (status, seen) = b.api(&gw.url(path)).await;
+        assert_eq!(status, 200, "request {i} to {path}: {seen}");
+        assert_eq!(seen["token"]["valid"], true);
+    }
+    let opened = gw.upstream.accepted.load(Ordering::SeqCst) - before;
+    assert!(
+        (5..=6).contains(&opened),
+        "a new connection after each close, no more: {opened}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_abandoned_half_way_does_not_poison_the_pool() {
+    let gw = TestGateway::start().await;
+    for round in 0..3 {
+        // A client reads part of a large download and goes away.
+        let mut conn = tokio::net::TcpStream::connect(gw.addr)
+            .await
+            .expect("connect");
+        let request = format!(
+            "GET /files/download?bytes=67108864 HTTP/1.1\r\nHost: {}\r\n\r\n",
+            gw.addr
+        );
+        conn.write_all(request.as_bytes()).await.expect("write");
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0usize;
+        while got < 256 * 1024 {
+            let n = conn.read(&mut buf).await.expect("read");
+            assert!(n > 0, "round {round}: the download ended early");
+            got += n;
+        }
+        drop(conn);
+        // The next requests are answered whole, on a connection of their own.
+        for i in 0..3 {
+            let resp = reqwest::get(gw.url(&format!("/after{round}-{i}")))
+                .await
+                .expect("request");
+            assert_eq!(resp.status(), 200);
+            let seen: serde_json::Value = resp.json().await.expect("a whole JSON answer");
+            assert_eq!(seen["path"], format!("/after{round}-{i}"));
+        }
+    }
+    // The abandoned connections were closed, not parked: only the pool's idle one stays.
+    wait_until(
+        Duration::from_secs(10),
+        "abandoned upstream connections closed",
+        || async { gw.upstream.open.load(Ordering::SeqCst) <= 1 },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_upstream_connections_close_after_the_pool_idle_timeout() {
+    let gw = TestGateway::start_with(Setup {
+        extra: "[upstream]\npool_idle_timeout = \"300ms\"\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let resp = reqwest::get(gw.url("/idle")).await.expect("request");
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.expect("body");
+    assert!(gw.upstream.accepted.load(Ordering::SeqCst) >= 1);
+    wait_until(
+        Duration::from_secs(5),
+        "the idle upstream connection closed",
+        || async { gw.upstream.open.load(Ordering::SeqCst) == 0 },
+    )
+    .await;
+    // And the next request simply opens a new one.
+    let resp = reqwest::get(gw.url("/again")).await.expect("request");
+    assert_eq!(resp.status(), 200);
+}
+
+/// A bare HTTP/1.1 upstream: a `POST` is answered `202` at once and its body then read
+/// and discarded without end (the connection stays open, busy with the upload); anything
+/// else is answered `200 ok`, keep-alive.
+async fn early_answering_upstream() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut head = Vec::new();
+                loop {
+                    let Ok(n) = conn.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                    let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    if head.starts_with(b"POST") {
+                        let early = b"HTTP/1.1 202 Accepted\r\ncontent-length: 5\r\n\r\nearly";
+                        if conn.write_all(early).await.is_err() {
+                            return;
+                        }
+                        while matches!(conn.read(&mut buf).await, Ok(n) if n > 0) {}
+                        return;
+                    }
+                    head.drain(..end + 4);
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if conn.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_still_carrying_an_upload_keeps_no_request_waiting() {
+    let upstream = early_answering_upstream().await;
+    let gw = TestGateway::start_with(Setup {
+        routes: format!(
+            "[[route]]\npath = \"/\"\nupstream = \"http://{upstream}\"\ntoken = \"none\"\n"
+        ),
+        extra: "[upstream]\nresponse_timeout = \"2s\"\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    // The upstream answers before reading the body, and the client never sends the rest
+    // of it: that upstream connection cannot take another request.
+    let mut conn = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: {}\r\nContent-Length: 1000000\r\n\r\npartial",
+        gw.addr
+    );
+    conn.write_all(head.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let mut answer = String::new();
+    while !answer.contains("early") {
+        let n = conn.read(&mut buf).await.expect("read");
+        assert!(n > 0, "no early answer: {answer}");
+        answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    // Other requests go out on other connections, at once.
+    for i in 0..5 {
+        let resp = reqwest::get(gw.url(&format!("/next{i}")))
+            .await
+            .expect("request");
+        assert_eq!(
+            resp.status(),
+            200,
+            "request {i} waited on the stalled upload"
+        );
+    }
+    drop(conn);
+}
