@@ -258,13 +258,16 @@ impl PooledBody {
         let Some((mut sender, pool)) = self.lease.take() else {
             return;
         };
-
         if sender.is_ready() {
             pool.checkin(sender);
             return;
         }
+        // Outside a runtime (a body dropped as the process ends) the connection just closes.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let limit = pool.idle_timeout;
-        tokio::spawn(async move {
+        rt.spawn(async move {
             if let Ok(Ok(())) = tokio::time::timeout(limit, sender.ready()).await {
                 pool.checkin(sender);
             }
