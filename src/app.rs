@@ -90,11 +90,9 @@ impl Gateway {
         if !config.server.secure_cookies {
             tracing::warn!(public_url = %config.server.public_url, "public_url is plain http: cookies are not Secure; use this for local development only");
         }
-        let upstreams = Upstreams::new(
-            &routes,
-            upstream::upstream_connector(&config.upstream),
-            config.upstream.pool_idle_timeout,
-        );
+        let connector = upstream::upstream_connector(&config.upstream)
+            .map_err(|e| StartError::Config(format!("upstream.tls_ca: {e}")))?;
+        let upstreams = Upstreams::new(&routes, connector, config.upstream.pool_idle_timeout);
         Ok(Gateway {
             routes: RouteTable::new(routes),
             sessions,

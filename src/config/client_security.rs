@@ -139,7 +139,7 @@ fn read(c: &mut Checker, key: &str, path: &str) -> Option<Vec<u8>> {
     }
 }
 
-fn certificates(c: &mut Checker, key: &str, path: &str) -> Vec<CertificateDer<'static>> {
+pub(super) fn certificates(c: &mut Checker, key: &str, path: &str) -> Vec<CertificateDer<'static>> {
     let Some(pem) = read(c, key, path) else {
         return Vec::new();
     };

@@ -74,6 +74,8 @@ pub struct UpstreamConfig {
     pub response_timeout: Duration,
     /// How long an idle pooled connection is kept.
     pub pool_idle_timeout: Duration,
+    /// Roots trusted for `https://` upstreams beside the Mozilla set (`upstream.tls_ca`).
+    pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 #[derive(Clone, Debug)]

@@ -55,6 +55,7 @@ pub struct RawUpstream {
     pub connect_timeout: Option<String>,
     pub response_timeout: Option<String>,
     pub pool_idle_timeout: Option<String>,
+    pub tls_ca: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

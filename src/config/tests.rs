@@ -103,6 +103,19 @@ fn three_mistakes_are_reported_together_with_their_paths() {
 }
 
 #[test]
+fn an_unreadable_upstream_ca_names_its_key() {
+    let p = problems(&MINIMAL.replace(
+        "[oidc]",
+        "[upstream]\ntls_ca = \"/nonexistent/ca.pem\"\n[oidc]",
+    ));
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        p[0].starts_with("upstream.tls_ca: cannot read \"/nonexistent/ca.pem\""),
+        "{p:#?}"
+    );
+}
+
+#[test]
 fn unknown_key_is_an_error_naming_it() {
     let p = problems(&MINIMAL.replace("[oidc]", "[oidc]\nisuer = \"x\""));
     assert_eq!(p.len(), 1);

@@ -192,6 +192,11 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             u.pool_idle_timeout.as_deref(),
             "90s",
         ),
+        extra_roots: u
+            .tls_ca
+            .as_deref()
+            .map(|path| super::client_security::certificates(&mut c, "upstream.tls_ca", path))
+            .unwrap_or_default(),
     };
 
     // === [oidc]

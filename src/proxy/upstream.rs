@@ -57,19 +57,14 @@ pub fn connector(connect_timeout: Duration, tls: rustls::ClientConfig) -> Connec
 }
 
 /// The connector of the upstream pools: HTTP/1.1 only, over TCP or TLS, trusting the
-/// Mozilla roots.
-pub fn upstream_connector(config: &UpstreamConfig) -> Connector {
-    // The Mozilla roots alone cannot be refused.
-    let tls = tls_client_config(&[], None).unwrap_or_else(|_| {
-        rustls::ClientConfig::builder()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth()
-    });
-    HttpsConnectorBuilder::new()
+/// Mozilla roots and `upstream.tls_ca`.
+pub fn upstream_connector(config: &UpstreamConfig) -> Result<Connector, String> {
+    let tls = tls_client_config(&config.extra_roots, None)?;
+    Ok(HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(tcp(config.connect_timeout))
+        .wrap_connector(tcp(config.connect_timeout)))
 }
 
 fn tcp(connect_timeout: Duration) -> HttpConnector {

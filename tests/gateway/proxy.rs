@@ -435,3 +435,100 @@ async fn http2_split_cookie_headers_find_the_session_and_lose_the_gateways_cooki
         .collect();
     assert_eq!(cookies.join("; "), "app=1; theme=dark");
 }
+
+/// An HTTPS upstream with a certificate from the test CA, answering every request with
+/// its path. Returns its address and the count of TLS connections it accepted.
+async fn tls_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let p = crate::support::pki();
+    let certs = CertificateDer::pem_file_iter(&p.server_cert)
+        .expect("server certificate")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("server certificate");
+    let key = PrivateKeyDer::from_pem_file(&p.server_key).expect("server key");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let count = count.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = format!("tls {}", req.uri().path());
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(body)),
+                        ))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_upstream_is_reached_through_upstream_tls_ca_and_refused_without_it() {
+    let (addr, accepted) = tls_upstream().await;
+    let route =
+        format!("[[route]]\npath = \"/\"\nupstream = \"https://{addr}\"\ntoken = \"none\"\n");
+    let gw = TestGateway::start_with(Setup {
+        routes: route.clone(),
+        extra: format!(
+            "[upstream]\ntls_ca = \"{}\"\n",
+            crate::support::pki().ca.display()
+        ),
+        ..Setup::default()
+    })
+    .await;
+    for i in 0..5 {
+        let resp = reqwest::get(gw.url(&format!("/secure/{i}")))
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.expect("body"), format!("tls /secure/{i}"));
+    }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one TLS connection, kept alive"
+    );
+
+    // Without the CA the upstream's certificate is not trusted: 502, nothing sent.
+    let untrusting = TestGateway::start_with(Setup {
+        routes: route,
+        ..Setup::default()
+    })
+    .await;
+    let resp = reqwest::get(untrusting.url("/secure/x"))
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 502);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "upstream_unreachable");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
