@@ -126,19 +126,30 @@ fn check_online(path: &std::path::Path, config: &Config) -> ExitCode {
 }
 
 fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let directives = std::env::var("RUST_LOG").unwrap_or_default();
+    let filter = match directives.trim() {
+        "" => Targets::new().with_default(tracing::Level::INFO),
+        text => text.parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!("tokengate: RUST_LOG={text:?} is not understood ({e}); logging at info");
+            Targets::new().with_default(tracing::Level::INFO)
+        }),
+    };
     // Colours only for a person at a terminal: a log file or collector gets no escape
     // codes, and the request span's fields are then formatted without them too (that
     // formatting runs for every request, logged or not).
     let ansi = std::io::stdout().is_terminal();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi);
+    let registry = tracing_subscriber::registry().with(filter);
     if std::env::var("TOKENGATE_LOG_FORMAT").is_ok_and(|v| v == "json") {
-        builder.json().init();
+        registry
+            .with(tracing_subscriber::fmt::layer().json())
+            .init();
     } else {
-        builder.init();
+        registry
+            .with(tracing_subscriber::fmt::layer().with_ansi(ansi))
+            .init();
     }
 }
 
