@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# How close can a proxy built on hyper come to nginx? The floor under tokengate's
+# proxying, beside nginx and tokengate, in one run on loopback.
+#
+#   floor     bench/hyper_floor.rs: hyper's HTTP/1 server and client on tokio's
+#             current-thread runtime, one upstream connection per client connection,
+#             requests passed through untouched — nothing of tokengate's;
+#   nginx     nginx as a plain reverse proxy with upstream keep-alive;
+#   tg-none   tokengate, a `token = "none"` route;
+# all on PROXY_CPU alone, against the same small nginx upstream, wrk on LOAD_CPU (the CPU
+# split of bench/proxy.sh). Prints requests/s, p50 and p99 (median of the rounds) and
+# each one's requests/s over nginx's.
+#
+#   bench/hyper-floor.sh     env: DURATION (10), ROUNDS (3), CONNS (64)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+DURATION="${DURATION:-10}"
+ROUNDS="${ROUNDS:-3}"
+CONNS="${CONNS:-64}"
+
+bench_init
+log "building bench/hyper_floor.rs"
+FLOOR="$(cargo bench --no-run --quiet --bench hyper_floor --message-format=json 2>/dev/null |
+  python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "hyper_floor":
+        print(m["executable"])')"
+[ -x "$FLOOR" ] || { echo "bench/hyper_floor.rs did not build" >&2; exit 1; }
+UP=$(free_port) NGX=$(free_port) FL=$(free_port) GW=$(free_port) ADMIN=$(free_port)
+echo "machine: $(machine_line)"
+echo "commit:  $(git rev-parse --short HEAD)"
+
+upstream_start "$UP"
+nginx_start proxy "upstream api { server 127.0.0.1:$UP; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NGX;
+    location / {
+      proxy_pass http://api;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+    }
+  }" "$PROXY_CPU"
+wait_http "http://127.0.0.1:$NGX/"
+bench_bg taskset -c "$PROXY_CPU" "$FLOOR" "127.0.0.1:$FL" "127.0.0.1:$UP"
+wait_http "http://127.0.0.1:$FL/"
+provider_start "$GW"
+gateway_config "$work/gateway.toml" "$GW" "$ADMIN" "$UP"
+gateway_start "$work/gateway.toml"
+wait_http "http://127.0.0.1:$ADMIN/readyz"
+
+declare -A url=(
+  [floor]="http://127.0.0.1:$FL/public/items"
+  [nginx]="http://127.0.0.1:$NGX/public/items"
+  [tg-none]="http://127.0.0.1:$GW/public/items"
+)
+targets=(floor nginx tg-none)
+log "warming up (2 s per target)"
+for t in "${targets[@]}"; do wrk_run "$work/wrk.out" 64 2 "${url[$t]}"; done
+
+: >"$work/results"
+for round in $(seq 1 "$ROUNDS"); do
+  for c in $CONNS; do
+    for t in "${targets[@]}"; do
+      wrk_run "$work/wrk.out" "$c" "$DURATION" "${url[$t]}"
+      fig="$(wrk_figures "$work/wrk.out")"
+      echo "$t $c $fig" >>"$work/results"
+      log "round $round/$ROUNDS, $c connections, $t: $fig (requests/s p50 p99 failed)"
+    done
+  done
+done
+
+echo
+echo "machine after the run: $(machine_line)"
+echo "median of $ROUNDS rounds of ${DURATION} s; proxies on CPU $PROXY_CPU, wrk + upstream + provider on CPU $LOAD_CPU"
+awk '
+  function median(list,   n, a, i, j, t) {
+    n = split(list, a, " ")
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+  }
+  { k = $1 " " $2; if (!(k in rps)) order[++n] = k; rps[k] = rps[k] " " $3; p50[k] = p50[k] " " $4; p99[k] = p99[k] " " $5; failed[k] += $6 }
+  END {
+    printf "%-6s %-8s %11s %9s %9s %7s %9s\n", "conns", "target", "requests/s", "p50 ms", "p99 ms", "failed", "vs nginx"
+    for (i = 1; i <= n; i++) {
+      split(order[i], kc, " ")
+      limit = median(rps["nginx " kc[2]])
+      r = median(rps[order[i]])
+      printf "%-6s %-8s %11.0f %9.3f %9.3f %7d %9.3f\n", kc[2], kc[1], r, median(p50[order[i]]), median(p99[order[i]]), failed[order[i]], r / limit
+    }
+  }' "$work/results"
