@@ -7,6 +7,9 @@
 //! themselves; bench/hyper-floor.sh measures it beside nginx.
 //!
 //!   hyper_floor LISTEN_ADDR UPSTREAM_ADDR
+//!
+//! Without addresses (as `cargo test` runs it) it checks itself: one request through it
+//! to an upstream of its own.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,13 +28,6 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
-    let (Some(listen), Some(upstream)) = (
-        args.first().and_then(|a| a.parse::<SocketAddr>().ok()),
-        args.get(1).and_then(|a| a.parse::<SocketAddr>().ok()),
-    ) else {
-        eprintln!("usage: hyper_floor LISTEN_ADDR UPSTREAM_ADDR");
-        std::process::exit(2);
-    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -42,17 +38,66 @@ fn main() {
             std::process::exit(1);
         }
     };
-    runtime.block_on(serve(listen, upstream));
-}
-
-async fn serve(listen: SocketAddr, upstream: SocketAddr) {
-    let listener = match TcpListener::bind(listen).await {
+    if args.is_empty() {
+        runtime.block_on(self_check());
+        return;
+    }
+    let (Some(listen), Some(upstream)) = (
+        args.first().and_then(|a| a.parse::<SocketAddr>().ok()),
+        args.get(1).and_then(|a| a.parse::<SocketAddr>().ok()),
+    ) else {
+        eprintln!("usage: hyper_floor LISTEN_ADDR UPSTREAM_ADDR");
+        std::process::exit(2);
+    };
+    let listener = match runtime.block_on(TcpListener::bind(listen)) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("hyper_floor: cannot listen on {listen}: {e}");
             std::process::exit(1);
         }
     };
+    runtime.block_on(serve(listener, upstream));
+}
+
+/// One request through the floor to an upstream answering `ok`.
+async fn self_check() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let upstream_addr = upstream.local_addr().expect("upstream address");
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = upstream.accept().await {
+            tokio::spawn(async move {
+                let ok = service_fn(|_req: Request<Incoming>| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"ok"),
+                    )))
+                });
+                let _ = server::Builder::new()
+                    .serve_connection(TokioIo::new(conn), ok)
+                    .await;
+            });
+        }
+    });
+    let floor = TcpListener::bind("127.0.0.1:0").await.expect("bind floor");
+    let floor_addr = floor.local_addr().expect("floor address");
+    tokio::spawn(serve(floor, upstream_addr));
+    let mut client = TcpStream::connect(floor_addr).await.expect("connect");
+    client
+        .write_all(b"GET /x HTTP/1.1\r\nHost: floor\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).await.expect("read");
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"),
+        "through the floor: {answer:?}"
+    );
+    println!("hyper_floor: one request passed through");
+}
+
+async fn serve(listener: TcpListener, upstream: SocketAddr) {
     loop {
         let Ok((inbound, _)) = listener.accept().await else {
             continue;
