@@ -139,10 +139,9 @@ impl Gateway {
         let cookie::Lookup::One(value) = cookie::find(headers, self.cookies.session()) else {
             return Ok(None);
         };
-        let Some(id) = SessionId::parse(value) else {
+        let Some(key) = SessionId::store_key_of(value) else {
             return Ok(None);
         };
-        let key = id.store_key();
         let found = if slide {
             self.sessions.get(key).await
         } else {

@@ -21,6 +21,9 @@ fuzz_target!(|data: &[u8]| {
         if let cookie::Lookup::One(v) = cookie::find(&headers, name) {
             if let Some(id) = SessionId::parse(v) {
                 assert_eq!(id.secret(), v);
+                assert_eq!(SessionId::store_key_of(v), Some(id.store_key()));
+            } else {
+                assert!(SessionId::store_key_of(v).is_none());
             }
             if let Some(sealed) = crypto::b64url_decode(v) {
                 if let Ok(plain) = ring.open(&sealed, name.as_bytes()) {
@@ -29,8 +32,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let _ = cookie::has_own(&headers);
-    if let Some(rest) = cookie::without_own(&headers) {
+    let (_, others) = cookie::own_and_others(&headers);
+    let rest = cookie::without_own(&headers);
+    // What the rewrite decides from the one look must agree with the rewrite itself.
+    assert_eq!(rest.is_some(), others, "others: {others}, rest: {rest:?}");
+    if let Some(rest) = rest {
         for pair in rest.split(';') {
             let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
             assert!(!cookie::CookieNames::is_own(name), "our cookie survived: {rest}");

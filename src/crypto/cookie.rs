@@ -142,41 +142,42 @@ pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Lookup<'a> {
     }
 }
 
+/// Every `name=value` pair of every `Cookie` header, trimmed, with whether the name is
+/// one of the gateway's. Values that are not visible ASCII are skipped.
+fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, bool)> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|text| text.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
+            (pair, CookieNames::is_own(name))
+        })
+}
+
 /// The `Cookie` header value with the gateway's own cookies removed, or `None` when
 /// nothing else is left. Multiple `Cookie` headers (HTTP/2) are joined, as RFC 9113
 /// §8.2.3 allows.
 pub fn without_own(headers: &HeaderMap) -> Option<String> {
     let mut out = String::new();
-    for value in headers.get_all(http::header::COOKIE) {
-        let Ok(text) = value.to_str() else { continue };
-        for pair in text.split(';') {
-            let pair = pair.trim();
-            if pair.is_empty() {
-                continue;
-            }
-            let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
-            if CookieNames::is_own(name) {
-                continue;
-            }
-            if !out.is_empty() {
-                out.push_str("; ");
-            }
-            out.push_str(pair);
+    for (pair, _) in pairs(headers).filter(|(_, own)| !own) {
+        if !out.is_empty() {
+            out.push_str("; ");
         }
+        out.push_str(pair);
     }
     (!out.is_empty()).then_some(out)
 }
 
-/// True when any `Cookie` header carries one of the gateway's cookies (so the header
-/// needs rewriting before it goes upstream).
-pub fn has_own(headers: &HeaderMap) -> bool {
-    headers.get_all(http::header::COOKIE).iter().any(|v| {
-        v.to_str().is_ok_and(|text| {
-            text.split(';').any(|pair| {
-                let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
-                CookieNames::is_own(name)
-            })
-        })
+/// Whether the `Cookie` headers carry one of the gateway's cookies, and whether they carry
+/// any other: one look that tells whether the header must go (only ours), be rewritten
+/// by [`without_own`] (both), or can stay (none of ours).
+pub fn own_and_others(headers: &HeaderMap) -> (bool, bool) {
+    pairs(headers).fold((false, false), |(own, others), (_, is_own)| {
+        (own || is_own, others || !is_own)
     })
 }
 
@@ -264,10 +265,15 @@ mod tests {
             "a=1; tokengate=s; __Host-Http-tokengate=x",
             "tokengate-login-abc=y; b=2",
         ]);
-        assert!(has_own(&h));
+        assert_eq!(own_and_others(&h), (true, true));
         assert_eq!(without_own(&h).as_deref(), Some("a=1; b=2"));
         let only_own = headers(&["tokengate=s"]);
+        assert_eq!(own_and_others(&only_own), (true, false));
         assert_eq!(without_own(&only_own), None);
-        assert!(!has_own(&headers(&["a=1; tokengatex=2"])));
+        assert_eq!(
+            own_and_others(&headers(&["a=1; tokengatex=2"])),
+            (false, true)
+        );
+        assert_eq!(own_and_others(&HeaderMap::new()), (false, false));
     }
 }

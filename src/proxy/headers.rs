@@ -106,20 +106,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 pub fn rewrite_request(headers: &mut HeaderMap, ctx: &RequestContext<'_>) {
     strip_hop_by_hop(headers, ctx.upgrade);
 
-    if cookie::has_own(headers) {
-        match cookie::without_own(headers) {
-            Some(rest) => match HeaderValue::from_str(&rest) {
-                Ok(v) => {
-                    headers.insert(COOKIE, v);
-                }
-                Err(_) => {
-                    headers.remove(COOKIE);
-                }
-            },
-            None => {
+    match cookie::own_and_others(headers) {
+        (false, _) => {}
+        (true, false) => {
+            headers.remove(COOKIE);
+        }
+        (true, true) => match cookie::without_own(headers).map(|r| HeaderValue::from_str(&r)) {
+            Some(Ok(v)) => {
+                headers.insert(COOKIE, v);
+            }
+            _ => {
                 headers.remove(COOKIE);
             }
-        }
+        },
     }
 
     if ctx.route.token != TokenPolicy::None {

@@ -113,6 +113,10 @@ fn id_text(prefix: u64, n: u64) -> ([u8; 32], usize) {
 
 /// True for `.`/`..` segments, literal or percent-encoded.
 fn has_dot_segment(path: &str) -> bool {
+    // Most paths have neither a dot nor a `%`, and then no segment can be one.
+    if !path.bytes().any(|b| b == b'.' || b == b'%') {
+        return false;
+    }
     path.split('/').any(|seg| match seg {
         "." | ".." => true,
         // Only short segments with a `%` can spell `.` or `..` encoded: no allocation

@@ -177,8 +177,8 @@ impl Sessions {
         &self,
         cookie_value: &str,
     ) -> Result<Option<Arc<LiveSession>>, StoreError> {
-        match SessionId::parse(cookie_value) {
-            Some(id) => self.get(id.store_key()).await,
+        match SessionId::store_key_of(cookie_value) {
+            Some(key) => self.get(key).await,
             None => Ok(None),
         }
     }
