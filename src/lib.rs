@@ -30,6 +30,7 @@
 //! - [`server::respond`] is the one place errors become responses.
 //! - [`admin`] serves `/healthz`, `/readyz`, `/metrics` and the [`admin::api`] on the
 //!   admin listener.
+//! - [`logging`] writes the log lines, each line of a request naming its ID.
 //! - [`config`] loads and validates the configuration; [`app`] builds the [`app::Gateway`]
 //!   from it and serves; [`shutdown`] carries the drain signal.
 
@@ -38,6 +39,7 @@ pub mod app;
 pub mod bff;
 pub mod config;
 pub mod crypto;
+pub mod logging;
 pub mod oidc;
 pub mod proxy;
 pub mod route;

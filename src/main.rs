@@ -1,6 +1,5 @@
 //! The `tokengate` command: `run` (default), `check`, `keygen`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -125,34 +124,6 @@ fn check_online(path: &std::path::Path, config: &Config) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn init_logging() {
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let directives = std::env::var("RUST_LOG").unwrap_or_default();
-    let filter = match directives.trim() {
-        "" => Targets::new().with_default(tracing::Level::INFO),
-        text => text.parse::<Targets>().unwrap_or_else(|e| {
-            eprintln!("tokengate: RUST_LOG={text:?} is not understood ({e}); logging at info");
-            Targets::new().with_default(tracing::Level::INFO)
-        }),
-    };
-    // Colours only for a person at a terminal: a log file or collector gets no escape
-    // codes, and the request span's fields are then formatted without them too (that
-    // formatting runs for every request, logged or not).
-    let ansi = std::io::stdout().is_terminal();
-    let registry = tracing_subscriber::registry().with(filter);
-    if std::env::var("TOKENGATE_LOG_FORMAT").is_ok_and(|v| v == "json") {
-        registry
-            .with(tracing_subscriber::fmt::layer().json())
-            .init();
-    } else {
-        registry
-            .with(tracing_subscriber::fmt::layer().with_ansi(ansi))
-            .init();
-    }
-}
-
 /// The tokio runtime: one worker thread per CPU this process may use (its affinity and
 /// CPU quota), or `TOKIO_WORKER_THREADS`. With a single thread, the current-thread
 /// scheduler: on one core the multi-thread scheduler with one worker served about 30 %
@@ -176,7 +147,7 @@ fn runtime_builder() -> tokio::runtime::Builder {
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
-    init_logging();
+    tokengate::logging::init();
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {

@@ -33,19 +33,8 @@ use crate::server::{Body, Reject};
 use pool::PooledBody;
 use upstream::UpstreamBody;
 
+/// The phases, in order; a [`Reject`] is the caller's to turn into its response.
 pub async fn forward(
-    gw: &Gateway,
-    route: &Route,
-    req: Request<Incoming>,
-    conn: ConnInfo,
-) -> Response<Body> {
-    match run_phases(gw, route, req, conn).await {
-        Ok(resp) => resp,
-        Err(reject) => reject.response(),
-    }
-}
-
-async fn run_phases(
     gw: &Gateway,
     route: &Route,
     req: Request<Incoming>,
@@ -53,21 +42,32 @@ async fn run_phases(
 ) -> Result<Response<Body>, Reject> {
     admit(route, &req)?;
     let credential = authorise(gw, route, req.headers()).await?;
-    let (mut upstream_req, client_upgrade) =
-        prepare(gw, route, req, conn, credential.authorization)?;
-    let Some(binding) = credential.dpop else {
-        let resp = send(gw, route, upstream_req).await?;
-        return Ok(respond(resp, client_upgrade));
+    let (upstream_req, client_upgrade) = prepare(gw, route, req, conn, credential.authorization)?;
+    let resp = match credential.dpop {
+        None => send(gw, route, upstream_req).await?,
+        // Boxed: its future holds two exchanges, and sized into every request's future
+        // it would be moved about by the requests that carry no proof too.
+        Some(binding) => Box::pin(send_with_proof(gw, route, binding, upstream_req)).await?,
     };
+    Ok(respond(resp, client_upgrade))
+}
+
+/// Phase 4 for a DPoP-bound token: the request with its proof, sent again once with a
+/// new proof when the upstream asks for a nonce.
+async fn send_with_proof(
+    gw: &Gateway,
+    route: &Route,
+    binding: dpop::Binding,
+    mut upstream_req: Request<UpstreamBody>,
+) -> Result<Response<PooledBody>, Reject> {
     let replay = dpop::sign(gw, &binding, &mut upstream_req)?;
     let origin = crate::oidc::dpop::origin(upstream_req.uri());
     let resp = send(gw, route, upstream_req).await?;
     let again = dpop::retry(gw, &binding, replay, resp.status(), resp.headers(), &origin)?;
-    let resp = match again {
-        Some(req) => send(gw, route, req).await?,
-        None => resp,
-    };
-    Ok(respond(resp, client_upgrade))
+    match again {
+        Some(req) => send(gw, route, req).await,
+        None => Ok(resp),
+    }
 }
 
 /// What a request carries upstream: an `Authorization` value, and for a DPoP-bound

@@ -121,7 +121,9 @@ impl Pool {
         loop {
             let (mut sender, reused) = match self.checkout() {
                 Some(s) => (s, true),
-                None => (self.connect().await?, false),
+                // Boxed: connecting is rare, and its future would otherwise make every
+                // request's future (moved about at each step) several times larger.
+                None => (Box::pin(self.connect()).await?, false),
             };
             if sender.ready().await.is_err() {
                 // Closed while idle; a fresh connection that fails to become ready is

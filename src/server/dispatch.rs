@@ -12,7 +12,7 @@ use super::listener::ConnInfo;
 use super::{Body, Reject};
 use crate::admin::metrics::RouteStats;
 use crate::app::Gateway;
-use tracing::Instrument;
+use crate::logging::with_request_id;
 
 pub async fn handle(
     gw: Arc<Gateway>,
@@ -24,11 +24,8 @@ pub async fn handle(
     let id = gw.request_ids.for_request(req.headers());
     // The upstream sees the same ID as our logs and the browser.
     req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
-    // `%`: the ID is recorded through `Display`. Recorded as a `&str` it would go through
-    // `Debug`, which escapes it character by character when the span is made — on every
-    // request, whether or not anything is logged in it.
-    let span = tracing::info_span!("request", id = %id.to_str().unwrap_or_default());
-    let (mut resp, stats) = route(&gw, req, conn).instrument(span).await;
+    // Every line logged while the request is served names it (crate::logging).
+    let (mut resp, stats) = with_request_id(id.clone(), route(&gw, req, conn)).await;
     stats.record(resp.status(), started.elapsed());
     resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
     resp
@@ -47,11 +44,18 @@ async fn route(
         return (resp, gw.metrics.unmatched());
     }
     if path == "/bff" || path.starts_with("/bff/") {
-        return (crate::bff::handle(gw, req).await, gw.metrics.bff());
+        // Boxed: the login and callback flows make a large future, and without the box
+        // every proxied request would carry (and move) its size.
+        return (
+            Box::pin(crate::bff::handle(gw, req)).await,
+            gw.metrics.bff(),
+        );
     }
     match gw.routes.find(path) {
         Some(route) => (
-            crate::proxy::forward(gw, route, req, conn).await,
+            crate::proxy::forward(gw, route, req, conn)
+                .await
+                .unwrap_or_else(|reject| reject.response()),
             gw.metrics.route(route.index),
         ),
         None => (Reject::NotFound.response(), gw.metrics.unmatched()),

@@ -202,7 +202,9 @@ impl Sessions {
     ) -> Result<Option<Arc<LiveSession>>, StoreError> {
         let live = match self.cache.get(&key) {
             Some(live) => live,
-            None => match self.load(key).await? {
+            // The cold paths are boxed: the cached hit, the one that runs for nearly every
+            // request, then moves a small future rather than one sized for a store read.
+            None => match Box::pin(self.load(key)).await? {
                 Some(live) => live,
                 None => return Ok(None),
             },
@@ -210,11 +212,11 @@ impl Sessions {
         let now = unix_now();
         let (ends_at, reason) = live.record.end(self.idle, self.absolute);
         if now >= ends_at {
-            self.end(key, reason).await?;
+            Box::pin(self.end(key, reason)).await?;
             return Ok(None);
         }
         if slide && now >= live.record.last_seen + self.touch_after {
-            return self.update(key, |s| s.last_seen = now).await;
+            return Box::pin(self.update(key, |s| s.last_seen = now)).await;
         }
         Ok(Some(live))
     }

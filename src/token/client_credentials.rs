@@ -88,7 +88,9 @@ impl ClientTokens {
                 return Err(e.clone());
             }
         }
-        match self.fetch(resource, scope).await {
+        // Boxed: fetching is rare, and its future would otherwise make every proxied
+        // request's future larger.
+        match Box::pin(self.fetch(resource, scope)).await {
             Ok((bearer, due)) => {
                 self.counts.fetched.inc();
                 *slot.current.write().unwrap_or_else(|p| p.into_inner()) =
