@@ -55,22 +55,27 @@ fn is_fixed_hop_by_hop(name: &HeaderName) -> bool {
         || name == PROXY_AUTHORIZATION
 }
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == CONNECTION || name == UPGRADE || is_fixed_hop_by_hop(name)
-}
-
 /// Removes hop-by-hop headers, and the headers `Connection` names. With `keep_upgrade`,
 /// `Connection: upgrade` and `Upgrade` stay: the upstream must see the upgrade request.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none of them (an HTTP/1.1 keep-alive needs no header, HTTP/2
-    // forbids them): one look at each name present is cheaper than removing each by a
-    // hashed lookup, which then happens only for the names there are.
-    if !keep_upgrade && !headers.keys().any(is_hop_by_hop) {
-        return;
+    // One look at each name present says which removals are needed: most messages carry
+    // none (an HTTP/1.1 keep-alive needs no header, HTTP/2 forbids them), and a typical
+    // upstream response only `Connection: keep-alive`. Removing by name is a hashed
+    // lookup each; it happens only for the names there are.
+    let (mut connection, mut upgrade, mut fixed) = (false, false, false);
+    for name in headers.keys() {
+        connection |= name == CONNECTION;
+        upgrade |= name == UPGRADE;
+        fixed |= is_fixed_hop_by_hop(name);
     }
-    if headers.contains_key(CONNECTION) {
-        // Names `Connection` lists beyond the fixed ones; usually none, since its common
-        // tokens are `keep-alive` and `close`.
+    // `Connection: keep-alive` or `close`, the usual value, names no other header.
+    let lists_names = connection
+        && !headers.get_all(CONNECTION).iter().all(|v| {
+            v.as_bytes().eq_ignore_ascii_case(b"keep-alive")
+                || v.as_bytes().eq_ignore_ascii_case(b"close")
+        });
+    if lists_names {
+        // Names `Connection` lists beyond the fixed ones.
         let listed: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
@@ -84,21 +89,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         for name in listed {
             headers.remove(&name);
         }
+    }
+    if connection {
         headers.remove(CONNECTION);
     }
-    // Often `Connection` was the only one (an upstream's `Connection: keep-alive`), and
-    // then nothing is collected: an empty Vec does not allocate.
-    let fixed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_fixed_hop_by_hop(n))
-        .cloned()
-        .collect();
-    for name in fixed {
-        headers.remove(&name);
+    if fixed {
+        let present: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| is_fixed_hop_by_hop(n))
+            .cloned()
+            .collect();
+        for name in present {
+            headers.remove(&name);
+        }
     }
     if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if upgrade {
         headers.remove(UPGRADE);
     }
 }
@@ -189,6 +196,25 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn a_plain_keep_alive_goes_and_nothing_else() {
+        for value in ["keep-alive", "Keep-Alive", "close"] {
+            let mut h = HeaderMap::new();
+            h.insert(CONNECTION, HeaderValue::from_static(value));
+            h.insert("content-type", HeaderValue::from_static("application/json"));
+            h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+            strip_hop_by_hop(&mut h, false);
+            assert_eq!(h.len(), 1, "{value}: {h:?}");
+            assert!(h.contains_key("content-type"));
+        }
+        let mut h = HeaderMap::new();
+        h.append(CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.append(CONNECTION, HeaderValue::from_static("x-hop"));
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.is_empty(), "{h:?}");
     }
 
     #[test]
