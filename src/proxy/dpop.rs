@@ -30,15 +30,16 @@ pub struct Replay {
     headers: HeaderMap,
 }
 
-/// Adds the `DPoP` proof header for the request as it will be sent; returns what a nonce
-/// retry needs when the request has no body.
+/// Adds the `DPoP` proof header for the request as it will be sent to `target` (its
+/// absolute URL); returns what a nonce retry needs when the request has no body.
 pub fn sign(
     gw: &Gateway,
     binding: &Binding,
     req: &mut Request<UpstreamBody>,
+    target: &http::Uri,
 ) -> Result<Option<Replay>, Reject> {
-    let nonce = gw.upstream_nonces.get(&dpop::origin(req.uri()));
-    let proof = proof(binding, req.method(), req.uri(), nonce.as_deref())?;
+    let nonce = gw.upstream_nonces.get(&dpop::origin(target));
+    let proof = proof(binding, req.method(), target, nonce.as_deref())?;
     req.headers_mut().insert(&DPOP, proof);
     Ok(bodiless(req).then(|| Replay {
         method: req.method().clone(),
@@ -55,20 +56,21 @@ pub fn retry(
     replay: Option<Replay>,
     status: http::StatusCode,
     headers: &HeaderMap,
-    origin: &str,
+    target: &http::Uri,
 ) -> Result<Option<Request<UpstreamBody>>, Reject> {
-    if !gw.upstream_nonces.learn(origin, headers) {
+    let origin = dpop::origin(target);
+    if !gw.upstream_nonces.learn(&origin, headers) {
         return Ok(None);
     }
     let Some(replay) = replay.filter(|_| dpop::wants_nonce(status, headers, b"")) else {
         return Ok(None);
     };
-    let nonce = gw.upstream_nonces.get(origin);
+    let nonce = gw.upstream_nonces.get(&origin);
     let mut req = Request::new(Either::Right(Empty::<Bytes>::new()));
     *req.method_mut() = replay.method;
     *req.uri_mut() = replay.uri;
     *req.headers_mut() = replay.headers;
-    let proof = proof(binding, req.method(), req.uri(), nonce.as_deref())?;
+    let proof = proof(binding, req.method(), target, nonce.as_deref())?;
     req.headers_mut().insert(&DPOP, proof);
     Ok(Some(req))
 }

@@ -19,7 +19,8 @@ pub mod pool;
 pub mod upgrade;
 pub mod upstream;
 
-use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -60,10 +61,16 @@ async fn send_with_proof(
     binding: dpop::Binding,
     mut upstream_req: Request<UpstreamBody>,
 ) -> Result<Response<PooledBody>, Reject> {
-    let replay = dpop::sign(gw, &binding, &mut upstream_req)?;
-    let origin = crate::oidc::dpop::origin(upstream_req.uri());
+    // The proof names the whole URL; the request line carries only its path.
+    let target = upstream_req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .and_then(|path| route.absolute(path).ok())
+        .ok_or(Reject::BadRequest("the request path cannot be forwarded"))?;
+    let replay = dpop::sign(gw, &binding, &mut upstream_req, &target)?;
     let resp = send(gw, route, upstream_req).await?;
-    let again = dpop::retry(gw, &binding, replay, resp.status(), resp.headers(), &origin)?;
+    let again = dpop::retry(gw, &binding, replay, resp.status(), resp.headers(), &target)?;
     match again {
         Some(req) => send(gw, route, req).await,
         None => Ok(resp),
@@ -176,9 +183,15 @@ fn prepare(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let pq = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    // Origin form, as HTTP/1.1 puts it on the request line to the upstream.
     parts.uri = route
-        .upstream_uri(pq)
+        .upstream_path(&pq)
+        .map(Uri::from)
         .map_err(|_| Reject::BadRequest("the request path cannot be forwarded"))?;
     headers::rewrite_request(
         &mut parts.headers,

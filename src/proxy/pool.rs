@@ -235,8 +235,12 @@ async fn sweep(pool: Weak<Pool>) {
     }
 }
 
-/// `/path?query`: what HTTP/1.1 puts on the request line to an origin server.
+/// `/path?query`: what HTTP/1.1 puts on the request line to an origin server (the proxy
+/// hands requests over in that form already).
 fn origin_form(req: Request<UpstreamBody>) -> Request<UpstreamBody> {
+    if req.uri().scheme().is_none() && req.uri().authority().is_none() {
+        return req;
+    }
     let (mut parts, body) = req.into_parts();
     let mut uri = std::mem::take(&mut parts.uri).into_parts();
     uri.scheme = None;

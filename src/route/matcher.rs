@@ -111,4 +111,47 @@ mod tests {
             "http://admin:1/base/?q"
         );
     }
+
+    #[test]
+    fn upstream_path_is_what_the_request_line_carries() {
+        use http::uri::PathAndQuery;
+        let cases = [
+            // (route prefix, upstream, strip, request, upstream path)
+            ("/api", "http://api:1", false, "/api/x?q=1", "/api/x?q=1"),
+            ("/api", "http://api:1", true, "/api/x?q=1", "/x?q=1"),
+            ("/api", "http://api:1", true, "/api", "/"),
+            ("/api", "http://api:1/base/", false, "/api/x", "/base/api/x"),
+            (
+                "/api/admin",
+                "http://admin:1/base",
+                true,
+                "/api/admin/u?q",
+                "/base/u?q",
+            ),
+            (
+                "/api/admin",
+                "http://admin:1/base",
+                true,
+                "/api/admin",
+                "/base/",
+            ),
+            (
+                "/api/admin",
+                "http://admin:1/base",
+                true,
+                "/api/admin?q",
+                "/base/?q",
+            ),
+            ("/", "http://api:1", true, "/x?y", "/x?y"),
+        ];
+        for (prefix, upstream, strip, request, expected) in cases {
+            let r = route(0, prefix, upstream, strip);
+            let path = r
+                .upstream_path(&PathAndQuery::from_static(request))
+                .expect("path");
+            assert_eq!(path, expected, "{prefix} {upstream} {strip} {request}");
+            let absolute = r.absolute(path).expect("absolute");
+            assert_eq!(absolute, r.upstream_uri(request).expect("uri"));
+        }
+    }
 }

@@ -87,31 +87,43 @@ impl Route {
 
     /// The upstream URI for a request path and query that matched this route.
     pub fn upstream_uri(&self, path_and_query: &str) -> Result<http::Uri, http::Error> {
-        let rest = if self.strip_prefix && self.prefix != "/" {
-            // Matching guarantees the prefix is there and ends at a segment boundary.
-            let r = &path_and_query[self.prefix.len()..];
-            if r.is_empty() || r.starts_with('?') {
-                // `/api` → `/`, `/api?x` → `/?x`
-                return self.join("/", r);
-            }
-            r
-        } else {
-            path_and_query
-        };
-        self.join("", rest)
+        let path = self.upstream_path(&PathAndQuery::try_from(path_and_query)?)?;
+        self.absolute(path)
     }
 
-    fn join(&self, middle: &str, rest: &str) -> Result<http::Uri, http::Error> {
-        let mut pq =
-            String::with_capacity(self.upstream.base_path.len() + middle.len() + rest.len());
-        pq.push_str(&self.upstream.base_path);
+    /// The path and query the upstream is asked for: what goes on the HTTP/1.1 request
+    /// line. A route that neither strips its prefix nor has a base path passes the
+    /// request's own on (a reference count, not a copy).
+    pub fn upstream_path(
+        &self,
+        path_and_query: &PathAndQuery,
+    ) -> Result<PathAndQuery, http::uri::InvalidUri> {
+        let stripping = self.strip_prefix && self.prefix != "/";
+        if !stripping && self.upstream.base_path.is_empty() {
+            return Ok(path_and_query.clone());
+        }
+        let text = path_and_query.as_str();
+        let (middle, rest) = match text.get(self.prefix.len()..) {
+            // Matching guarantees the prefix is there and ends at a segment boundary.
+            // `/api` → `/`, `/api?x` → `/?x`
+            Some(r) if stripping && (r.is_empty() || r.starts_with('?')) => ("/", r),
+            Some(r) if stripping => ("", r),
+            _ => ("", text),
+        };
+        let base = &self.upstream.base_path;
+        let mut pq = String::with_capacity(base.len() + middle.len() + rest.len());
+        pq.push_str(base);
         pq.push_str(middle);
         pq.push_str(rest);
-        let pq = PathAndQuery::try_from(pq)?;
+        PathAndQuery::try_from(pq)
+    }
+
+    /// The upstream's `scheme://authority` with `path`: the URL a DPoP proof names.
+    pub fn absolute(&self, path: PathAndQuery) -> Result<http::Uri, http::Error> {
         http::Uri::builder()
             .scheme(self.upstream.scheme.clone())
             .authority(self.upstream.authority.clone())
-            .path_and_query(pq)
+            .path_and_query(path)
             .build()
     }
 }
