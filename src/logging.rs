@@ -98,18 +98,14 @@ where
             write!(w, "request{{id={}}}:", id.to_str().unwrap_or("-"))?;
             spans += 1;
         }
-        // Spans other code opens (none of tokengate's own): as the default format shows them.
-        if let Some(scope) = ctx.event_scope() {
-            for span in scope.from_root() {
-                w.write_str(span.name())?;
-                if let Some(fields) = span.extensions().get::<FormattedFields<N>>() {
-                    if !fields.is_empty() {
-                        write!(w, "{{{fields}}}")?;
-                    }
-                }
-                w.write_char(':')?;
-                spans += 1;
+        // As the default format shows them.
+        for (name, fields) in open_spans(ctx) {
+            w.write_str(name)?;
+            if !fields.is_empty() {
+                write!(w, "{{{fields}}}")?;
             }
+            w.write_char(':')?;
+            spans += 1;
         }
         if spans > 0 {
             w.write_char(' ')?;
@@ -118,6 +114,27 @@ where
         ctx.format_fields(w.by_ref(), event)?;
         writeln!(w)
     }
+}
+
+/// The spans other code opened around an event (tokengate opens none), outermost first:
+/// each one's name and formatted fields.
+fn open_spans<S, N>(ctx: &FmtContext<'_, S, N>) -> Vec<(&'static str, String)>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    ctx.event_scope()
+        .into_iter()
+        .flat_map(|scope| scope.from_root())
+        .map(|span| {
+            let fields = span
+                .extensions()
+                .get::<FormattedFields<N>>()
+                .map(|f| f.fields.clone())
+                .unwrap_or_default();
+            (span.name(), fields)
+        })
+        .collect()
 }
 
 fn colour(level: Level) -> &'static str {
@@ -154,17 +171,13 @@ where
         if let Some(id) = request_id() {
             spans.push(serde_json::json!({ "name": "request", "id": id.to_str().unwrap_or("-") }));
         }
-        if let Some(scope) = ctx.event_scope() {
-            for span in scope.from_root() {
-                let mut entry = Map::new();
-                entry.insert("name".into(), span.name().into());
-                if let Some(fields) = span.extensions().get::<FormattedFields<N>>() {
-                    if !fields.is_empty() {
-                        entry.insert("fields".into(), fields.fields.as_str().into());
-                    }
-                }
-                spans.push(Value::Object(entry));
+        for (name, fields) in open_spans(ctx) {
+            let mut entry = Map::new();
+            entry.insert("name".into(), name.into());
+            if !fields.is_empty() {
+                entry.insert("fields".into(), fields.into());
             }
+            spans.push(Value::Object(entry));
         }
         let mut line = Map::new();
         line.insert("timestamp".into(), timestamp.into());
@@ -275,6 +288,32 @@ mod tests {
             "{}",
             lines[1]
         );
+    }
+
+    async fn inside_another_span() {
+        let id = HeaderValue::from_static("0123abcd-8");
+        with_request_id(id, async {
+            let _outer = tracing::info_span!("outer", k = 1).entered();
+            tracing::info!("in both");
+        })
+        .await;
+    }
+
+    #[test]
+    fn spans_other_code_opens_follow_the_request() {
+        let text = capture(Text, inside_another_span());
+        assert!(
+            text.trim_end().ends_with(
+                " INFO request{id=0123abcd-8}:outer{k=1}: tokengate::logging::tests: in both"
+            ),
+            "{text}"
+        );
+        let json = capture(Json, inside_another_span());
+        let line: Value = serde_json::from_str(json.trim_end()).expect("a JSON line");
+        assert_eq!(line["spans"][0]["id"], "0123abcd-8");
+        assert_eq!(line["spans"][1]["name"], "outer");
+        assert_eq!(line["spans"][1]["fields"], "k=1");
+        assert_eq!(line["span"]["name"], "outer");
     }
 
     #[test]
