@@ -133,12 +133,52 @@ token = "none"
 TOML
 }
 
-# gateway_start CONFIG — tokengate on PROXY_CPU with one tokio worker thread (the same one
-# core nginx gets); waits until ready; sets $gw_pid.
+# gateway_start CONFIG [WRAPPER...] — tokengate ($BIN) on PROXY_CPU with one tokio worker
+# thread (the same one core nginx gets), run under WRAPPER if given (e.g. valgrind); sets
+# $gw_pid.
 gateway_start() {
+  local config="$1"
+  shift
   RUST_LOG="${RUST_LOG:-info}" TOKIO_WORKER_THREADS=1 \
-    bench_bg taskset -c "$PROXY_CPU" "$BIN" run --config "$1" >>"$work/gateway.log" 2>&1
+    bench_bg taskset -c "$PROXY_CPU" "$@" "$BIN" run --config "$config" >>"$work/gateway.log" 2>&1
   gw_pid=$last_pid
+}
+
+# hot_path_setup ROUTE [WRAPPER...] — the scene of the profiling scripts: the profiling
+# build of tokengate (under WRAPPER if given) in front of the small upstream, the provider
+# issuing 2-hour access tokens (no refresh while profiling), logged in once and checked on
+# ROUTE. Sets $GW, $ADMIN, $gw_pid and $headers.
+hot_path_setup() {
+  local route="$1" UP
+  shift
+  profiling_build
+  UP=$(free_port) GW=$(free_port) ADMIN=$(free_port)
+  upstream_start "$UP"
+  OP_ACCESS_TOKEN_TTL=7200 provider_start "$GW"
+  gateway_config "$work/gateway.toml" "$GW" "$ADMIN" "$UP"
+  BIN="$PROF_BIN" gateway_start "$work/gateway.toml" "$@"
+  wait_http "http://127.0.0.1:$ADMIN/readyz"
+  login_once "$GW" "$route"
+}
+
+# profiling_build — tokengate with line tables (profile "profiling": release plus debug
+# line info), so that profilers can name functions and lines; sets $PROF_BIN.
+profiling_build() {
+  log "building tokengate with line tables (profile \"profiling\")"
+  cargo build --quiet --profile profiling \
+    --config 'profile.profiling.inherits="release"' --config 'profile.profiling.debug="line-tables-only"'
+  PROF_BIN="$CARGO_TARGET_DIR/profiling/tokengate"
+}
+
+# login_once GATEWAY_PORT PATH — logs in once through the provider's form (bench/login.mjs)
+# and checks that PATH answers 200 with the session; sets $headers (the cookie and
+# `X-CSRF: 1`, as curl/wrk arguments).
+login_once() {
+  local cookie status
+  cookie="$(node bench/login.mjs "http://127.0.0.1:$1" 1)"
+  headers=(-H "Cookie: tokengate=$cookie" -H "X-CSRF: 1")
+  status="$(curl -s -o /dev/null -w '%{http_code}' "${headers[@]}" "http://127.0.0.1:$1$2")"
+  [ "$status" = 200 ] || { echo "$2 answered $status with the session, not 200" >&2; exit 1; }
 }
 
 rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }

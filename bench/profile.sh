@@ -24,24 +24,8 @@ ROUTE="${ROUTE:-/api/items}"
 
 apt_install_missing valgrind:valgrind
 bench_init
-log "building tokengate with line tables (profile \"profiling\")"
-cargo build --quiet --profile profiling \
-  --config 'profile.profiling.inherits="release"' --config 'profile.profiling.debug="line-tables-only"'
-BIN="$CARGO_TARGET_DIR/profiling/tokengate"
-UP=$(free_port) GW=$(free_port) ADMIN=$(free_port)
-
-upstream_start "$UP"
-OP_ACCESS_TOKEN_TTL=7200 provider_start "$GW"
-gateway_config "$work/gateway.toml" "$GW" "$ADMIN" "$UP"
-RUST_LOG="${RUST_LOG:-info}" TOKIO_WORKER_THREADS=1 bench_bg taskset -c "$PROXY_CPU" \
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out" \
-  "$BIN" run --config "$work/gateway.toml" >"$work/gateway.log" 2>&1
-vg_pid=$last_pid
-wait_http "http://127.0.0.1:$ADMIN/readyz"
-cookie="$(node bench/login.mjs "http://127.0.0.1:$GW" 1)"
-headers=(-H "Cookie: tokengate=$cookie" -H "X-CSRF: 1")
-status="$(curl -s -o /dev/null -w '%{http_code}' "${headers[@]}" "http://127.0.0.1:$GW$ROUTE")"
-[ "$status" = 200 ] || { echo "$ROUTE answered $status, not 200" >&2; exit 1; }
+hot_path_setup "$ROUTE" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out"
+vg_pid=$gw_pid
 
 requests() { curl -sf "http://127.0.0.1:$ADMIN/metrics" | awk '$1 == "tokengate_requests_total" { print $2 }'; }
 log "warming up"

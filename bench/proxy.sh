@@ -83,10 +83,7 @@ PY
 gateway_start "$work/gateway.toml"
 wait_http "http://127.0.0.1:$ADMIN/readyz"
 log "logging in once through the provider's form"
-cookie="$(node bench/login.mjs "http://127.0.0.1:$GW" 1)"
-headers=(-H "Cookie: tokengate=$cookie" -H "X-CSRF: 1")
-status="$(curl -s -o /dev/null -w '%{http_code}' "${headers[@]}" "http://127.0.0.1:$GW/api/items")"
-[ "$status" = 200 ] || { echo "the token route answered $status, not 200" >&2; exit 1; }
+login_once "$GW" /api/items
 idle_rss=$(rss_kib "$gw_pid")
 
 declare -A url=(
