@@ -7,18 +7,25 @@
 #             requests passed through untouched — nothing of tokengate's;
 #   nginx     nginx as a plain reverse proxy with upstream keep-alive;
 #   tg-none   tokengate, a `token = "none"` route;
+#   tg-user   tokengate, a `token = "user"` route (logged in once; the bearer token goes
+#             upstream);
 # all on PROXY_CPU alone, against the same small nginx upstream, wrk on LOAD_CPU (the CPU
-# split of bench/proxy.sh). Prints requests/s, p50 and p99 (median of the rounds) and
-# each one's requests/s over nginx's.
+# split of bench/proxy.sh), every request carrying the session cookie and `X-CSRF: 1`.
+# Prints requests/s, p50 and p99 (median of the rounds) and each one's requests/s over
+# nginx's; then, from a `perf` sample of PROXY_CPU under CONNS connections (SPLIT_SECONDS
+# per target, 0 to skip), how many microseconds of that core each request costs in the
+# kernel and in user space.
 #
-#   bench/hyper-floor.sh     env: DURATION (10), ROUNDS (3), CONNS (64)
+#   bench/hyper-floor.sh     env: DURATION (10), ROUNDS (3), CONNS (64), SPLIT_SECONDS (6)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-3}"
 CONNS="${CONNS:-64}"
+SPLIT_SECONDS="${SPLIT_SECONDS:-6}"
 
+[ "$SPLIT_SECONDS" = 0 ] || apt_install_missing perf:linux-perf
 bench_init
 log "building bench/hyper_floor.rs"
 FLOOR="$(cargo bench --no-run --quiet --bench hyper_floor --message-format=json 2>/dev/null |
@@ -49,21 +56,23 @@ provider_start "$GW"
 gateway_config "$work/gateway.toml" "$GW" "$ADMIN" "$UP"
 gateway_start "$work/gateway.toml"
 wait_http "http://127.0.0.1:$ADMIN/readyz"
+login_once "$GW" /api/items
 
 declare -A url=(
-  [floor]="http://127.0.0.1:$FL/public/items"
-  [nginx]="http://127.0.0.1:$NGX/public/items"
+  [floor]="http://127.0.0.1:$FL/api/items"
+  [nginx]="http://127.0.0.1:$NGX/api/items"
   [tg-none]="http://127.0.0.1:$GW/public/items"
+  [tg-user]="http://127.0.0.1:$GW/api/items"
 )
-targets=(floor nginx tg-none)
+targets=(floor nginx tg-none tg-user)
 log "warming up (2 s per target)"
-for t in "${targets[@]}"; do wrk_run "$work/wrk.out" 64 2 "${url[$t]}"; done
+for t in "${targets[@]}"; do wrk_run "$work/wrk.out" 64 2 "${url[$t]}" "${headers[@]}"; done
 
 : >"$work/results"
 for round in $(seq 1 "$ROUNDS"); do
   for c in $CONNS; do
     for t in "${targets[@]}"; do
-      wrk_run "$work/wrk.out" "$c" "$DURATION" "${url[$t]}"
+      wrk_run "$work/wrk.out" "$c" "$DURATION" "${url[$t]}" "${headers[@]}"
       fig="$(wrk_figures "$work/wrk.out")"
       echo "$t $c $fig" >>"$work/results"
       log "round $round/$ROUNDS, $c connections, $t: $fig (requests/s p50 p99 failed)"
@@ -90,3 +99,28 @@ awk '
       printf "%-6s %-8s %11.0f %9.3f %9.3f %7d %9.3f\n", kc[2], kc[1], r, median(p50[order[i]]), median(p99[order[i]]), failed[order[i]], r / limit
     }
   }' "$work/results"
+
+[ "$SPLIT_SECONDS" = 0 ] && exit 0
+# Where each request's time on the proxy's core goes: sample the whole core (kernel work
+# done there on the proxy's behalf, softirqs included) while the proxy is loaded, and
+# divide its samples between kernel and user space (the proxy's binary, libc, vDSO).
+log "sampling CPU $PROXY_CPU under $CONNS connections, $SPLIT_SECONDS s per target"
+: >"$work/split"
+for t in "${targets[@]}"; do
+  wrk_run "$work/wrk.out" "$CONNS" $((SPLIT_SECONDS + 2)) "${url[$t]}" "${headers[@]}" &
+  load=$!
+  sleep 1 # wrk's connections open before sampling starts
+  perf record --quiet -e cpu-clock -F 997 -C "$PROXY_CPU" -o "$work/perf.data" \
+    -- sleep "$SPLIT_SECONDS" 2>"$work/perf.log" || { cat "$work/perf.log" >&2; exit 1; }
+  wait "$load"
+  rps="$(wrk_figures "$work/wrk.out" | awk '{ print $1 }')"
+  perf report --quiet -i "$work/perf.data" --no-children --sort dso 2>/dev/null |
+    awk -v t="$t" -v rps="$rps" '
+      $1 ~ /%$/ { p = $1 + 0; if ($2 == "[kernel.kallsyms]") k += p; else u += p }
+      END { us = 1e6 / rps; printf "%-8s %11d %9.2f %9.2f %9.2f %8.0f%%\n", t, rps, us, us * k / 100, us * u / 100, k }' \
+      >>"$work/split"
+done
+echo
+echo "the proxy's core per request, at $CONNS connections (perf, $SPLIT_SECONDS s each; the core is busy throughout)"
+printf "%-8s %11s %9s %9s %9s %9s\n" target requests/s "µs/req" kernel user "kernel %"
+cat "$work/split"
