@@ -215,13 +215,12 @@ async fn send(
     route: &Route,
     req: Request<UpstreamBody>,
 ) -> Result<Response<PooledBody>, Reject> {
-    let started = std::time::Instant::now();
-    match tokio::time::timeout(
-        gw.config.upstream.response_timeout,
-        gw.upstream.send(route.index, req),
-    )
-    .await
-    {
+    let started = tokio::time::Instant::now();
+    let exchange = match gw.upstream.pool(route.index) {
+        Ok(pool) => pool.send(req),
+        Err(e) => return Err(upstream_failed(e)),
+    };
+    match tokio::time::timeout_at(started + gw.config.upstream.response_timeout, exchange).await {
         Ok(Ok(resp)) => {
             gw.metrics
                 .route(route.index)
@@ -229,12 +228,14 @@ async fn send(
                 .observe(started.elapsed());
             Ok(resp)
         }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, connect = e.is_connect(), "upstream request failed");
-            Err(Reject::UpstreamUnreachable)
-        }
+        Ok(Err(e)) => Err(upstream_failed(e)),
         Err(_) => Err(Reject::UpstreamTimeout),
     }
+}
+
+fn upstream_failed(e: pool::SendError) -> Reject {
+    tracing::warn!(error = %e, connect = e.is_connect(), "upstream request failed");
+    Reject::UpstreamUnreachable
 }
 
 /// Phase 5: the response as the browser will see it.

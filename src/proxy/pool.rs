@@ -70,18 +70,13 @@ impl Upstreams {
         Upstreams { by_route }
     }
 
-    /// Sends `req` (absolute URI) to the upstream of route `index`, up to the response
-    /// head. The response body keeps the connection until it has been read.
-    pub async fn send(
-        &self,
-        index: usize,
-        req: Request<UpstreamBody>,
-    ) -> Result<Response<PooledBody>, SendError> {
-        match self.by_route.get(index) {
-            Some(pool) => pool.send(req).await,
+    /// The pool of route `index`'s upstream origin. (A lookup, not an `async fn` that
+    /// sends: each layer of future around the exchange moves the request once more.)
+    pub fn pool(&self, index: usize) -> Result<&Arc<Pool>, SendError> {
+        self.by_route
+            .get(index)
             // Routes and pools are built from the same list; this cannot happen.
-            None => Err(SendError::Connect("no pool for this route".into())),
-        }
+            .ok_or_else(|| SendError::Connect("no pool for this route".into()))
     }
 }
 
@@ -113,11 +108,13 @@ impl Pool {
         pool
     }
 
-    async fn send(
+    /// Sends `req` upstream, up to the response head. The response body keeps the
+    /// connection until it has been read.
+    pub async fn send(
         self: &Arc<Self>,
-        req: Request<UpstreamBody>,
+        mut req: Request<UpstreamBody>,
     ) -> Result<Response<PooledBody>, SendError> {
-        let mut req = origin_form(req);
+        origin_form(req.uri_mut());
         loop {
             let (mut sender, reused) = match self.checkout() {
                 Some(s) => (s, true),
@@ -237,16 +234,14 @@ async fn sweep(pool: Weak<Pool>) {
 
 /// `/path?query`: what HTTP/1.1 puts on the request line to an origin server (the proxy
 /// hands requests over in that form already).
-fn origin_form(req: Request<UpstreamBody>) -> Request<UpstreamBody> {
-    if req.uri().scheme().is_none() && req.uri().authority().is_none() {
-        return req;
+fn origin_form(uri: &mut Uri) {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return;
     }
-    let (mut parts, body) = req.into_parts();
-    let mut uri = std::mem::take(&mut parts.uri).into_parts();
-    uri.scheme = None;
-    uri.authority = None;
-    parts.uri = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
-    Request::from_parts(parts, body)
+    let mut parts = std::mem::take(uri).into_parts();
+    parts.scheme = None;
+    parts.authority = None;
+    *uri = Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"));
 }
 
 /// An upstream response body that returns its connection to the pool once read to the
