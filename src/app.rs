@@ -136,7 +136,19 @@ impl Gateway {
         headers: &HeaderMap,
         slide: bool,
     ) -> Result<Option<Arc<LiveSession>>, Reject> {
-        let cookie::Lookup::One(value) = cookie::find(headers, self.cookies.session()) else {
+        self.session_named(cookie::find(headers, self.cookies.session()), slide)
+            .await
+    }
+
+    /// The live session named by `cookie`, the request's session cookie as
+    /// [`cookie::scan`] found it (a caller that needs the other cookies too reads the
+    /// headers once).
+    pub async fn session_named(
+        &self,
+        cookie: cookie::Lookup<'_>,
+        slide: bool,
+    ) -> Result<Option<Arc<LiveSession>>, Reject> {
+        let cookie::Lookup::One(value) = cookie else {
             return Ok(None);
         };
         let Some(key) = SessionId::store_key_of(value) else {

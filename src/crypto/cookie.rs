@@ -117,34 +117,62 @@ pub enum Lookup<'a> {
 
 /// Finds the cookie `name` in every `Cookie` header of `headers`, without allocating.
 pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Lookup<'a> {
-    let mut found: Option<&'a str> = None;
-    for value in headers.get_all(http::header::COOKIE) {
-        let Ok(text) = value.to_str() else { continue };
-        for pair in text.split(';') {
-            let pair = pair.trim_start_matches(' ');
-            let Some((n, v)) = pair.split_once('=') else {
-                continue;
-            };
-            if n.trim() != name {
-                continue;
-            }
-            let v = v.trim();
-            match found {
-                None => found = Some(v),
-                Some(prev) if prev == v => {}
-                Some(_) => return Lookup::Ambiguous,
-            }
-        }
-    }
-    match found {
-        None => Lookup::Absent,
-        Some(v) => Lookup::One(v),
-    }
+    scan(headers, name).named
 }
 
-/// Every `name=value` pair of every `Cookie` header, trimmed, with whether the name is
-/// one of the gateway's. Values that are not visible ASCII are skipped.
-fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, bool)> {
+/// Whether the `Cookie` headers carry one of the gateway's cookies, and whether they carry
+/// any other: what tells the upstream rewrite whether the header must go (only ours), be
+/// rewritten by [`without_own`] (both), or can stay (none of ours).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mix {
+    pub own: bool,
+    pub others: bool,
+}
+
+/// One look at every `Cookie` header: the cookie `name`, and the [`Mix`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Scan<'a> {
+    pub named: Lookup<'a>,
+    pub mix: Mix,
+}
+
+/// Reads every `Cookie` header once, without allocating: a proxied request needs both the
+/// session cookie and the mix, and the headers are looked at only here.
+pub fn scan<'a>(headers: &'a HeaderMap, name: &str) -> Scan<'a> {
+    let mut mix = Mix::default();
+    let mut found: Option<&'a str> = None;
+    let mut ambiguous = false;
+    for pair in pairs(headers) {
+        mix.own |= pair.own;
+        mix.others |= !pair.own;
+        match (pair.name == name, pair.value, found) {
+            (false, _, _) | (true, None, _) => {}
+            (true, Some(v), None) => found = Some(v),
+            (true, Some(v), Some(prev)) => ambiguous |= prev != v,
+        }
+    }
+    let named = match found {
+        // The name appears with two values: neither is used.
+        _ if ambiguous => Lookup::Ambiguous,
+        None => Lookup::Absent,
+        Some(v) => Lookup::One(v),
+    };
+    Scan { named, mix }
+}
+
+/// One `name=value` pair of a `Cookie` header, trimmed.
+struct Pair<'a> {
+    /// The whole pair.
+    text: &'a str,
+    name: &'a str,
+    /// `None` for a pair without `=`.
+    value: Option<&'a str>,
+    /// The name is one of the gateway's.
+    own: bool,
+}
+
+/// Every pair of every `Cookie` header. Values that are not visible ASCII are skipped.
+fn pairs(headers: &HeaderMap) -> impl Iterator<Item = Pair<'_>> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
@@ -152,9 +180,17 @@ fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, bool)> {
         .flat_map(|text| text.split(';'))
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
-            (pair, CookieNames::is_own(name))
+        .map(|text| {
+            let (name, value) = match text.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim())),
+                None => (text, None),
+            };
+            Pair {
+                text,
+                name,
+                value,
+                own: CookieNames::is_own(name),
+            }
         })
 }
 
@@ -163,22 +199,13 @@ fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, bool)> {
 /// §8.2.3 allows.
 pub fn without_own(headers: &HeaderMap) -> Option<String> {
     let mut out = String::new();
-    for (pair, _) in pairs(headers).filter(|(_, own)| !own) {
+    for pair in pairs(headers).filter(|p| !p.own) {
         if !out.is_empty() {
             out.push_str("; ");
         }
-        out.push_str(pair);
+        out.push_str(pair.text);
     }
     (!out.is_empty()).then_some(out)
-}
-
-/// Whether the `Cookie` headers carry one of the gateway's cookies, and whether they carry
-/// any other: one look that tells whether the header must go (only ours), be rewritten
-/// by [`without_own`] (both), or can stay (none of ours).
-pub fn own_and_others(headers: &HeaderMap) -> (bool, bool) {
-    pairs(headers).fold((false, false), |(own, others), (_, is_own)| {
-        (own || is_own, others || !is_own)
-    })
 }
 
 #[cfg(test)]
@@ -265,15 +292,41 @@ mod tests {
             "a=1; tokengate=s; __Host-Http-tokengate=x",
             "tokengate-login-abc=y; b=2",
         ]);
-        assert_eq!(own_and_others(&h), (true, true));
+        let mix = |h: &HeaderMap| scan(h, "tokengate").mix;
+        let both = Mix {
+            own: true,
+            others: true,
+        };
+        assert_eq!(mix(&h), both);
         assert_eq!(without_own(&h).as_deref(), Some("a=1; b=2"));
         let only_own = headers(&["tokengate=s"]);
-        assert_eq!(own_and_others(&only_own), (true, false));
+        assert_eq!(
+            scan(&only_own, "tokengate"),
+            Scan {
+                named: Lookup::One("s"),
+                mix: Mix {
+                    own: true,
+                    others: false
+                }
+            }
+        );
         assert_eq!(without_own(&only_own), None);
         assert_eq!(
-            own_and_others(&headers(&["a=1; tokengatex=2"])),
-            (false, true)
+            mix(&headers(&["a=1; tokengatex=2"])),
+            Mix {
+                own: false,
+                others: true
+            }
         );
-        assert_eq!(own_and_others(&HeaderMap::new()), (false, false));
+        assert_eq!(mix(&HeaderMap::new()), Mix::default());
+        // The mix is told whole even when the session cookie is ambiguous.
+        let twice = headers(&["tokengate=s1; a=1", "tokengate=s2"]);
+        assert_eq!(
+            scan(&twice, "tokengate"),
+            Scan {
+                named: Lookup::Ambiguous,
+                mix: both
+            }
+        );
     }
 }

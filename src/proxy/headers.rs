@@ -31,6 +31,8 @@ pub struct RequestContext<'a> {
     pub original_host: Option<HeaderValue>,
     pub proto: HeaderValue,
     pub upgrade: bool,
+    /// Which cookies the request carries (read once, with the session cookie).
+    pub cookies: cookie::Mix,
 }
 
 /// True for an HTTP/1.1 upgrade request (WebSocket).
@@ -113,12 +115,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 pub fn rewrite_request(headers: &mut HeaderMap, ctx: &RequestContext<'_>) {
     strip_hop_by_hop(headers, ctx.upgrade);
 
-    match cookie::own_and_others(headers) {
-        (false, _) => {}
-        (true, false) => {
+    match ctx.cookies {
+        cookie::Mix { own: false, .. } => {}
+        cookie::Mix { others: false, .. } => {
             headers.remove(COOKIE);
         }
-        (true, true) => match cookie::without_own(headers).map(|r| HeaderValue::from_str(&r)) {
+        cookie::Mix { .. } => match cookie::without_own(headers).map(|r| HeaderValue::from_str(&r)) {
             Some(Ok(v)) => {
                 headers.insert(COOKIE, v);
             }

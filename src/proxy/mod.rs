@@ -28,6 +28,7 @@ use hyper::upgrade::OnUpgrade;
 use crate::app::Gateway;
 use crate::bff::csrf;
 use crate::config::TokenPolicy;
+use crate::crypto::cookie;
 use crate::route::Route;
 use crate::server::listener::ConnInfo;
 use crate::server::{Body, Reject};
@@ -42,8 +43,12 @@ pub async fn forward(
     conn: ConnInfo,
 ) -> Result<Response<Body>, Reject> {
     admit(route, &req)?;
-    let credential = authorise(gw, route, req.headers()).await?;
-    let (upstream_req, client_upgrade) = prepare(gw, route, req, conn, credential.authorization)?;
+    // One look at the cookies serves the session lookup and the upstream rewrite.
+    let cookies = cookie::scan(req.headers(), gw.cookies.session());
+    let mix = cookies.mix;
+    let credential = authorise(gw, route, req.headers(), cookies.named).await?;
+    let (upstream_req, client_upgrade) =
+        prepare(gw, route, req, conn, credential.authorization, mix)?;
     let resp = match credential.dpop {
         None => send(gw, route, upstream_req).await?,
         // Boxed: its future holds two exchanges, and sized into every request's future
@@ -99,16 +104,20 @@ async fn authorise(
     gw: &Gateway,
     route: &Route,
     headers: &http::HeaderMap,
+    session_cookie: cookie::Lookup<'_>,
 ) -> Result<Credential, Reject> {
     match route.token {
         TokenPolicy::None => Ok(Credential::default()),
         TokenPolicy::User => {
             // CSRF first: a cross-site request learns nothing, not even whether a session exists.
             csrf::check(gw, headers)?;
-            let live = gw.session_from(headers).await?.ok_or(Reject::NoSession)?;
+            let live = gw
+                .session_named(session_cookie, true)
+                .await?
+                .ok_or(Reject::NoSession)?;
             user_credential(gw, route, live).await
         }
-        TokenPolicy::UserOptional => match gw.session_from(headers).await? {
+        TokenPolicy::UserOptional => match gw.session_named(session_cookie, true).await? {
             Some(live) => {
                 csrf::check(gw, headers)?;
                 user_credential(gw, route, live).await
@@ -172,6 +181,7 @@ fn prepare(
     mut req: Request<Incoming>,
     conn: ConnInfo,
     bearer: Option<HeaderValue>,
+    cookies: cookie::Mix,
 ) -> Result<(Request<UpstreamBody>, Option<OnUpgrade>), Reject> {
     let upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
@@ -202,6 +212,7 @@ fn prepare(
             original_host,
             proto: gw.forwarded_proto.clone(),
             upgrade: upgrade.is_some(),
+            cookies,
         },
     );
     // The pools speak HTTP/1.1 to upstreams.
