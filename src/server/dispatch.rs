@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
@@ -93,14 +94,26 @@ impl RequestIds {
             }
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let (text, len) = id_text(self.prefix, n);
-        HeaderValue::from_bytes(&text[..len]).unwrap_or_else(|_| HeaderValue::from_static("-"))
+        // Shared from the start: the ID is cloned into the upstream request, the log
+        // context and the response, and a copied value would allocate again at its first
+        // clone.
+        HeaderValue::from_maybe_shared(Bytes::from_owner(id_text(self.prefix, n)))
+            .unwrap_or_else(|_| HeaderValue::from_static("-"))
+    }
+}
+
+/// A request ID's hex digits, on the stack until shared.
+struct IdText([u8; 32], usize);
+
+impl AsRef<[u8]> for IdText {
+    fn as_ref(&self) -> &[u8] {
+        &self.0[..self.1]
     }
 }
 
 /// `format!("{prefix:016x}{n:08x}")` written into a stack buffer: this runs for every
 /// request, and the formatting machinery cost more than the rest of the request ID.
-fn id_text(prefix: u64, n: u64) -> ([u8; 32], usize) {
+fn id_text(prefix: u64, n: u64) -> IdText {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 32];
     let n_digits = (16 - n.leading_zeros() as usize / 4).max(8);
@@ -112,7 +125,7 @@ fn id_text(prefix: u64, n: u64) -> ([u8; 32], usize) {
         };
         *digit = HEX[(value >> shift) as usize & 0xf];
     }
-    (out, 16 + n_digits)
+    IdText(out, 16 + n_digits)
 }
 
 /// True for `.`/`..` segments, literal or percent-encoded.
@@ -146,8 +159,8 @@ mod tests {
             (7, 0x1_0000_0000),
             (7, u64::MAX),
         ] {
-            let (text, len) = id_text(prefix, n);
-            assert_eq!(&text[..len], format!("{prefix:016x}{n:08x}").as_bytes());
+            let text = id_text(prefix, n);
+            assert_eq!(text.as_ref(), format!("{prefix:016x}{n:08x}").as_bytes());
         }
     }
 
