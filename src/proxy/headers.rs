@@ -120,7 +120,8 @@ pub fn rewrite_request(headers: &mut HeaderMap, ctx: &RequestContext<'_>) {
         cookie::Mix { others: false, .. } => {
             headers.remove(COOKIE);
         }
-        cookie::Mix { .. } => match cookie::without_own(headers).map(|r| HeaderValue::from_str(&r)) {
+        cookie::Mix { .. } => match cookie::without_own(headers).map(|r| HeaderValue::from_str(&r))
+        {
             Some(Ok(v)) => {
                 headers.insert(COOKIE, v);
             }
@@ -130,17 +131,34 @@ pub fn rewrite_request(headers: &mut HeaderMap, ctx: &RequestContext<'_>) {
         },
     }
 
+    // One look at the names present spares a hashed lookup for each that is not: a
+    // browser's request rarely carries any of these.
+    let (mut dpop, mut forwarded_for, mut forwarded_host) = (false, false, false);
+    for name in headers.keys() {
+        dpop |= name == DPOP;
+        forwarded_for |= name == X_FORWARDED_FOR;
+        forwarded_host |= name == X_FORWARDED_HOST;
+    }
+
     if ctx.route.token != TokenPolicy::None {
         // Never let the browser choose the credential a token route presents, nor the
-        // proof that goes with it.
-        headers.remove(AUTHORIZATION);
-        headers.remove(&DPOP);
+        // proof that goes with it. (A bearer inserted below replaces theirs.)
+        if ctx.bearer.is_none() {
+            headers.remove(AUTHORIZATION);
+        }
+        if dpop {
+            headers.remove(&DPOP);
+        }
     }
     if let Some(bearer) = &ctx.bearer {
         headers.insert(AUTHORIZATION, bearer.clone());
     }
 
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+    let previous = match forwarded_for {
+        true => headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
+        false => None,
+    };
+    let xff = match previous {
         Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", ctx.conn.remote.ip())).ok(),
         None => Some(ctx.conn.client_ip.clone()),
     };
@@ -152,9 +170,10 @@ pub fn rewrite_request(headers: &mut HeaderMap, ctx: &RequestContext<'_>) {
         Some(h) => {
             headers.insert(X_FORWARDED_HOST.clone(), h.clone());
         }
-        None => {
+        None if forwarded_host => {
             headers.remove(&X_FORWARDED_HOST);
         }
+        None => {}
     }
     headers.insert(HOST, ctx.route.upstream.host.clone());
 }
@@ -186,6 +205,89 @@ pub fn protect_own_cookies(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RouteConfig;
+
+    fn request_context(
+        token: TokenPolicy,
+        bearer: Option<&'static str>,
+    ) -> RequestContext<'static> {
+        let route = Route::from_config(
+            0,
+            &RouteConfig {
+                path: "/api".into(),
+                upstream: "http://api.internal:8080".parse().expect("uri"),
+                token,
+                strip_prefix: false,
+                resource: None,
+                scope: None,
+                dpop: false,
+                methods: None,
+            },
+        )
+        .expect("route");
+        RequestContext {
+            route: Box::leak(Box::new(route)),
+            conn: ConnInfo {
+                remote: "192.0.2.7:50000".parse().expect("address"),
+                client_ip: HeaderValue::from_static("192.0.2.7"),
+                tls: false,
+            },
+            bearer: bearer.map(HeaderValue::from_static),
+            original_host: None,
+            proto: HeaderValue::from_static("https"),
+            upgrade: false,
+            cookies: cookie::Mix::default(),
+        }
+    }
+
+    #[test]
+    fn the_request_rewrite_sets_what_the_upstream_trusts() {
+        // What a browser (or anyone) may send, on a token route: their credential, proof
+        // and forwarding claims do not reach the upstream as sent.
+        let sent = || {
+            let mut h = HeaderMap::new();
+            h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer theirs"));
+            h.insert(&DPOP, HeaderValue::from_static("their-proof"));
+            h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
+            h.insert(&X_FORWARDED_HOST, HeaderValue::from_static("evil.example"));
+            h.insert(HOST, HeaderValue::from_static("app.example"));
+            h
+        };
+        let mut h = sent();
+        rewrite_request(
+            &mut h,
+            &request_context(TokenPolicy::User, Some("Bearer ours")),
+        );
+        assert_eq!(h[AUTHORIZATION], "Bearer ours");
+        assert!(!h.contains_key(&DPOP));
+        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 192.0.2.7");
+        assert!(
+            !h.contains_key(&X_FORWARDED_HOST),
+            "no original host, no claim"
+        );
+        assert_eq!(h[&X_FORWARDED_PROTO], "https");
+        assert_eq!(h[HOST], "api.internal:8080");
+
+        // A token route with nothing to present sends nothing of theirs either.
+        let mut h = sent();
+        rewrite_request(&mut h, &request_context(TokenPolicy::UserOptional, None));
+        assert!(!h.contains_key(AUTHORIZATION));
+        assert!(!h.contains_key(&DPOP));
+
+        // A route without tokens passes the browser's own credential on.
+        let mut h = sent();
+        rewrite_request(&mut h, &request_context(TokenPolicy::None, None));
+        assert_eq!(h[AUTHORIZATION], "Bearer theirs");
+
+        // Nothing claimed: the forwarding headers are ours alone.
+        let mut h = HeaderMap::new();
+        rewrite_request(
+            &mut h,
+            &request_context(TokenPolicy::User, Some("Bearer ours")),
+        );
+        assert_eq!(h[&X_FORWARDED_FOR], "192.0.2.7");
+        assert!(!h.contains_key(&X_FORWARDED_HOST));
+    }
 
     #[test]
     fn connection_listed_and_hop_by_hop_headers_are_removed() {
