@@ -231,7 +231,8 @@ async fn send(
         Ok(pool) => pool.send(req),
         Err(e) => return Err(upstream_failed(e)),
     };
-    match tokio::time::timeout_at(started + gw.config.upstream.response_timeout, exchange).await {
+    let deadline = deadline(started, gw.config.upstream.response_timeout);
+    match tokio::time::timeout_at(deadline, exchange).await {
         Ok(Ok(resp)) => {
             gw.metrics
                 .route(route.index)
@@ -242,6 +243,15 @@ async fn send(
         Ok(Err(e)) => Err(upstream_failed(e)),
         Err(_) => Err(Reject::UpstreamTimeout),
     }
+}
+
+/// `started + limit`; a limit too large to add to the clock (the configuration takes any
+/// duration) is as good as none, as `tokio::time::timeout` treats it.
+fn deadline(started: tokio::time::Instant, limit: std::time::Duration) -> tokio::time::Instant {
+    const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(86_400 * 365 * 30);
+    started
+        .checked_add(limit)
+        .unwrap_or_else(|| started + FAR_FUTURE)
 }
 
 fn upstream_failed(e: pool::SendError) -> Reject {
@@ -261,4 +271,23 @@ fn respond(mut resp: Response<PooledBody>, client_upgrade: Option<OnUpgrade>) ->
     }
     headers::protect_own_cookies(resp.headers_mut());
     resp.map(Either::Left)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::deadline;
+
+    #[test]
+    fn a_response_limit_beyond_the_clock_is_no_limit_not_a_panic() {
+        let now = tokio::time::Instant::now();
+        assert_eq!(
+            deadline(now, Duration::from_secs(30)),
+            now + Duration::from_secs(30)
+        );
+        // `upstream.response_timeout = "500000000000y"` parses; adding it would overflow.
+        let far = deadline(now, Duration::from_secs(u64::MAX));
+        assert!(far > now + Duration::from_secs(86_400 * 365 * 29));
+    }
 }
