@@ -15,7 +15,8 @@ use crate::session::{AccessToken, Session};
 pub fn refresh_at(now: u64, lifetime: Option<Duration>, skew: Duration) -> Option<u64> {
     let life = lifetime?.as_secs();
     let lead = skew.as_secs().min(life / 2);
-    Some(now + life - lead)
+    // The lifetime is the provider's number: a huge one saturates rather than wraps.
+    Some(now.saturating_add(life - lead))
 }
 
 /// Puts a grant's tokens into a session record: the default access token when
@@ -30,7 +31,7 @@ pub fn apply(
     now: u64,
     skew: Duration,
 ) {
-    let expires_at = tokens.expires_in.map(|d| now + d.as_secs());
+    let expires_at = tokens.expires_in.map(|d| now.saturating_add(d.as_secs()));
     let due = refresh_at(now, tokens.expires_in, skew);
     match resource {
         None => {
@@ -52,9 +53,11 @@ pub fn apply(
     if let Some(rt) = &tokens.refresh_token {
         session.refresh_token = Some(rt.clone());
         // A new refresh token comes with its own lifetime, or none that we know of.
-        session.refresh_expires_at = tokens.refresh_expires_in.map(|d| now + d.as_secs());
+        session.refresh_expires_at = tokens
+            .refresh_expires_in
+            .map(|d| now.saturating_add(d.as_secs()));
     } else if let Some(d) = tokens.refresh_expires_in {
-        session.refresh_expires_at = Some(now + d.as_secs());
+        session.refresh_expires_at = Some(now.saturating_add(d.as_secs()));
     }
     if let Some(id) = &tokens.id_token {
         session.id_token.clone_from(id);
@@ -85,5 +88,24 @@ mod tests {
     #[test]
     fn token_without_lifetime_is_not_refreshed_ahead() {
         assert_eq!(refresh_at(1000, None, Duration::from_secs(60)), None);
+    }
+
+    #[test]
+    fn a_providers_huge_lifetimes_saturate_rather_than_wrap() {
+        // `expires_in` is the provider's number; u64::MAX seconds parses.
+        let forever = Some(Duration::from_secs(u64::MAX));
+        let tokens = TokenSet {
+            access_token: "at".into(),
+            expires_in: forever,
+            refresh_token: Some("rt".into()),
+            refresh_expires_in: forever,
+            id_token: None,
+            id_claims: None,
+        };
+        let mut session = Session::default();
+        apply(&mut session, None, &tokens, 1000, Duration::from_secs(60));
+        assert_eq!(session.access_expires_at, Some(u64::MAX));
+        assert_eq!(session.refresh_at, Some(u64::MAX));
+        assert_eq!(session.refresh_expires_at, Some(u64::MAX));
     }
 }
