@@ -137,7 +137,7 @@ pub struct Scan<'a> {
 }
 
 /// Reads every `Cookie` header once, without allocating: a proxied request needs both the
-/// session cookie and the mix, and the headers are looked at only here.
+/// session cookie and the mix, and reading twice cost it a second pass.
 pub fn scan<'a>(headers: &'a HeaderMap, name: &str) -> Scan<'a> {
     let mut mix = Mix::default();
     let mut found: Option<&'a str> = None;

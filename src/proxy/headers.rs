@@ -207,10 +207,13 @@ mod tests {
     use super::*;
     use crate::config::RouteConfig;
 
-    fn request_context(
+    /// `headers` as the upstream of a route with `token` sees them, `bearer` the
+    /// credential tokengate presents.
+    fn rewritten(
+        mut headers: HeaderMap,
         token: TokenPolicy,
         bearer: Option<&'static str>,
-    ) -> RequestContext<'static> {
+    ) -> HeaderMap {
         let route = Route::from_config(
             0,
             &RouteConfig {
@@ -225,8 +228,8 @@ mod tests {
             },
         )
         .expect("route");
-        RequestContext {
-            route: Box::leak(Box::new(route)),
+        let ctx = RequestContext {
+            route: &route,
             conn: ConnInfo {
                 remote: "192.0.2.7:50000".parse().expect("address"),
                 client_ip: HeaderValue::from_static("192.0.2.7"),
@@ -237,7 +240,9 @@ mod tests {
             proto: HeaderValue::from_static("https"),
             upgrade: false,
             cookies: cookie::Mix::default(),
-        }
+        };
+        rewrite_request(&mut headers, &ctx);
+        headers
     }
 
     #[test]
@@ -253,11 +258,7 @@ mod tests {
             h.insert(HOST, HeaderValue::from_static("app.example"));
             h
         };
-        let mut h = sent();
-        rewrite_request(
-            &mut h,
-            &request_context(TokenPolicy::User, Some("Bearer ours")),
-        );
+        let h = rewritten(sent(), TokenPolicy::User, Some("Bearer ours"));
         assert_eq!(h[AUTHORIZATION], "Bearer ours");
         assert!(!h.contains_key(&DPOP));
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 192.0.2.7");
@@ -269,22 +270,16 @@ mod tests {
         assert_eq!(h[HOST], "api.internal:8080");
 
         // A token route with nothing to present sends nothing of theirs either.
-        let mut h = sent();
-        rewrite_request(&mut h, &request_context(TokenPolicy::UserOptional, None));
+        let h = rewritten(sent(), TokenPolicy::UserOptional, None);
         assert!(!h.contains_key(AUTHORIZATION));
         assert!(!h.contains_key(&DPOP));
 
         // A route without tokens passes the browser's own credential on.
-        let mut h = sent();
-        rewrite_request(&mut h, &request_context(TokenPolicy::None, None));
+        let h = rewritten(sent(), TokenPolicy::None, None);
         assert_eq!(h[AUTHORIZATION], "Bearer theirs");
 
         // Nothing claimed: the forwarding headers are ours alone.
-        let mut h = HeaderMap::new();
-        rewrite_request(
-            &mut h,
-            &request_context(TokenPolicy::User, Some("Bearer ours")),
-        );
+        let h = rewritten(HeaderMap::new(), TokenPolicy::User, Some("Bearer ours"));
         assert_eq!(h[&X_FORWARDED_FOR], "192.0.2.7");
         assert!(!h.contains_key(&X_FORWARDED_HOST));
     }
