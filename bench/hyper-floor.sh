@@ -16,7 +16,11 @@
 # per target, 0 to skip), how many microseconds of that core each request costs in the
 # kernel and in user space.
 #
-#   bench/hyper-floor.sh     env: DURATION (10), ROUNDS (3), CONNS (64), SPLIT_SECONDS (6)
+# tokengate is the plain release build here (PGO=0), as the floor is: like is compared
+# with like. bench/proxy.sh measures the profile-guided build.
+#
+#   bench/hyper-floor.sh     env: DURATION (10), ROUNDS (3), CONNS (64), SPLIT_SECONDS (6),
+#                            PGO (0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -24,6 +28,7 @@ DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-3}"
 CONNS="${CONNS:-64}"
 SPLIT_SECONDS="${SPLIT_SECONDS:-6}"
+PGO="${PGO:-0}"
 
 [ "$SPLIT_SECONDS" = 0 ] || apt_install_missing perf:linux-perf
 bench_init
@@ -37,7 +42,7 @@ for line in sys.stdin:
 [ -x "$FLOOR" ] || { echo "bench/hyper_floor.rs did not build" >&2; exit 1; }
 UP=$(free_port) NGX=$(free_port) FL=$(free_port) GW=$(free_port) ADMIN=$(free_port)
 echo "machine: $(machine_line)"
-echo "commit:  $(git rev-parse --short HEAD)"
+echo "commit:  $(git rev-parse --short HEAD); tokengate's build: $BUILD"
 
 upstream_start "$UP"
 nginx_start proxy "upstream api { server 127.0.0.1:$UP; keepalive 128; }

@@ -1,9 +1,9 @@
 # Shared by the scripts in bench/: free ports, waiting for a server, the small nginx
 # upstream, the test provider, a tokengate config, and wrk's figures.
 #
-# A script that sources this calls `bench_init` first: it builds the release binary,
-# makes a temporary directory ($work) and stops everything started through `bench_bg`
-# when the script exits, however it exits.
+# A script that sources this calls `bench_init` first: it makes a temporary directory
+# ($work), stops everything started through `bench_bg` when the script exits, however it
+# exits, and builds the release binary the benchmarks measure ($BIN, see release_build).
 
 . scripts/lib.sh
 
@@ -17,13 +17,87 @@ bench_init() {
   apt_install_missing curl:curl nginx:nginx wrk:wrk python3:python3
   command -v node >/dev/null || { echo "Node.js is required (the test provider runs on it)" >&2; exit 1; }
   ensure_op_deps
-  log "building tokengate (release)"
-  cargo build --release --quiet
-  BIN="$CARGO_TARGET_DIR/release/tokengate"
   work="$(mktemp -d)"
   bench_pids=()
   trap bench_cleanup EXIT
   trap 'exit 130' INT TERM
+  release_build
+}
+
+# release_build — the release binary the benchmarks measure; sets $BIN, and $BUILD to
+# say which it is. PGO=1 (the
+# default): the profile-guided build of scripts/build-release (pgo_build). PGO=0: the
+# plain release build.
+release_build() {
+  if [ "${PGO:-1}" = 0 ]; then
+    log "building tokengate (release, no profile)"
+    cargo build --release --quiet
+    BIN="$CARGO_TARGET_DIR/release/tokengate"
+    BUILD="release"
+  else
+    pgo_build
+  fi
+}
+
+# pgo_build — tokengate built twice: instrumented, then run on the hot path (pgo_train),
+# then optimised with the counts that run left (branch layout and inlining follow what a
+# proxied request really does). The profile is made again only when the instrumented
+# binary changed. Sets $BIN. Both builds keep target directories of their own under
+# $CARGO_TARGET_DIR/pgo, so the plain release build's cache stays valid.
+pgo_build() {
+  local dir="$CARGO_TARGET_DIR/pgo" host tools gen stamp
+  host="$(rustc -vV | sed -n 's/^host: //p')"
+  tools="$(rustc --print sysroot)/lib/rustlib/$host/bin"
+  if [ ! -x "$tools/llvm-profdata" ]; then
+    log "installing llvm-tools (rustup), for llvm-profdata"
+    rustup component add llvm-tools
+  fi
+  log "building tokengate instrumented for a profile (release)"
+  # Build scripts run instrumented too and leave their counts in scratch/; only the
+  # training run's, under raw/, make the profile.
+  RUSTFLAGS="-Cprofile-generate=$dir/scratch" \
+    cargo build --release --quiet --target-dir "$dir/instrumented"
+  gen="$dir/instrumented/release/tokengate"
+  stamp="$(sha256sum "$gen" | cut -d' ' -f1)"
+  if [ ! -s "$dir/profile.profdata" ] || [ "$(cat "$dir/profile.stamp" 2>/dev/null)" != "$stamp" ]; then
+    rm -rf "$dir/raw"
+    pgo_train "$gen" "$dir/raw"
+    "$tools/llvm-profdata" merge -o "$dir/profile.profdata" "$dir/raw"
+    echo "$stamp" >"$dir/profile.stamp"
+  fi
+  log "building tokengate with the profile (release)"
+  RUSTFLAGS="-Cprofile-use=$dir/profile.profdata" \
+    cargo build --release --quiet --target-dir "$dir/optimised"
+  BIN="$dir/optimised/release/tokengate"
+  BUILD="release, profile-guided"
+}
+
+# pgo_train BIN RAW_DIR — the run the profile is made of: BIN (instrumented) in front of
+# the small upstream, on PROXY_CPU as in the benchmarks; 20 logins through the provider's
+# form, then wrk on the `token = "user"` route (64 and 16 connections), the
+# `token = "none"` route and /bff/user. Stopped by SIGTERM, BIN writes its counts under
+# RAW_DIR. Everything it starts is stopped before it returns.
+pgo_train() {
+  local BIN="$1" raw="$2" up gw admin started=() url pid
+  up=$(free_port) gw=$(free_port) admin=$(free_port)
+  log "running the instrumented build on the hot path (about 30 s)"
+  upstream_start "$up" pgo-upstream
+  started+=("$last_pid")
+  OP_ACCESS_TOKEN_TTL=7200 provider_start "$gw"
+  started+=("$last_pid")
+  gateway_config "$work/pgo.toml" "$gw" "$admin" "$up"
+  LLVM_PROFILE_FILE="$raw/%p-%m.profraw" gateway_start "$work/pgo.toml"
+  wait_http "http://127.0.0.1:$admin/readyz"
+  node bench/login.mjs "http://127.0.0.1:$gw" 20 >/dev/null
+  login_once "$gw" /api/items
+  url="http://127.0.0.1:$gw"
+  wrk_run "$work/pgo.wrk" 64 10 "$url/api/items" "${headers[@]}"
+  wrk_run "$work/pgo.wrk" 16 4 "$url/api/items" "${headers[@]}"
+  wrk_run "$work/pgo.wrk" 64 6 "$url/items" "${headers[@]}"
+  wrk_run "$work/pgo.wrk" 16 2 "$url/bff/user" "${headers[@]}"
+  bench_stop "$gw_pid"
+  for pid in "${started[@]}"; do bench_stop "$pid"; done
+  ls "$raw"/*.profraw >/dev/null 2>&1 || { echo "the instrumented run left no profile in $raw" >&2; exit 1; }
 }
 
 bench_cleanup() {
@@ -83,8 +157,8 @@ CONF
   bench_bg taskset -c "$3" nginx -p "$dir" -e "$dir/logs/error.log" -c "$dir/nginx.conf"
 }
 
-upstream_start() { # upstream_start PORT
-  nginx_start upstream "server {
+upstream_start() { # upstream_start PORT [NAME] — NAME: its directory under $work
+  nginx_start "${2:-upstream}" "server {
     listen 127.0.0.1:$1;
     location / { default_type application/json; return 200 '$UPSTREAM_BODY'; }
   }" "$LOAD_CPU"

@@ -19,7 +19,10 @@
 # tokengate with one tokio worker thread — runs alone on PROXY_CPU (default 1); wrk (one
 # thread), the upstream nginx (one worker) and the provider share LOAD_CPU (default 0).
 #
-#   bench/proxy.sh        env: DURATION (10), ROUNDS (3), CONNS ("1 16 64")
+# tokengate is the profile-guided release build of scripts/build-release; PGO=0 measures
+# the plain `cargo build --release` instead.
+#
+#   bench/proxy.sh        env: DURATION (10), ROUNDS (3), CONNS ("1 16 64"), PGO (1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -30,6 +33,7 @@ CONNS="${CONNS:-1 16 64}"
 bench_init
 UP=$(free_port) NGX=$(free_port) GW=$(free_port) ADMIN=$(free_port)
 echo "machine: $(machine_line)"
+echo "commit:  $(git rev-parse --short HEAD); build: $BUILD"
 
 upstream_start "$UP"
 nginx_start proxy "upstream api { server 127.0.0.1:$UP; keepalive 128; }
