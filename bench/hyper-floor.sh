@@ -16,8 +16,9 @@
 # per target, 0 to skip), how many microseconds of that core each request costs in the
 # kernel and in user space.
 #
-# tokengate is the plain release build here (PGO=0), as the floor is: like is compared
-# with like. bench/proxy.sh measures the profile-guided build.
+# tokengate and the floor are plain release builds (PGO=0); with PGO=1 both are
+# profile-guided — tokengate as in bench/proxy.sh, the floor from a profile of 10 s of
+# wrk through it — so that like is compared with like either way.
 #
 #   bench/hyper-floor.sh     env: DURATION (10), ROUNDS (3), CONNS (64), SPLIT_SECONDS (6),
 #                            PGO (0)
@@ -32,19 +33,43 @@ PGO="${PGO:-0}"
 
 [ "$SPLIT_SECONDS" = 0 ] || apt_install_missing perf:linux-perf
 bench_init
-log "building bench/hyper_floor.rs"
-FLOOR="$(cargo bench --no-run --quiet --bench hyper_floor --message-format=json 2>/dev/null |
-  python3 -c 'import json, sys
+# floor_build RUSTFLAGS TARGET_DIR — bench/hyper_floor.rs built in TARGET_DIR; prints
+# the executable's path.
+floor_build() {
+  local exe
+  exe="$(RUSTFLAGS="$1" cargo bench --no-run --quiet --bench hyper_floor --target-dir "$2" \
+    --message-format=json 2>/dev/null | python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "hyper_floor":
         print(m["executable"])')"
-[ -x "$FLOOR" ] || { echo "bench/hyper_floor.rs did not build" >&2; exit 1; }
-UP=$(free_port) NGX=$(free_port) FL=$(free_port) GW=$(free_port) ADMIN=$(free_port)
-echo "machine: $(machine_line)"
-echo "commit:  $(git rev-parse --short HEAD); tokengate's build: $BUILD"
+  [ -x "$exe" ] || { echo "bench/hyper_floor.rs did not build" >&2; exit 1; }
+  echo "$exe"
+}
 
+UP=$(free_port) NGX=$(free_port) FL=$(free_port) GW=$(free_port) ADMIN=$(free_port)
 upstream_start "$UP"
+log "building bench/hyper_floor.rs"
+if [ "$PGO" = 0 ]; then
+  FLOOR="$(floor_build "" "$CARGO_TARGET_DIR")"
+else
+  # The floor's own profile-guided build: instrumented, 10 s of wrk through it, again
+  # with the counts (the profile is made afresh each run; it takes a few seconds).
+  llvm_tools
+  pgo="$CARGO_TARGET_DIR/pgo"
+  FLOOR="$(floor_build "-Cprofile-generate=$pgo/scratch" "$pgo/floor-instrumented")"
+  rm -rf "$pgo/floor-raw"
+  LLVM_PROFILE_FILE="$pgo/floor-raw/%p-%m.profraw" \
+    bench_bg taskset -c "$PROXY_CPU" "$FLOOR" "127.0.0.1:$FL" "127.0.0.1:$UP"
+  wait_http "http://127.0.0.1:$FL/"
+  wrk_run "$work/floor-training" 64 10 "http://127.0.0.1:$FL/api/items"
+  bench_stop "$last_pid"
+  "$LLVM_TOOLS/llvm-profdata" merge -o "$pgo/floor.profdata" "$pgo/floor-raw"
+  FLOOR="$(floor_build "-Cprofile-use=$pgo/floor.profdata" "$pgo/floor-optimised")"
+fi
+echo "machine: $(machine_line)"
+echo "commit:  $(git rev-parse --short HEAD); builds: $BUILD"
+
 nginx_start proxy "upstream api { server 127.0.0.1:$UP; keepalive 128; }
   server {
     listen 127.0.0.1:$NGX;

@@ -56,7 +56,20 @@ fn main() {
             std::process::exit(1);
         }
     };
-    runtime.block_on(serve(listener, upstream));
+    // SIGTERM ends it by returning from main, so that an instrumented build writes its
+    // profile (bench/hyper-floor.sh with PGO=1).
+    runtime.block_on(async {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            eprintln!("hyper_floor: cannot handle SIGTERM");
+            std::process::exit(1);
+        };
+        tokio::select! {
+            () = serve(listener, upstream) => {}
+            _ = term.recv() => {}
+        }
+    });
 }
 
 /// One request through the floor to an upstream answering `ok`.

@@ -45,13 +45,8 @@ release_build() {
 # binary changed. Sets $BIN. Both builds keep target directories of their own under
 # $CARGO_TARGET_DIR/pgo, so the plain release build's cache stays valid.
 pgo_build() {
-  local dir="$CARGO_TARGET_DIR/pgo" host tools gen stamp
-  host="$(rustc -vV | sed -n 's/^host: //p')"
-  tools="$(rustc --print sysroot)/lib/rustlib/$host/bin"
-  if [ ! -x "$tools/llvm-profdata" ]; then
-    log "installing llvm-tools (rustup), for llvm-profdata"
-    rustup component add llvm-tools
-  fi
+  local dir="$CARGO_TARGET_DIR/pgo" gen stamp
+  llvm_tools
   log "building tokengate instrumented for a profile (release)"
   # Build scripts run instrumented too and leave their counts in scratch/; only the
   # training run's, under raw/, make the profile.
@@ -62,7 +57,7 @@ pgo_build() {
   if [ ! -s "$dir/profile.profdata" ] || [ "$(cat "$dir/profile.stamp" 2>/dev/null)" != "$stamp" ]; then
     rm -rf "$dir/raw"
     pgo_train "$gen" "$dir/raw"
-    "$tools/llvm-profdata" merge -o "$dir/profile.profdata" "$dir/raw"
+    "$LLVM_TOOLS/llvm-profdata" merge -o "$dir/profile.profdata" "$dir/raw"
     echo "$stamp" >"$dir/profile.stamp"
   fi
   log "building tokengate with the profile (release)"
@@ -70,6 +65,18 @@ pgo_build() {
     cargo build --release --quiet --target-dir "$dir/optimised"
   BIN="$dir/optimised/release/tokengate"
   BUILD="release, profile-guided"
+}
+
+# llvm_tools — the rustup component whose llvm-profdata merges profiles, added when
+# missing; sets $LLVM_TOOLS to its directory.
+llvm_tools() {
+  local host
+  host="$(rustc -vV | sed -n 's/^host: //p')"
+  LLVM_TOOLS="$(rustc --print sysroot)/lib/rustlib/$host/bin"
+  if [ ! -x "$LLVM_TOOLS/llvm-profdata" ]; then
+    log "installing llvm-tools (rustup), for llvm-profdata"
+    rustup component add llvm-tools
+  fi
 }
 
 # pgo_train BIN RAW_DIR — the run the profile is made of: BIN (instrumented) in front of
