@@ -25,9 +25,8 @@ bench_init() {
 }
 
 # release_build — the release binary the benchmarks measure; sets $BIN, and $BUILD to
-# say which it is. PGO=1 (the
-# default): the profile-guided build of scripts/build-release (pgo_build). PGO=0: the
-# plain release build.
+# say which it is. PGO=1 (the default): the profile-guided build of scripts/build-release
+# (pgo_build). PGO=0: the plain release build.
 release_build() {
   if [ "${PGO:-1}" = 0 ]; then
     log "building tokengate (release, no profile)"
