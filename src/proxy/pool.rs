@@ -13,6 +13,7 @@
 //! Upstreams are spoken to in HTTP/1.1, over TCP or TLS (rustls), like nginx's
 //! `proxy_http_version 1.1` with `keepalive`.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
@@ -109,33 +110,39 @@ impl Pool {
     }
 
     /// Sends `req` upstream, up to the response head. The response body keeps the
-    /// connection until it has been read.
-    pub async fn send(
+    /// connection until it has been read. (An `async` block: see `proxy::forward`.)
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` keeps its arguments twice; see `proxy::forward`"
+    )]
+    pub fn send(
         self: &Arc<Self>,
         mut req: Request<UpstreamBody>,
-    ) -> Result<Response<PooledBody>, SendError> {
-        origin_form(req.uri_mut());
-        loop {
-            let (mut sender, reused) = match self.checkout() {
-                Some(s) => (s, true),
-                // Boxed: connecting is rare, and its future would otherwise make every
-                // request's future (moved about at each step) several times larger.
-                None => (Box::pin(self.connect()).await?, false),
-            };
-            if sender.ready().await.is_err() {
-                // Closed while idle; a fresh connection that fails to become ready is
-                // reported by the exchange below.
-                if reused {
-                    continue;
+    ) -> impl Future<Output = Result<Response<PooledBody>, SendError>> + '_ {
+        async move {
+            origin_form(req.uri_mut());
+            loop {
+                let (mut sender, reused) = match self.checkout() {
+                    Some(s) => (s, true),
+                    // Boxed: connecting is rare, and its future would otherwise make every
+                    // request's future (moved about at each step) several times larger.
+                    None => (Box::pin(self.connect()).await?, false),
+                };
+                if sender.ready().await.is_err() {
+                    // Closed while idle; a fresh connection that fails to become ready is
+                    // reported by the exchange below.
+                    if reused {
+                        continue;
+                    }
                 }
-            }
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.lease(sender, resp)),
-                Err(mut e) => match e.take_message() {
-                    // Not written: the connection closed under it. Another one may do.
-                    Some(back) if reused => req = back,
-                    _ => return Err(SendError::Exchange(e.into_error())),
-                },
+                match sender.try_send_request(req).await {
+                    Ok(resp) => return Ok(self.lease(sender, resp)),
+                    Err(mut e) => match e.take_message() {
+                        // Not written: the connection closed under it. Another one may do.
+                        Some(back) if reused => req = back,
+                        _ => return Err(SendError::Exchange(e.into_error())),
+                    },
+                }
             }
         }
     }

@@ -1,6 +1,7 @@
 //! One entry for every public request: `/bff/*` is answered by the gateway, everything
 //! else goes to the route table and the proxy.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,51 +16,64 @@ use crate::admin::metrics::RouteStats;
 use crate::app::Gateway;
 use crate::logging::with_request_id;
 
-pub async fn handle(
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an `async fn` keeps its arguments twice; see `proxy::forward`"
+)]
+pub fn handle(
     gw: Arc<Gateway>,
     mut req: Request<Incoming>,
     conn: ConnInfo,
-) -> Response<Body> {
-    let started = Instant::now();
-    gw.metrics.requests.inc();
-    let id = gw.request_ids.for_request(req.headers());
-    // The upstream sees the same ID as our logs and the browser.
-    req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
-    // Every line logged while the request is served names it (crate::logging).
-    let (mut resp, stats) = with_request_id(id.clone(), route(&gw, req, conn)).await;
-    stats.record(resp.status(), started.elapsed());
-    resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
-    resp
+) -> impl Future<Output = Response<Body>> {
+    // An `async` block, not an `async fn`: see `crate::proxy::forward` for why.
+    async move {
+        let started = Instant::now();
+        gw.metrics.requests.inc();
+        let id = gw.request_ids.for_request(req.headers());
+        // The upstream sees the same ID as our logs and the browser.
+        req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+        // Every line logged while the request is served names it (crate::logging).
+        let (mut resp, stats) = with_request_id(id.clone(), route(&gw, req, conn)).await;
+        stats.record(resp.status(), started.elapsed());
+        resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
+        resp
+    }
 }
 
-async fn route(
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an `async fn` keeps its arguments twice; see `proxy::forward`"
+)]
+fn route(
     gw: &Gateway,
     req: Request<Incoming>,
     conn: ConnInfo,
-) -> (Response<Body>, &RouteStats) {
-    let path = req.uri().path();
-    if has_dot_segment(path) {
-        // `/api/../bff/user` and friends: refused rather than resolved, so a route's
-        // prefix check and the upstream's idea of the path can never disagree.
-        let resp = Reject::BadRequest("the path has dot segments").response();
-        return (resp, gw.metrics.unmatched());
-    }
-    if path == "/bff" || path.starts_with("/bff/") {
-        // Boxed: the login and callback flows make a large future, and without the box
-        // every proxied request would carry (and move) its size.
-        return (
-            Box::pin(crate::bff::handle(gw, req)).await,
-            gw.metrics.bff(),
-        );
-    }
-    match gw.routes.find(path) {
-        Some(route) => (
-            crate::proxy::forward(gw, route, req, conn)
-                .await
-                .unwrap_or_else(|reject| reject.response()),
-            gw.metrics.route(route.index),
-        ),
-        None => (Reject::NotFound.response(), gw.metrics.unmatched()),
+) -> impl Future<Output = (Response<Body>, &RouteStats)> + '_ {
+    async move {
+        let path = req.uri().path();
+        if has_dot_segment(path) {
+            // `/api/../bff/user` and friends: refused rather than resolved, so a route's
+            // prefix check and the upstream's idea of the path can never disagree.
+            let resp = Reject::BadRequest("the path has dot segments").response();
+            return (resp, gw.metrics.unmatched());
+        }
+        if path == "/bff" || path.starts_with("/bff/") {
+            // Boxed: the login and callback flows make a large future, and without the box
+            // every proxied request would carry (and move) its size.
+            return (
+                Box::pin(crate::bff::handle(gw, req)).await,
+                gw.metrics.bff(),
+            );
+        }
+        match gw.routes.find(path) {
+            Some(route) => (
+                crate::proxy::forward(gw, route, req, conn)
+                    .await
+                    .unwrap_or_else(|reject| reject.response()),
+                gw.metrics.route(route.index),
+            ),
+            None => (Reject::NotFound.response(), gw.metrics.unmatched()),
+        }
     }
 }
 

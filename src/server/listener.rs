@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -120,11 +121,9 @@ pub async fn run<H, F>(
             tls: tls.is_some(),
         };
         let handler = handler.clone();
-        let service = service_fn(move |req| {
-            let h = handler.clone();
-            let info = info.clone();
-            async move { Ok::<_, Infallible>(h(req, info).await) }
-        });
+        // The handler's own future, mapped to hyper's `Result`: no `async` block around
+        // it, which would be one more layer to build and move for every request.
+        let service = service_fn(move |req| handler(req, info.clone()).map(Ok::<_, Infallible>));
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
