@@ -15,9 +15,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri};
@@ -83,7 +84,9 @@ impl Upstreams {
 
 struct Idle {
     sender: SendRequest<UpstreamBody>,
-    since: Instant,
+    /// The pool's sweep count when it went idle: its age in sweeps, without reading the
+    /// clock for every request that hands a connection back.
+    since: u64,
 }
 
 pub struct Pool {
@@ -93,6 +96,8 @@ pub struct Pool {
     idle_timeout: Duration,
     /// Oldest first; taken from the end.
     idle: Mutex<Vec<Idle>>,
+    /// Sweeps so far; one every `sweep_period(idle_timeout)`.
+    sweeps: AtomicU64,
 }
 
 impl Pool {
@@ -102,6 +107,7 @@ impl Pool {
             connector,
             idle_timeout,
             idle: Mutex::new(Vec::new()),
+            sweeps: AtomicU64::new(0),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(sweep(Arc::downgrade(&pool)));
@@ -166,7 +172,7 @@ impl Pool {
         if idle.len() < MAX_IDLE {
             idle.push(Idle {
                 sender,
-                since: Instant::now(),
+                since: self.sweeps.load(Ordering::Relaxed),
             });
         }
     }
@@ -208,24 +214,41 @@ impl Pool {
         })
     }
 
-    /// Drops idle connections older than the idle timeout.
+    /// Counts a sweep and drops the idle connections older than the idle timeout.
+    ///
+    /// A connection that went idle after sweep `n` has been idle more than `k - 1`
+    /// periods at sweep `n + k`; it goes at the first sweep where that is at least the
+    /// idle timeout. With the period half the timeout, that is between one and one and a
+    /// half timeouts after it went idle, as when its age was read from the clock.
     fn prune(&self) {
+        let now = self.sweeps.fetch_add(1, Ordering::Relaxed) + 1;
+        let keep = sweeps_to_expire(self.idle_timeout);
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
         // Oldest first: everything before the first young one has expired.
         let expired = idle
             .iter()
-            .position(|e| now.duration_since(e.since) < self.idle_timeout)
+            .position(|e| now.saturating_sub(e.since) <= keep)
             .unwrap_or(idle.len());
         idle.drain(..expired);
         idle.retain(|e| !e.sender.is_closed());
     }
 }
 
+/// How often a pool is swept: half its idle timeout, at most ten times a second.
+fn sweep_period(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 2).max(Duration::from_millis(100))
+}
+
+/// The sweeps an idle connection outlives: `idle_timeout` in whole periods, rounded up.
+fn sweeps_to_expire(idle_timeout: Duration) -> u64 {
+    let period = sweep_period(idle_timeout).as_nanos();
+    u64::try_from(idle_timeout.as_nanos().div_ceil(period)).unwrap_or(u64::MAX)
+}
+
 /// Prunes a pool now and then, until the pool is gone.
 async fn sweep(pool: Weak<Pool>) {
     let period = match pool.upgrade() {
-        Some(p) => (p.idle_timeout / 2).max(Duration::from_millis(100)),
+        Some(p) => sweep_period(p.idle_timeout),
         None => return,
     };
     let mut tick = tokio::time::interval(period);
@@ -316,5 +339,28 @@ impl Drop for PooledBody {
         if self.inner.is_end_stream() {
             self.release();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{sweep_period, sweeps_to_expire};
+
+    #[test]
+    fn an_idle_connection_outlives_the_idle_timeout_in_whole_sweeps() {
+        let ms = Duration::from_millis;
+        // 90 s: swept every 45 s, kept at two sweeps, gone at the third (90–135 s idle).
+        assert_eq!(
+            sweep_period(Duration::from_secs(90)),
+            Duration::from_secs(45)
+        );
+        assert_eq!(sweeps_to_expire(Duration::from_secs(90)), 2);
+        // Short timeouts: swept every 100 ms at most.
+        assert_eq!(sweep_period(ms(150)), ms(100));
+        assert_eq!(sweeps_to_expire(ms(150)), 2);
+        assert_eq!(sweeps_to_expire(ms(50)), 1);
+        assert_eq!(sweeps_to_expire(Duration::ZERO), 0);
     }
 }
