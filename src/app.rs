@@ -13,7 +13,7 @@ use crate::crypto::KeyRing;
 use crate::oidc::dpop::Nonces;
 use crate::oidc::http_client::ProviderHttp;
 use crate::oidc::ProviderCell;
-use crate::proxy::pool::Upstreams;
+use crate::proxy::pool::{Timeouts, Upstreams};
 use crate::proxy::upstream;
 use crate::route::{Route, RouteTable};
 use crate::server::dispatch::RequestIds;
@@ -92,7 +92,14 @@ impl Gateway {
         }
         let connector = upstream::upstream_connector(&config.upstream)
             .map_err(|e| StartError::Config(format!("upstream.tls_ca: {e}")))?;
-        let upstreams = Upstreams::new(&routes, connector, config.upstream.pool_idle_timeout);
+        let upstreams = Upstreams::new(
+            &routes,
+            connector,
+            Timeouts {
+                idle: config.upstream.pool_idle_timeout,
+                response: config.upstream.response_timeout,
+            },
+        );
         Ok(Gateway {
             routes: RouteTable::new(routes),
             sessions,

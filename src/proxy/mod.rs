@@ -20,6 +20,7 @@ pub mod upgrade;
 pub mod upstream;
 
 use std::future::Future;
+use std::time::Instant;
 
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
@@ -232,7 +233,8 @@ fn prepare(
     Ok((Request::from_parts(parts, Either::Left(body)), upgrade))
 }
 
-/// Phase 4: the upstream exchange, up to the response head.
+/// Phase 4: the upstream exchange, up to the response head (the pool keeps
+/// `upstream.response_timeout`).
 #[expect(
     clippy::manual_async_fn,
     reason = "an `async fn` keeps its arguments twice; see `proxy::forward`"
@@ -243,33 +245,23 @@ fn send<'a>(
     req: Request<UpstreamBody>,
 ) -> impl Future<Output = Result<Response<PooledBody>, Reject>> + 'a {
     async move {
-        let started = tokio::time::Instant::now();
-        let exchange = match gw.upstream.pool(route.index) {
-            Ok(pool) => pool.send(req),
-            Err(e) => return Err(upstream_failed(e)),
+        let started = Instant::now();
+        let sent = match gw.upstream.pool(route.index) {
+            Ok(pool) => pool.send(req, started).await,
+            Err(e) => Err(e),
         };
-        let deadline = deadline(started, gw.config.upstream.response_timeout);
-        match tokio::time::timeout_at(deadline, exchange).await {
-            Ok(Ok(resp)) => {
+        match sent {
+            Ok(resp) => {
                 gw.metrics
                     .route(route.index)
                     .upstream
                     .observe(started.elapsed());
                 Ok(resp)
             }
-            Ok(Err(e)) => Err(upstream_failed(e)),
-            Err(_) => Err(Reject::UpstreamTimeout),
+            Err(pool::SendError::Timeout) => Err(Reject::UpstreamTimeout),
+            Err(e) => Err(upstream_failed(e)),
         }
     }
-}
-
-/// `started + limit`; a limit too large to add to the clock (the configuration takes any
-/// duration) is as good as none, as `tokio::time::timeout` treats it.
-fn deadline(started: tokio::time::Instant, limit: std::time::Duration) -> tokio::time::Instant {
-    const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(86_400 * 365 * 30);
-    started
-        .checked_add(limit)
-        .unwrap_or_else(|| started + FAR_FUTURE)
 }
 
 fn upstream_failed(e: pool::SendError) -> Reject {
@@ -289,23 +281,4 @@ fn respond(mut resp: Response<PooledBody>, client_upgrade: Option<OnUpgrade>) ->
     }
     headers::protect_own_cookies(resp.headers_mut());
     resp.map(Either::Left)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::deadline;
-
-    #[test]
-    fn a_response_limit_beyond_the_clock_is_no_limit_not_a_panic() {
-        let now = tokio::time::Instant::now();
-        assert_eq!(
-            deadline(now, Duration::from_secs(30)),
-            now + Duration::from_secs(30)
-        );
-        // `upstream.response_timeout = "500000000000y"` parses; adding it would overflow.
-        let far = deadline(now, Duration::from_secs(u64::MAX));
-        assert!(far > now + Duration::from_secs(86_400 * 365 * 29));
-    }
 }

@@ -12,13 +12,19 @@
 //!
 //! Upstreams are spoken to in HTTP/1.1, over TCP or TLS (rustls), like nginx's
 //! `proxy_http_version 1.1` with `keepalive`.
+//!
+//! `upstream.response_timeout` is kept by the pool's sweep, not by a timer per request: a
+//! connection notes when the request it carries was sent, and the sweep, which runs every
+//! eighth of the timeout (at most every second), closes a connection whose response head
+//! is overdue; the request waiting on it then fails as timed out. A timer armed and
+//! disarmed for every request cost more than the rest of the pool's work for it.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri};
@@ -39,6 +45,8 @@ pub enum SendError {
     Connect(Box<dyn std::error::Error + Send + Sync>),
     #[error("{0}")]
     Exchange(#[from] hyper::Error),
+    #[error("no response head within upstream.response_timeout")]
+    Timeout,
 }
 
 impl SendError {
@@ -55,7 +63,7 @@ pub struct Upstreams {
 impl Upstreams {
     /// One pool per distinct upstream origin among `routes`; routes to the same origin
     /// share it.
-    pub fn new(routes: &[Route], connector: Connector, idle_timeout: Duration) -> Upstreams {
+    pub fn new(routes: &[Route], connector: Connector, timeouts: Timeouts) -> Upstreams {
         let mut origins: Vec<(Uri, Arc<Pool>)> = Vec::new();
         let by_route = routes
             .iter()
@@ -64,7 +72,7 @@ impl Upstreams {
                 if let Some((_, pool)) = origins.iter().find(|(o, _)| *o == origin) {
                     return pool.clone();
                 }
-                let pool = Pool::new(origin.clone(), connector.clone(), idle_timeout);
+                let pool = Pool::new(origin.clone(), connector.clone(), timeouts);
                 origins.push((origin, pool.clone()));
                 pool
             })
@@ -82,8 +90,33 @@ impl Upstreams {
     }
 }
 
-struct Idle {
+/// A pool's time limits (`upstream.pool_idle_timeout`, `upstream.response_timeout`).
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub idle: Duration,
+    pub response: Duration,
+}
+
+/// An upstream connection: the handle requests are sent through, and what the sweep
+/// watches on it.
+struct Conn {
     sender: SendRequest<UpstreamBody>,
+    watch: Arc<Watch>,
+}
+
+/// When the request in flight on a connection was sent, for the sweep to find it overdue.
+struct Watch {
+    /// Milliseconds from the pool's `epoch` to the request's start, plus one; 0 while no
+    /// request waits for its response head.
+    sent_at: AtomicU64,
+    /// Set by the sweep before it closes the connection.
+    timed_out: AtomicBool,
+    /// The task that drives the connection; aborting it closes the connection.
+    task: tokio::task::AbortHandle,
+}
+
+struct Idle {
+    conn: Conn,
     /// The pool's sweep count when it went idle: its age in sweeps, without reading the
     /// clock for every request that hands a connection back.
     since: u64,
@@ -93,21 +126,27 @@ pub struct Pool {
     /// `scheme://authority`, what the connector dials.
     origin: Uri,
     connector: Connector,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
     /// Oldest first; taken from the end.
     idle: Mutex<Vec<Idle>>,
-    /// Sweeps so far; one every `sweep_period(idle_timeout)`.
+    /// Sweeps so far; one every `sweep_period(timeouts)`.
     sweeps: AtomicU64,
+    /// Every connection opened and not yet found gone by a sweep, idle or busy.
+    live: Mutex<Vec<Weak<Watch>>>,
+    /// The origin of the `sent_at` times.
+    epoch: Instant,
 }
 
 impl Pool {
-    fn new(origin: Uri, connector: Connector, idle_timeout: Duration) -> Arc<Pool> {
+    fn new(origin: Uri, connector: Connector, timeouts: Timeouts) -> Arc<Pool> {
         let pool = Arc::new(Pool {
             origin,
             connector,
-            idle_timeout,
+            timeouts,
             idle: Mutex::new(Vec::new()),
             sweeps: AtomicU64::new(0),
+            live: Mutex::new(Vec::new()),
+            epoch: Instant::now(),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(sweep(Arc::downgrade(&pool)));
@@ -115,8 +154,9 @@ impl Pool {
         pool
     }
 
-    /// Sends `req` upstream, up to the response head. The response body keeps the
-    /// connection until it has been read. (An `async` block: see `proxy::forward`.)
+    /// Sends `req` upstream, up to the response head, which must come within the response
+    /// timeout of `started` (when the caller began the exchange). The response body keeps
+    /// the connection until it has been read. (An `async` block: see `proxy::forward`.)
     #[expect(
         clippy::manual_async_fn,
         reason = "an `async fn` keeps its arguments twice; see `proxy::forward`"
@@ -124,25 +164,33 @@ impl Pool {
     pub fn send(
         self: &Arc<Self>,
         mut req: Request<UpstreamBody>,
+        started: Instant,
     ) -> impl Future<Output = Result<Response<PooledBody>, SendError>> + '_ {
         async move {
             origin_form(req.uri_mut());
+            let sent_at = self.millis(started);
             loop {
-                let (mut sender, reused) = match self.checkout() {
-                    Some(s) => (s, true),
+                let (mut conn, reused) = match self.checkout() {
+                    Some(c) => (c, true),
                     // Boxed: connecting is rare, and its future would otherwise make every
                     // request's future (moved about at each step) several times larger.
                     None => (Box::pin(self.connect()).await?, false),
                 };
-                if sender.ready().await.is_err() {
+                if conn.sender.ready().await.is_err() {
                     // Closed while idle; a fresh connection that fails to become ready is
                     // reported by the exchange below.
                     if reused {
                         continue;
                     }
                 }
-                match sender.try_send_request(req).await {
-                    Ok(resp) => return Ok(self.lease(sender, resp)),
+                conn.watch.sent_at.store(sent_at, Ordering::Relaxed);
+                let sent = conn.sender.try_send_request(req).await;
+                conn.watch.sent_at.store(0, Ordering::Relaxed);
+                match sent {
+                    Ok(resp) => return Ok(self.lease(conn, resp)),
+                    Err(_) if conn.watch.timed_out.load(Ordering::Relaxed) => {
+                        return Err(SendError::Timeout)
+                    }
                     Err(mut e) => match e.take_message() {
                         // Not written: the connection closed under it. Another one may do.
                         Some(back) if reused => req = back,
@@ -153,31 +201,37 @@ impl Pool {
         }
     }
 
+    /// `at` as a `sent_at` value: milliseconds since the pool's epoch, plus one.
+    fn millis(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.epoch).as_millis();
+        u64::try_from(since).unwrap_or(u64::MAX - 1) + 1
+    }
+
     /// The most recently used idle connection still open.
-    fn checkout(&self) -> Option<SendRequest<UpstreamBody>> {
+    fn checkout(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(entry) = idle.pop() {
-            if !entry.sender.is_closed() {
-                return Some(entry.sender);
+            if !entry.conn.sender.is_closed() {
+                return Some(entry.conn);
             }
         }
         None
     }
 
-    fn checkin(&self, sender: SendRequest<UpstreamBody>) {
-        if sender.is_closed() {
+    fn checkin(&self, conn: Conn) {
+        if conn.sender.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(Idle {
-                sender,
+                conn,
                 since: self.sweeps.load(Ordering::Relaxed),
             });
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<UpstreamBody>, SendError> {
+    async fn connect(&self) -> Result<Conn, SendError> {
         // The connector bounds the TCP and TLS set-up by `upstream.connect_timeout`.
         let io = self
             .connector
@@ -186,26 +240,31 @@ impl Pool {
             .await
             .map_err(SendError::Connect)?;
         let (sender, conn) = http1::handshake(io).await?;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream connection ended");
             }
         });
-        Ok(sender)
+        let watch = Arc::new(Watch {
+            sent_at: AtomicU64::new(0),
+            timed_out: AtomicBool::new(false),
+            task: task.abort_handle(),
+        });
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::downgrade(&watch));
+        Ok(Conn { sender, watch })
     }
 
     /// The response, its body holding `sender` until read to the end. A `101` hands the
     /// connection over to the tunnel, and a body already ended frees it now.
-    fn lease(
-        self: &Arc<Self>,
-        sender: SendRequest<UpstreamBody>,
-        resp: Response<Incoming>,
-    ) -> Response<PooledBody> {
+    fn lease(self: &Arc<Self>, conn: Conn, resp: Response<Incoming>) -> Response<PooledBody> {
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         resp.map(|inner| {
             let mut body = PooledBody {
                 inner,
-                lease: (!switching).then(|| (sender, self.clone())),
+                lease: (!switching).then(|| (conn, self.clone())),
             };
             if body.inner.is_end_stream() {
                 body.release();
@@ -218,11 +277,11 @@ impl Pool {
     ///
     /// A connection that went idle after sweep `n` has been idle more than `k - 1`
     /// periods at sweep `n + k`; it goes at the first sweep where that is at least the
-    /// idle timeout. With the period half the timeout, that is between one and one and a
-    /// half timeouts after it went idle, as when its age was read from the clock.
+    /// idle timeout: at most one period (a second, by default; half the idle timeout when
+    /// that is shorter) after the timeout, as when its age was read from the clock.
     fn prune(&self) {
         let now = self.sweeps.fetch_add(1, Ordering::Relaxed) + 1;
-        let keep = sweeps_to_expire(self.idle_timeout);
+        let keep = sweeps_to_expire(self.timeouts);
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         // Oldest first: everything before the first young one has expired.
         let expired = idle
@@ -230,25 +289,47 @@ impl Pool {
             .position(|e| now.saturating_sub(e.since) <= keep)
             .unwrap_or(idle.len());
         idle.drain(..expired);
-        idle.retain(|e| !e.sender.is_closed());
+        idle.retain(|e| !e.conn.sender.is_closed());
+    }
+
+    /// Closes the connections whose response head is overdue, and forgets the closed ones.
+    fn time_out(&self) {
+        let now = self.millis(Instant::now());
+        let limit = u64::try_from(self.timeouts.response.as_millis()).unwrap_or(u64::MAX);
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.retain(|watch| {
+            let Some(watch) = watch.upgrade() else {
+                return false;
+            };
+            let sent_at = watch.sent_at.load(Ordering::Relaxed);
+            if sent_at != 0 && now.saturating_sub(sent_at) >= limit {
+                watch.timed_out.store(true, Ordering::Relaxed);
+                watch.task.abort();
+            }
+            true
+        });
     }
 }
 
-/// How often a pool is swept: half its idle timeout, at most ten times a second.
-fn sweep_period(idle_timeout: Duration) -> Duration {
-    (idle_timeout / 2).max(Duration::from_millis(100))
+/// How often a pool is swept: every eighth of the response timeout, between a hundred
+/// times and once a second, and at least every half idle timeout (down to ten times a
+/// second).
+fn sweep_period(timeouts: Timeouts) -> Duration {
+    let idle = (timeouts.idle / 2).max(Duration::from_millis(100));
+    let response = (timeouts.response / 8).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    idle.min(response)
 }
 
-/// The sweeps an idle connection outlives: `idle_timeout` in whole periods, rounded up.
-fn sweeps_to_expire(idle_timeout: Duration) -> u64 {
-    let period = sweep_period(idle_timeout).as_nanos();
-    u64::try_from(idle_timeout.as_nanos().div_ceil(period)).unwrap_or(u64::MAX)
+/// The sweeps an idle connection outlives: the idle timeout in whole periods, rounded up.
+fn sweeps_to_expire(timeouts: Timeouts) -> u64 {
+    let period = sweep_period(timeouts).as_nanos();
+    u64::try_from(timeouts.idle.as_nanos().div_ceil(period)).unwrap_or(u64::MAX)
 }
 
-/// Prunes a pool now and then, until the pool is gone.
+/// Sweeps a pool now and then, until the pool is gone.
 async fn sweep(pool: Weak<Pool>) {
     let period = match pool.upgrade() {
-        Some(p) => sweep_period(p.idle_timeout),
+        Some(p) => sweep_period(p.timeouts),
         None => return,
     };
     let mut tick = tokio::time::interval(period);
@@ -256,7 +337,10 @@ async fn sweep(pool: Weak<Pool>) {
     loop {
         tick.tick().await;
         match pool.upgrade() {
-            Some(p) => p.prune(),
+            Some(p) => {
+                p.time_out();
+                p.prune();
+            }
             None => return,
         }
     }
@@ -278,7 +362,7 @@ fn origin_form(uri: &mut Uri) {
 /// end; dropped before that, it closes the connection.
 pub struct PooledBody {
     inner: Incoming,
-    lease: Option<(SendRequest<UpstreamBody>, Arc<Pool>)>,
+    lease: Option<(Conn, Arc<Pool>)>,
 }
 
 impl PooledBody {
@@ -286,21 +370,21 @@ impl PooledBody {
     /// can (a request body the upstream answered before reading may still be going
     /// out). Only ready connections are idle, so no request ever waits on another's.
     fn release(&mut self) {
-        let Some((mut sender, pool)) = self.lease.take() else {
+        let Some((mut conn, pool)) = self.lease.take() else {
             return;
         };
-        if sender.is_ready() {
-            pool.checkin(sender);
+        if conn.sender.is_ready() {
+            pool.checkin(conn);
             return;
         }
         // Outside a runtime (a body dropped as the process ends) the connection just closes.
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let limit = pool.idle_timeout;
+        let limit = pool.timeouts.idle;
         rt.spawn(async move {
-            if let Ok(Ok(())) = tokio::time::timeout(limit, sender.ready()).await {
-                pool.checkin(sender);
+            if let Ok(Ok(())) = tokio::time::timeout(limit, conn.sender.ready()).await {
+                pool.checkin(conn);
             }
         });
     }
@@ -346,21 +430,27 @@ impl Drop for PooledBody {
 mod tests {
     use std::time::Duration;
 
-    use super::{sweep_period, sweeps_to_expire};
+    use super::{sweep_period, sweeps_to_expire, Timeouts};
 
     #[test]
-    fn an_idle_connection_outlives_the_idle_timeout_in_whole_sweeps() {
+    fn a_pool_is_swept_often_enough_for_both_its_timeouts() {
         let ms = Duration::from_millis;
-        // 90 s: swept every 45 s, kept at two sweeps, gone at the third (90–135 s idle).
+        let s = Duration::from_secs;
+        let t = |idle, response| Timeouts { idle, response };
+        // The defaults: every second for the response timeout; 90 s idle is 90 sweeps.
+        assert_eq!(sweep_period(t(s(90), s(30))), s(1));
+        assert_eq!(sweeps_to_expire(t(s(90), s(30))), 90);
+        // A short response timeout: every eighth of it, not more than 100 times a second.
         assert_eq!(
-            sweep_period(Duration::from_secs(90)),
-            Duration::from_secs(45)
+            sweep_period(t(s(90), ms(500))),
+            Duration::from_micros(62_500)
         );
-        assert_eq!(sweeps_to_expire(Duration::from_secs(90)), 2);
-        // Short timeouts: swept every 100 ms at most.
-        assert_eq!(sweep_period(ms(150)), ms(100));
-        assert_eq!(sweeps_to_expire(ms(150)), 2);
-        assert_eq!(sweeps_to_expire(ms(50)), 1);
-        assert_eq!(sweeps_to_expire(Duration::ZERO), 0);
+        assert_eq!(sweep_period(t(s(90), ms(40))), ms(10));
+        // A short idle timeout: every half of it, not more than ten times a second.
+        assert_eq!(sweep_period(t(ms(300), s(30))), ms(150));
+        assert_eq!(sweeps_to_expire(t(ms(300), s(30))), 2);
+        assert_eq!(sweep_period(t(ms(150), s(30))), ms(100));
+        assert_eq!(sweeps_to_expire(t(ms(150), s(30))), 2);
+        assert_eq!(sweeps_to_expire(t(Duration::ZERO, s(30))), 0);
     }
 }

@@ -129,12 +129,22 @@ async fn slow_upstream_is_504_json() {
         ..Setup::default()
     })
     .await;
+    let started = std::time::Instant::now();
     let resp = reqwest::get(gw.url("/slow?ms=3000"))
         .await
         .expect("request");
     assert_eq!(resp.status(), 504);
+    // Kept to within an eighth of the limit (the pool's sweep), well before the answer.
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_millis(2500),
+        "504 after {took:?}"
+    );
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"], "upstream_timeout");
+    // The overdue connection was closed, not handed to the next request.
+    let resp = reqwest::get(gw.url("/after")).await.expect("request");
+    assert_eq!(resp.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
