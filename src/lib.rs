@@ -46,4 +46,5 @@ pub mod route;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod sweep;
 pub mod token;

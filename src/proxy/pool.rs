@@ -34,6 +34,7 @@ use tower_service::Service;
 
 use super::upstream::{Connector, UpstreamBody};
 use crate::route::Route;
+use crate::sweep::{self, Millis};
 
 /// Idle connections kept per upstream origin at most.
 const MAX_IDLE: usize = 256;
@@ -106,8 +107,8 @@ struct Conn {
 
 /// When the request in flight on a connection was sent, for the sweep to find it overdue.
 struct Watch {
-    /// Milliseconds from the pool's `epoch` to the request's start, plus one; 0 while no
-    /// request waits for its response head.
+    /// The request's start on the pool's [`Millis`] clock; 0 while no request waits for
+    /// its response head.
     sent_at: AtomicU64,
     /// Set by the sweep before it closes the connection.
     timed_out: AtomicBool,
@@ -133,8 +134,8 @@ pub struct Pool {
     sweeps: AtomicU64,
     /// Every connection opened and not yet found gone by a sweep, idle or busy.
     live: Mutex<Vec<Weak<Watch>>>,
-    /// The origin of the `sent_at` times.
-    epoch: Instant,
+    /// The clock of the `sent_at` times.
+    clock: Millis,
 }
 
 impl Pool {
@@ -146,10 +147,14 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             sweeps: AtomicU64::new(0),
             live: Mutex::new(Vec::new()),
-            epoch: Instant::now(),
+            clock: Millis::default(),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(sweep(Arc::downgrade(&pool)));
+            let period = sweep_period(timeouts);
+            rt.spawn(sweep::every(period, Arc::downgrade(&pool), |p: &Pool| {
+                p.time_out();
+                p.prune();
+            }));
         }
         pool
     }
@@ -168,7 +173,7 @@ impl Pool {
     ) -> impl Future<Output = Result<Response<PooledBody>, SendError>> + '_ {
         async move {
             origin_form(req.uri_mut());
-            let sent_at = self.millis(started);
+            let sent_at = self.clock.at(started);
             loop {
                 let (mut conn, reused) = match self.checkout() {
                     Some(c) => (c, true),
@@ -199,12 +204,6 @@ impl Pool {
                 }
             }
         }
-    }
-
-    /// `at` as a `sent_at` value: milliseconds since the pool's epoch, plus one.
-    fn millis(&self, at: Instant) -> u64 {
-        let since = at.saturating_duration_since(self.epoch).as_millis();
-        u64::try_from(since).unwrap_or(u64::MAX - 1) + 1
     }
 
     /// The most recently used idle connection still open.
@@ -294,7 +293,7 @@ impl Pool {
 
     /// Closes the connections whose response head is overdue, and forgets the closed ones.
     fn time_out(&self) {
-        let now = self.millis(Instant::now());
+        let now = self.clock.at(Instant::now());
         let limit = u64::try_from(self.timeouts.response.as_millis()).unwrap_or(u64::MAX);
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.retain(|watch| {
@@ -311,39 +310,17 @@ impl Pool {
     }
 }
 
-/// How often a pool is swept: every eighth of the response timeout, between a hundred
-/// times and once a second, and at least every half idle timeout (down to ten times a
-/// second).
+/// How often a pool is swept: as the response timeout needs (`sweep::period_for`), and
+/// at least every half idle timeout (down to ten times a second).
 fn sweep_period(timeouts: Timeouts) -> Duration {
     let idle = (timeouts.idle / 2).max(Duration::from_millis(100));
-    let response = (timeouts.response / 8).clamp(Duration::from_millis(10), Duration::from_secs(1));
-    idle.min(response)
+    idle.min(sweep::period_for(timeouts.response))
 }
 
 /// The sweeps an idle connection outlives: the idle timeout in whole periods, rounded up.
 fn sweeps_to_expire(timeouts: Timeouts) -> u64 {
     let period = sweep_period(timeouts).as_nanos();
     u64::try_from(timeouts.idle.as_nanos().div_ceil(period)).unwrap_or(u64::MAX)
-}
-
-/// Sweeps a pool now and then, until the pool is gone.
-async fn sweep(pool: Weak<Pool>) {
-    let period = match pool.upgrade() {
-        Some(p) => sweep_period(p.timeouts),
-        None => return,
-    };
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match pool.upgrade() {
-            Some(p) => {
-                p.time_out();
-                p.prune();
-            }
-            None => return,
-        }
-    }
 }
 
 /// `/path?query`: what HTTP/1.1 puts on the request line to an origin server (the proxy

@@ -21,6 +21,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use super::head_timer::{HeadSweep, HeadTimer};
 use super::Body;
 use crate::shutdown::Shutdown;
 
@@ -43,10 +44,11 @@ pub struct Limits {
     pub shutdown_grace: Duration,
 }
 
-fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+/// One connection's server: its own timer for request heads (see [`super::head_timer`]).
+fn builder(limits: &Limits, heads: HeadTimer) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
-        .timer(TokioTimer::new())
+        .timer(heads)
         // Slowloris: a client that trickles its request head is cut off.
         .header_read_timeout(limits.header_read_timeout)
         // Heads larger than this, or with more fields, get 431 from hyper.
@@ -98,7 +100,8 @@ pub async fn run<H, F>(
     H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let builder = Arc::new(builder(&limits));
+    let heads = HeadSweep::new(limits.header_read_timeout);
+    tokio::spawn(heads.run());
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, remote) = tokio::select! {
@@ -124,7 +127,7 @@ pub async fn run<H, F>(
         // The handler's own future, mapped to hyper's `Result`: no `async` block around
         // it, which would be one more layer to build and move for every request.
         let service = service_fn(move |req| handler(req, info.clone()).map(Ok::<_, Infallible>));
-        let builder = builder.clone();
+        let builder = builder(&limits, heads.timer());
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let handshake_limit = limits.header_read_timeout;

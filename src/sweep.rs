@@ -1,0 +1,74 @@
+//! Deadlines kept by a periodic sweep instead of a timer per request: the request writes
+//! its deadline (or start) where the sweep looks, in milliseconds of a [`Millis`] clock,
+//! and the sweep ([`every`]) acts on the overdue ones. Used for the request-head and the
+//! upstream-response timeouts, which every request would otherwise arm and disarm.
+
+use std::sync::Weak;
+use std::time::{Duration, Instant};
+
+/// Milliseconds since an epoch, plus one, so that 0 can stand for "none".
+pub struct Millis {
+    epoch: Instant,
+}
+
+impl Default for Millis {
+    /// A clock whose epoch is now.
+    fn default() -> Millis {
+        Millis {
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl Millis {
+    pub fn at(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.epoch).as_millis();
+        u64::try_from(since).unwrap_or(u64::MAX - 1) + 1
+    }
+}
+
+/// How often to sweep for a timeout: an eighth of it, between a hundred times and once a
+/// second (the timeout is then kept to within that much).
+pub fn period_for(timeout: Duration) -> Duration {
+    (timeout / 8).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// Runs `work` on `target` every `period` until `target` is gone.
+pub async fn every<T>(period: Duration, target: Weak<T>, work: impl Fn(&T)) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match target.upgrade() {
+            Some(t) => work(&t),
+            None => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{period_for, Millis};
+
+    #[test]
+    fn millis_are_never_zero_and_a_sweep_period_is_bounded() {
+        let clock = Millis::default();
+        let now = Instant::now();
+        assert!(clock.at(now) >= 1);
+        assert_eq!(
+            clock.at(now + Duration::from_secs(2)) - clock.at(now),
+            2_000
+        );
+        assert_eq!(period_for(Duration::from_secs(30)), Duration::from_secs(1));
+        assert_eq!(
+            period_for(Duration::from_millis(500)),
+            Duration::from_micros(62_500)
+        );
+        assert_eq!(
+            period_for(Duration::from_millis(40)),
+            Duration::from_millis(10)
+        );
+    }
+}
