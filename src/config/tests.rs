@@ -103,6 +103,17 @@ fn three_mistakes_are_reported_together_with_their_paths() {
 }
 
 #[test]
+fn a_header_read_timeout_beyond_a_day_names_its_key() {
+    let text = format!("[server]\nheader_read_timeout = \"1000000y\"\n{MINIMAL}");
+    let p = problems(&text);
+    assert_eq!(
+        p,
+        ["server.header_read_timeout: must be at most 1 day"],
+        "{p:#?}"
+    );
+}
+
+#[test]
 fn an_unreadable_upstream_ca_names_its_key() {
     let p = problems(&MINIMAL.replace(
         "[oidc]",

@@ -159,11 +159,17 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             key: PathBuf::from(&t.key),
         }
     });
-    let header_read_timeout = c.duration(
+    let mut header_read_timeout = c.duration(
         "server.header_read_timeout",
         s.header_read_timeout.as_deref(),
         "10s",
     );
+    // hyper adds it to the clock for every request head: a limit past what an `Instant`
+    // can hold would fail every connection rather than be no limit.
+    if header_read_timeout > Duration::from_secs(86_400) {
+        c.fail("server.header_read_timeout", "must be at most 1 day");
+        header_read_timeout = Duration::from_secs(86_400);
+    }
     let max_header_bytes = c.int(
         "server.max_header_bytes",
         s.max_header_bytes,

@@ -103,7 +103,9 @@ impl HeadTimer {
 
 impl Timer for HeadTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
-        self.sleep_until(Instant::now() + duration)
+        // A year is as good as forever here, and cannot overflow the clock.
+        let year = Duration::from_secs(365 * 86_400);
+        self.sleep_until(Instant::now() + duration.min(year))
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
