@@ -3,7 +3,7 @@
 //! and the sweep ([`every`]) acts on the overdue ones. Used for the request-head and the
 //! upstream-response timeouts, which every request would otherwise arm and disarm.
 
-use std::sync::Weak;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 /// Milliseconds since an epoch, plus one, so that 0 can stand for "none".
@@ -31,6 +31,42 @@ impl Millis {
 /// second (the timeout is then kept to within that much).
 pub fn period_for(timeout: Duration) -> Duration {
     (timeout / 8).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// What a sweep looks at: one weak handle per item (a connection), added once, forgotten
+/// by the first sweep that finds the item gone.
+pub struct Watched<T>(Mutex<Vec<Weak<T>>>);
+
+impl<T> Default for Watched<T> {
+    fn default() -> Self {
+        Watched(Mutex::new(Vec::new()))
+    }
+}
+
+impl<T> Watched<T> {
+    pub fn add(&self, item: &Arc<T>) {
+        self.lock().push(Arc::downgrade(item));
+    }
+
+    /// Calls `f` on every item still alive, and forgets the others.
+    pub fn sweep(&self, mut f: impl FnMut(&T)) {
+        self.lock().retain(|item| match item.upgrade() {
+            Some(item) => {
+                f(&item);
+                true
+            }
+            None => false,
+        });
+    }
+
+    /// How many items are watched (the gone ones until the next sweep included).
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<T>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Runs `work` on `target` every `period` until `target` is gone.

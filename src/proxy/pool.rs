@@ -22,7 +22,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,7 @@ use tower_service::Service;
 
 use super::upstream::{Connector, UpstreamBody};
 use crate::route::Route;
-use crate::sweep::{self, Millis};
+use crate::sweep::{self, Millis, Watched};
 
 /// Idle connections kept per upstream origin at most.
 const MAX_IDLE: usize = 256;
@@ -133,7 +133,7 @@ pub struct Pool {
     /// Sweeps so far; one every `sweep_period(timeouts)`.
     sweeps: AtomicU64,
     /// Every connection opened and not yet found gone by a sweep, idle or busy.
-    live: Mutex<Vec<Weak<Watch>>>,
+    live: Watched<Watch>,
     /// The clock of the `sent_at` times.
     clock: Millis,
 }
@@ -146,7 +146,7 @@ impl Pool {
             timeouts,
             idle: Mutex::new(Vec::new()),
             sweeps: AtomicU64::new(0),
-            live: Mutex::new(Vec::new()),
+            live: Watched::default(),
             clock: Millis::default(),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -249,10 +249,7 @@ impl Pool {
             timed_out: AtomicBool::new(false),
             task: task.abort_handle(),
         });
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Arc::downgrade(&watch));
+        self.live.add(&watch);
         Ok(Conn { sender, watch })
     }
 
@@ -295,17 +292,12 @@ impl Pool {
     fn time_out(&self) {
         let now = self.clock.at(Instant::now());
         let limit = u64::try_from(self.timeouts.response.as_millis()).unwrap_or(u64::MAX);
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.retain(|watch| {
-            let Some(watch) = watch.upgrade() else {
-                return false;
-            };
+        self.live.sweep(|watch| {
             let sent_at = watch.sent_at.load(Ordering::Relaxed);
             if sent_at != 0 && now.saturating_sub(sent_at) >= limit {
                 watch.timed_out.store(true, Ordering::Relaxed);
                 watch.task.abort();
             }
-            true
         });
     }
 }

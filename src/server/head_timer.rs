@@ -12,14 +12,14 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::task::AtomicWaker;
 use hyper::rt::{Sleep, Timer};
 
-use crate::sweep::{self, Millis};
+use crate::sweep::{self, Millis, Watched};
 
 /// One connection's head-read deadline, as its timer sets it and the sweep reads it.
 #[derive(Default)]
@@ -36,7 +36,7 @@ struct Deadline {
 pub struct HeadSweep {
     clock: Millis,
     period: Duration,
-    connections: Mutex<Vec<Weak<Deadline>>>,
+    connections: Watched<Deadline>,
 }
 
 impl HeadSweep {
@@ -44,17 +44,14 @@ impl HeadSweep {
         Arc::new(HeadSweep {
             clock: Millis::default(),
             period: sweep::period_for(timeout),
-            connections: Mutex::new(Vec::new()),
+            connections: Watched::default(),
         })
     }
 
     /// A timer for one new connection.
     pub fn timer(self: &Arc<Self>) -> HeadTimer {
         let deadline = Arc::new(Deadline::default());
-        self.connections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Arc::downgrade(&deadline));
+        self.connections.add(&deadline);
         HeadTimer {
             sweep: self.clone(),
             deadline,
@@ -71,17 +68,12 @@ impl HeadSweep {
     /// Marks the deadlines passed at `now` and wakes their connections; forgets the
     /// connections that are gone.
     fn expire(&self, now: u64) {
-        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        connections.retain(|deadline| {
-            let Some(deadline) = deadline.upgrade() else {
-                return false;
-            };
+        self.connections.sweep(|deadline| {
             let at = deadline.at.load(Ordering::Acquire);
             if at != 0 && now >= at {
                 deadline.expired.store(true, Ordering::Release);
                 deadline.waker.wake();
             }
-            true
         });
     }
 }
@@ -223,7 +215,7 @@ mod tests {
         let kept = sweep.timer();
         drop(sweep.timer());
         sweep.expire(1);
-        assert_eq!(sweep.connections.lock().map(|c| c.len()).unwrap_or(0), 1);
+        assert_eq!(sweep.connections.count(), 1);
         drop(kept);
     }
 }
