@@ -17,10 +17,10 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use super::drain::Drain;
 use super::head_timer::{HeadSweep, HeadTimer};
 use super::Body;
 use crate::shutdown::Shutdown;
@@ -102,7 +102,7 @@ pub async fn run<H, F>(
 {
     let heads = HeadSweep::new(limits.header_read_timeout);
     tokio::spawn(heads.run());
-    let graceful = GracefulShutdown::new();
+    let drain = Arc::new(Drain::default());
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -128,7 +128,7 @@ pub async fn run<H, F>(
         // it, which would be one more layer to build and move for every request.
         let service = service_fn(move |req| handler(req, info.clone()).map(Ok::<_, Infallible>));
         let builder = builder(&limits, heads.timer());
-        let watcher = graceful.watcher();
+        let ticket = drain.admit();
         let tls = tls.clone();
         let handshake_limit = limits.header_read_timeout;
         let counted = Counted::new(open.clone());
@@ -139,7 +139,7 @@ pub async fn run<H, F>(
                     None => {
                         let conn =
                             builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(conn.into_owned()).await
+                        ticket.serve(conn.into_owned()).await
                     }
                     Some(acceptor) => {
                         let stream =
@@ -158,7 +158,7 @@ pub async fn run<H, F>(
                             };
                         let conn =
                             builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(conn.into_owned()).await
+                        ticket.serve(conn.into_owned()).await
                     }
                 };
             if let Err(e) = result {
@@ -168,7 +168,7 @@ pub async fn run<H, F>(
     }
     drop(listener);
     tokio::select! {
-        () = graceful.shutdown() => tracing::debug!("all connections drained"),
+        () = drain.start() => tracing::debug!("all connections drained"),
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(grace = ?limits.shutdown_grace, "connections still open after the grace period; closing");
         }

@@ -2,6 +2,7 @@
 //! into its response in one place.
 
 pub mod dispatch;
+pub mod drain;
 pub mod head_timer;
 pub mod listener;
 pub mod respond;

@@ -137,3 +137,55 @@ async fn shutdown_finishes_in_flight_requests_then_stops_listening() {
         "no longer accepting connections"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_closes_idle_keep_alive_connections_at_once() {
+    // Neither limit ends the idle connection in this test's time: only the drain can.
+    let gw = TestGateway::start_with(Setup {
+        server_extra: "header_read_timeout = \"60s\"\nshutdown_grace = \"60s\"".into(),
+        ..Setup::default()
+    })
+    .await;
+    // A keep-alive connection that has had its answer and waits for the next request.
+    let mut conn = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    conn.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .expect("an answer within 10 s")
+            .expect("read");
+        assert!(n > 0, "closed before answering");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), gw.stop())
+        .await
+        .expect("the gateway stopped within 10 s, not after its 60 s grace");
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue, // the rest of the first answer's body
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the idle connection is still open");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+}
