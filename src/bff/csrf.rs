@@ -10,24 +10,30 @@ use http::{HeaderMap, HeaderName};
 use crate::app::Gateway;
 use crate::server::Reject;
 
-// Names made once: looking a header up by `&str` parses and lower-cases the name on
-// every call, and this runs on every request to a token route.
 static X_CSRF: HeaderName = HeaderName::from_static("x-csrf");
 static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 pub fn check(gw: &Gateway, headers: &HeaderMap) -> Result<(), Reject> {
-    if headers.get(&X_CSRF).map(|v| v.as_bytes()) != Some(b"1") {
-        return Err(Reject::CsrfHeaderMissing);
-    }
-    if let Some(origin) = headers.get(http::header::ORIGIN) {
-        if origin.as_bytes() != gw.config.server.public_origin.as_bytes() {
-            return Err(Reject::ForeignOrigin);
+    // One pass over the names present rather than a hashed lookup of each of the three
+    // (two of them usually absent): this runs on every request to a token route. The
+    // first value of each counts, as `HeaderMap::get` would take it.
+    let (mut csrf, mut origin, mut fetch_site) = (None, None, None);
+    for (name, value) in headers {
+        if name == X_CSRF {
+            csrf = csrf.or(Some(value));
+        } else if name == http::header::ORIGIN {
+            origin = origin.or(Some(value));
+        } else if name == SEC_FETCH_SITE {
+            fetch_site = fetch_site.or(Some(value));
         }
     }
-    if headers
-        .get(&SEC_FETCH_SITE)
-        .is_some_and(|v| v.as_bytes() == b"cross-site")
-    {
+    if csrf.map(|v| v.as_bytes()) != Some(b"1") {
+        return Err(Reject::CsrfHeaderMissing);
+    }
+    if origin.is_some_and(|o| o.as_bytes() != gw.config.server.public_origin.as_bytes()) {
+        return Err(Reject::ForeignOrigin);
+    }
+    if fetch_site.is_some_and(|v| v.as_bytes() == b"cross-site") {
         return Err(Reject::ForeignOrigin);
     }
     Ok(())
