@@ -27,7 +27,7 @@ if [ ! -x "$TOOLS/bin/inferno-flamegraph" ]; then
   log "installing inferno (flame graphs) under $TOOLS"
   cargo install --quiet --locked --root "$TOOLS" inferno
 fi
-bench_init
+bench_init --no-release-build
 hot_path_setup "$ROUTE"
 
 log "warming up"

@@ -21,7 +21,8 @@ bench_init() {
   bench_pids=()
   trap bench_cleanup EXIT
   trap 'exit 130' INT TERM
-  release_build
+  # The profiling scripts run their own build (hot_path_setup) and skip this one.
+  [ "${1:-}" = --no-release-build ] || release_build
 }
 
 # release_build — the release binary the benchmarks measure; sets $BIN, and $BUILD to
@@ -167,6 +168,9 @@ upstream_start() { # upstream_start PORT [NAME] — NAME: its directory under $w
   nginx_start "${2:-upstream}" "server {
     listen 127.0.0.1:$1;
     location / { default_type application/json; return 200 '$UPSTREAM_BODY'; }
+    # The Authorization a request arrived with, for a benchmark to learn the bearer a
+    # proxy in front adds (bench/proxy.sh).
+    location = /api/echo-authorization { default_type text/plain; return 200 \$http_authorization; }
   }" "$LOAD_CPU"
   wait_http "http://127.0.0.1:$1/"
 }
@@ -235,7 +239,7 @@ hot_path_setup() {
   UP=$(free_port) GW=$(free_port) ADMIN=$(free_port)
   upstream_start "$UP"
   OP_ACCESS_TOKEN_TTL=7200 provider_start "$GW"
-  gateway_config "$work/gateway.toml" "$GW" "$ADMIN" "$UP"
+  BIN="$PROF_BIN" gateway_config "$work/gateway.toml" "$GW" "$ADMIN" "$UP"
   BIN="$PROF_BIN" gateway_start "$work/gateway.toml" "$@"
   wait_http "http://127.0.0.1:$ADMIN/readyz"
   login_once "$GW" "$route"

@@ -23,7 +23,7 @@ CONNS="${CONNS:-16}"
 ROUTE="${ROUTE:-/api/items}"
 
 apt_install_missing valgrind:valgrind
-bench_init
+bench_init --no-release-build
 hot_path_setup "$ROUTE" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out"
 vg_pid=$gw_pid
 
