@@ -98,7 +98,13 @@ impl Default for RequestIds {
 
 impl RequestIds {
     fn for_request(&self, headers: &HeaderMap) -> HeaderValue {
-        if let Some(v) = headers.get(&X_REQUEST_ID) {
+        // Looked up only when present: a walk over the few names a request carries costs
+        // less than hashing this one's, and browsers do not send it.
+        let sent = match headers.keys().any(|name| name == X_REQUEST_ID) {
+            true => headers.get(&X_REQUEST_ID),
+            false => None,
+        };
+        if let Some(v) = sent {
             let ok = (1..=128).contains(&v.len())
                 && v.as_bytes()
                     .iter()
