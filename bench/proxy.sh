@@ -2,18 +2,21 @@
 # tokengate beside a plain nginx reverse proxy, measured with wrk in one run on loopback.
 #
 # One small upstream — nginx answering every request with 200 and a small JSON body — is
-# reached four ways:
+# reached five ways:
 #   upstream  directly;
 #   nginx     through nginx as a plain reverse proxy with upstream keep-alive: the limit;
+#   nginx+tok the same nginx adding `Authorization: Bearer` with the very token tokengate
+#             sends (learnt through the upstream, which echoes it on one path): what the
+#             token's bytes cost a proxy by themselves, so the gap can be read in two parts;
 #   tg-user   through tokengate, a `token = "user"` route: session cookie and X-CSRF: 1,
 #             the session logged in once beforehand through the test provider's form, so
 #             every request finds it cached and adds its `Authorization: Bearer`;
 #   tg-none   through tokengate, a `token = "none"` route;
 # each at 1, 16 and 64 connections, for DURATION seconds, ROUNDS times (rounds interleave
 # the targets, so a noisy moment hits them alike). Every target gets the same request
-# headers. It prints requests/s, p50 and p99 (the median of the rounds) and tokengate's
-# requests/s over nginx's, then tokengate's start-up time to ready (provider on this
-# machine), its idle RSS and the release binary's size.
+# headers. It prints requests/s, p50 and p99 (the median of the rounds), requests/s over
+# plain nginx's, and for tg-user also over nginx+tok's; then tokengate's start-up time to
+# ready (provider on this machine), its idle RSS and the release binary's size.
 #
 # CPUs (2-core machine): the proxy under test — nginx with `worker_processes 1`, or
 # tokengate with one tokio worker thread — runs alone on PROXY_CPU (default 1); wrk (one
@@ -31,14 +34,17 @@ ROUNDS="${ROUNDS:-3}"
 CONNS="${CONNS:-1 16 64}"
 
 bench_init
-UP=$(free_port) NGX=$(free_port) GW=$(free_port) ADMIN=$(free_port)
+UP=$(free_port) NGX=$(free_port) NGXT=$(free_port) GW=$(free_port) ADMIN=$(free_port)
 echo "machine: $(machine_line)"
 echo "commit:  $(git rev-parse --short HEAD); build: $BUILD"
 
 upstream_start "$UP"
-nginx_start proxy "upstream api { server 127.0.0.1:$UP; keepalive 128; }
+# nginx_proxy NAME PORT [DIRECTIVE] — nginx as a plain reverse proxy to the upstream, on
+# PROXY_CPU, with one more directive in its location.
+nginx_proxy() {
+  nginx_start "$1" "upstream api { server 127.0.0.1:$UP; keepalive 128; }
   server {
-    listen 127.0.0.1:$NGX;
+    listen 127.0.0.1:$2;
     location / {
       proxy_pass http://api;
       proxy_http_version 1.1;
@@ -46,9 +52,12 @@ nginx_start proxy "upstream api { server 127.0.0.1:$UP; keepalive 128; }
       proxy_set_header Host \$host;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
       proxy_set_header X-Forwarded-Proto \$scheme;
+      ${3:-}
     }
   }" "$PROXY_CPU"
-wait_http "http://127.0.0.1:$NGX/"
+  wait_http "http://127.0.0.1:$2/"
+}
+nginx_proxy proxy "$NGX"
 
 # An access token that outlives the run: the steady state, no refresh on the way.
 OP_ACCESS_TOKEN_TTL=7200 provider_start "$GW"
@@ -89,14 +98,21 @@ wait_http "http://127.0.0.1:$ADMIN/readyz"
 log "logging in once through the provider's form"
 login_once "$GW" /api/items
 idle_rss=$(rss_kib "$gw_pid")
+bearer="$(curl -sf "http://127.0.0.1:$GW/api/echo-authorization" "${headers[@]}")"
+case "$bearer" in
+  "Bearer "?*) log "the bearer tokengate sends: ${#bearer} bytes" ;;
+  *) echo "the upstream did not see a bearer through tokengate: '$bearer'" >&2; exit 1 ;;
+esac
+nginx_proxy proxy-token "$NGXT" "proxy_set_header Authorization \"$bearer\";"
 
 declare -A url=(
   [upstream]="http://127.0.0.1:$UP/api/items"
   [nginx]="http://127.0.0.1:$NGX/api/items"
+  [nginx+tok]="http://127.0.0.1:$NGXT/api/items"
   [tg-user]="http://127.0.0.1:$GW/api/items"
   [tg-none]="http://127.0.0.1:$GW/public/items"
 )
-targets=(upstream nginx tg-user tg-none)
+targets=(upstream nginx nginx+tok tg-user tg-none)
 
 log "warming up (2 s per target)"
 for t in "${targets[@]}"; do wrk_run "$work/wrk.out" 64 2 "${url[$t]}" "${headers[@]}"; done
@@ -127,16 +143,18 @@ awk -v conns="$CONNS" '
   }
   { k = $1 SUBSEP $2; rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6; failed[k] += $7 }
   END {
-    printf "%-6s %-9s %11s %9s %9s %7s %9s\n", "conns", "target", "requests/s", "p50 ms", "p99 ms", "failed", "vs nginx"
+    printf "%-6s %-9s %11s %9s %9s %7s %9s %9s\n", "conns", "target", "requests/s", "p50 ms", "p99 ms", "failed", "vs nginx", "vs +tok"
     n = split(conns, cs, " ")
-    split("upstream nginx tg-user tg-none", ts, " ")
+    nt = split("upstream nginx nginx+tok tg-user tg-none", ts, " ")
     for (i = 1; i <= n; i++) {
       limit = median(rps["nginx" SUBSEP cs[i]])
-      for (j = 1; j <= 4; j++) {
+      with_token = median(rps["nginx+tok" SUBSEP cs[i]])
+      for (j = 1; j <= nt; j++) {
         k = ts[j] SUBSEP cs[i]
         r = median(rps[k])
-        ratio = ts[j] ~ /^tg-/ ? sprintf("%.3f", r / limit) : ""
-        printf "%-6s %-9s %11.0f %9.3f %9.3f %7d %9s\n", cs[i], ts[j], r, median(p50[k]), median(p99[k]), failed[k], ratio
+        ratio = ts[j] ~ /^(tg-|nginx\+)/ ? sprintf("%.3f", r / limit) : ""
+        ratio_token = ts[j] == "tg-user" ? sprintf("%.3f", r / with_token) : ""
+        printf "%-6s %-9s %11.0f %9.3f %9.3f %7d %9s %9s\n", cs[i], ts[j], r, median(p50[k]), median(p99[k]), failed[k], ratio, ratio_token
       }
     }
   }' "$results"
