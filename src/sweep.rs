@@ -34,23 +34,39 @@ pub fn period_for(timeout: Duration) -> Duration {
 }
 
 /// What a sweep looks at: one weak handle per item (a connection), added once, forgotten
-/// by the first sweep that finds the item gone.
-pub struct Watched<T>(Mutex<Vec<Weak<T>>>);
+/// by the first sweep that finds the item gone — or by an `add` that finds the list
+/// doubled since it was last pruned, so that a registry no sweep visits for a long time
+/// (the listener's drain, swept only when the gateway stops) stays bounded too.
+pub struct Watched<T>(Mutex<Registry<T>>);
+
+struct Registry<T> {
+    items: Vec<Weak<T>>,
+    /// The length at which `add` next drops the gone items first.
+    prune_at: usize,
+}
 
 impl<T> Default for Watched<T> {
     fn default() -> Self {
-        Watched(Mutex::new(Vec::new()))
+        Watched(Mutex::new(Registry {
+            items: Vec::new(),
+            prune_at: 64,
+        }))
     }
 }
 
 impl<T> Watched<T> {
     pub fn add(&self, item: &Arc<T>) {
-        self.lock().push(Arc::downgrade(item));
+        let mut registry = self.lock();
+        if registry.items.len() >= registry.prune_at {
+            registry.items.retain(|item| item.strong_count() > 0);
+            registry.prune_at = (registry.items.len() * 2).max(64);
+        }
+        registry.items.push(Arc::downgrade(item));
     }
 
     /// Calls `f` on every item still alive, and forgets the others.
     pub fn sweep(&self, mut f: impl FnMut(&T)) {
-        self.lock().retain(|item| match item.upgrade() {
+        self.lock().items.retain(|item| match item.upgrade() {
             Some(item) => {
                 f(&item);
                 true
@@ -61,10 +77,10 @@ impl<T> Watched<T> {
 
     /// How many items are watched (the gone ones until the next sweep included).
     pub fn count(&self) -> usize {
-        self.lock().len()
+        self.lock().items.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<T>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry<T>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -86,7 +102,27 @@ pub async fn every<T>(period: Duration, target: Weak<T>, work: impl Fn(&T)) {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::{period_for, Millis};
+    use std::sync::Arc;
+
+    use super::{period_for, Millis, Watched};
+
+    #[test]
+    fn a_registry_no_sweep_visits_stays_bounded() {
+        let watched = Watched::default();
+        let kept: Vec<Arc<usize>> = (0..10).map(Arc::new).collect();
+        for item in &kept {
+            watched.add(item);
+        }
+        // A hundred thousand items come and go, and no sweep runs.
+        for i in 0..100_000 {
+            watched.add(&Arc::new(i));
+        }
+        assert!(watched.count() <= 128, "{} handles kept", watched.count());
+        let mut alive = 0;
+        watched.sweep(|_| alive += 1);
+        assert_eq!(alive, 10, "the living items are all still there");
+        assert_eq!(watched.count(), 10);
+    }
 
     #[test]
     fn millis_are_never_zero_and_a_sweep_period_is_bounded() {
