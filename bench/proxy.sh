@@ -12,12 +12,13 @@
 #             the session logged in once beforehand through the test provider's form, so
 #             every request finds it cached and adds its `Authorization: Bearer`;
 #   tg-none   through tokengate, a `token = "none"` route;
-# each at 1, 16 and 64 connections, for DURATION seconds, ROUNDS times (rounds interleave
+# each at 1, 16 and 64 connections, for DURATION seconds, ROUNDS times. Rounds interleave
 # the targets, so a noisy moment hits them alike, and each round starts with a different
-# one: on this machine the order alone has moved a pair of figures by 10 %). Every target gets the same request
-# headers. It prints requests/s, p50 and p99 (the median of the rounds), requests/s over
-# plain nginx's, and for tg-user also over nginx+tok's; then tokengate's start-up time to
-# ready (provider on this machine), its idle RSS and the release binary's size.
+# one: on this machine the order alone has moved a pair of figures by more than 10 %.
+# Every target gets the same request headers. It prints requests/s, p50 and p99 (the
+# median of the rounds), requests/s over plain nginx's, and for tg-user also over
+# nginx+tok's; then tokengate's start-up time to ready (provider on this machine), its
+# idle RSS and the release binary's size.
 #
 # CPUs (2-core machine): the proxy under test — nginx with `worker_processes 1`, or
 # tokengate with one tokio worker thread — runs alone on PROXY_CPU (default 1); wrk (one
