@@ -11,6 +11,10 @@
 #             upstream);
 # all on PROXY_CPU alone, against the same small nginx upstream, wrk on LOAD_CPU (the CPU
 # split of bench/proxy.sh), every request carrying the session cookie and `X-CSRF: 1`.
+# With PAD=N, floor+pad, nginx+pad and tg-none+pad are the same three with an N-byte
+# `X-Pad` header on every request, which each proxy passes on: what N more bytes each way
+# cost a proxy here, to set beside the user route's bearer (it adds its bytes upstream).
+# Each round starts with a different target (see bench/proxy.sh).
 # Prints requests/s, p50 and p99 (median of the rounds) and each one's requests/s over
 # nginx's; then, from a `perf` sample of PROXY_CPU under CONNS connections (SPLIT_SECONDS
 # per target, 0 to skip), how many microseconds of that core each request costs in the
@@ -21,7 +25,7 @@
 # wrk through it — so that like is compared with like either way.
 #
 #   bench/hyper-floor.sh     env: DURATION (10), ROUNDS (3), CONNS (64), SPLIT_SECONDS (6),
-#                            PGO (0)
+#                            PGO (0), PAD (0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -30,6 +34,7 @@ ROUNDS="${ROUNDS:-3}"
 CONNS="${CONNS:-64}"
 SPLIT_SECONDS="${SPLIT_SECONDS:-6}"
 PGO="${PGO:-0}"
+PAD="${PAD:-0}"
 
 [ "$SPLIT_SECONDS" = 0 ] || apt_install_missing perf:linux-perf
 bench_init
@@ -95,14 +100,27 @@ declare -A url=(
   [tg-user]="http://127.0.0.1:$GW/api/items"
 )
 targets=(floor nginx tg-none tg-user)
+if [ "$PAD" != 0 ]; then
+  for t in floor nginx tg-none; do url[$t+pad]="${url[$t]}"; done
+  targets+=(floor+pad nginx+pad tg-none+pad)
+fi
+pad_header="X-Pad: $(head -c "$PAD" /dev/zero | tr '\0' a)"
+# load CONNS SECONDS TARGET — wrk on TARGET, its figures in $work/wrk.out.
+load() {
+  local extra=()
+  [[ "$3" == *+pad ]] && extra=(-H "$pad_header")
+  wrk_run "$work/wrk.out" "$1" "$2" "${url[$3]}" "${headers[@]}" "${extra[@]}"
+}
 log "warming up (2 s per target)"
-for t in "${targets[@]}"; do wrk_run "$work/wrk.out" 64 2 "${url[$t]}" "${headers[@]}"; done
+for t in "${targets[@]}"; do load 64 2 "$t"; done
 
 : >"$work/results"
 for round in $(seq 1 "$ROUNDS"); do
+  shift_by=$(((round - 1) % ${#targets[@]}))
+  order=("${targets[@]:shift_by}" "${targets[@]:0:shift_by}")
   for c in $CONNS; do
-    for t in "${targets[@]}"; do
-      wrk_run "$work/wrk.out" "$c" "$DURATION" "${url[$t]}" "${headers[@]}"
+    for t in "${order[@]}"; do
+      load "$c" "$DURATION" "$t"
       fig="$(wrk_figures "$work/wrk.out")"
       echo "$t $c $fig" >>"$work/results"
       log "round $round/$ROUNDS, $c connections, $t: $fig (requests/s p50 p99 failed)"
@@ -121,12 +139,12 @@ awk '
   }
   { k = $1 " " $2; if (!(k in rps)) order[++n] = k; rps[k] = rps[k] " " $3; p50[k] = p50[k] " " $4; p99[k] = p99[k] " " $5; failed[k] += $6 }
   END {
-    printf "%-6s %-8s %11s %9s %9s %7s %9s\n", "conns", "target", "requests/s", "p50 ms", "p99 ms", "failed", "vs nginx"
+    printf "%-6s %-11s %11s %9s %9s %7s %9s\n", "conns", "target", "requests/s", "p50 ms", "p99 ms", "failed", "vs nginx"
     for (i = 1; i <= n; i++) {
       split(order[i], kc, " ")
       limit = median(rps["nginx " kc[2]])
       r = median(rps[order[i]])
-      printf "%-6s %-8s %11.0f %9.3f %9.3f %7d %9.3f\n", kc[2], kc[1], r, median(p50[order[i]]), median(p99[order[i]]), failed[order[i]], r / limit
+      printf "%-6s %-11s %11.0f %9.3f %9.3f %7d %9.3f\n", kc[2], kc[1], r, median(p50[order[i]]), median(p99[order[i]]), failed[order[i]], r / limit
     }
   }' "$work/results"
 
@@ -137,7 +155,7 @@ awk '
 log "sampling CPU $PROXY_CPU under $CONNS connections, $SPLIT_SECONDS s per target"
 : >"$work/split"
 for t in "${targets[@]}"; do
-  wrk_run "$work/wrk.out" "$CONNS" $((SPLIT_SECONDS + 2)) "${url[$t]}" "${headers[@]}" &
+  load "$CONNS" $((SPLIT_SECONDS + 2)) "$t" &
   load=$!
   sleep 1 # wrk's connections open before sampling starts
   perf record --quiet -e cpu-clock -F 997 -C "$PROXY_CPU" -o "$work/perf.data" \
@@ -147,10 +165,10 @@ for t in "${targets[@]}"; do
   perf report --quiet -i "$work/perf.data" --no-children --sort dso 2>/dev/null |
     awk -v t="$t" -v rps="$rps" '
       $1 ~ /%$/ { p = $1 + 0; if ($2 == "[kernel.kallsyms]") k += p; else u += p }
-      END { us = 1e6 / rps; printf "%-8s %11d %9.2f %9.2f %9.2f %8.0f%%\n", t, rps, us, us * k / 100, us * u / 100, k }' \
+      END { us = 1e6 / rps; printf "%-11s %11d %9.2f %9.2f %9.2f %8.0f%%\n", t, rps, us, us * k / 100, us * u / 100, k }' \
       >>"$work/split"
 done
 echo
 echo "the proxy's core per request, at $CONNS connections (perf, $SPLIT_SECONDS s each; the core is busy throughout)"
-printf "%-8s %11s %9s %9s %9s %9s\n" target requests/s "µs/req" kernel user "kernel %"
+printf "%-11s %11s %9s %9s %9s %9s\n" target requests/s "µs/req" kernel user "kernel %"
 cat "$work/split"
