@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::future::{ready, Either};
+use futures_util::FutureExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
@@ -40,40 +42,36 @@ pub fn handle(
     }
 }
 
-#[expect(
-    clippy::manual_async_fn,
-    reason = "an `async fn` keeps its arguments twice; see `proxy::forward`"
-)]
+/// Which answer a request gets: refused, the `/bff` flows, a route's proxy, or 404.
+///
+/// Not an `async` block: it picks the future to await and returns it, so the proxy's
+/// future is not wrapped in (and moved into) one more layer of its own.
 fn route(
     gw: &Gateway,
     req: Request<Incoming>,
     conn: ConnInfo,
 ) -> impl Future<Output = (Response<Body>, &RouteStats)> + '_ {
-    async move {
-        let path = req.uri().path();
-        if has_dot_segment(path) {
-            // `/api/../bff/user` and friends: refused rather than resolved, so a route's
-            // prefix check and the upstream's idea of the path can never disagree.
-            let resp = Reject::BadRequest("the path has dot segments").response();
-            return (resp, gw.metrics.unmatched());
-        }
-        if path == "/bff" || path.starts_with("/bff/") {
-            // Boxed: the login and callback flows make a large future, and without the box
-            // every proxied request would carry (and move) its size.
-            return (
-                Box::pin(crate::bff::handle(gw, req)).await,
-                gw.metrics.bff(),
-            );
-        }
-        match gw.routes.find(path) {
-            Some(route) => (
-                crate::proxy::forward(gw, route, req, conn)
-                    .await
-                    .unwrap_or_else(|reject| reject.response()),
-                gw.metrics.route(route.index),
-            ),
-            None => (Reject::NotFound.response(), gw.metrics.unmatched()),
-        }
+    let path = req.uri().path();
+    if has_dot_segment(path) {
+        // `/api/../bff/user` and friends: refused rather than resolved, so a route's
+        // prefix check and the upstream's idea of the path can never disagree.
+        let resp = Reject::BadRequest("the path has dot segments").response();
+        return Either::Left(ready((resp, gw.metrics.unmatched())));
+    }
+    if path == "/bff" || path.starts_with("/bff/") {
+        // Boxed: the login and callback flows make a large future, and without the box
+        // every proxied request would carry (and move) its size.
+        let bff = Box::pin(crate::bff::handle(gw, req));
+        return Either::Right(Either::Left(bff.map(|resp| (resp, gw.metrics.bff()))));
+    }
+    match gw.routes.find(path) {
+        Some(route) => Either::Right(Either::Right(
+            crate::proxy::forward(gw, route, req, conn).map(move |forwarded| {
+                let resp = forwarded.unwrap_or_else(|reject| reject.response());
+                (resp, gw.metrics.route(route.index))
+            }),
+        )),
+        None => Either::Left(ready((Reject::NotFound.response(), gw.metrics.unmatched()))),
     }
 }
 
