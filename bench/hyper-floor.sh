@@ -105,14 +105,14 @@ if [ "$PAD" != 0 ]; then
   targets+=(floor+pad nginx+pad tg-none+pad)
 fi
 pad_header="X-Pad: $(head -c "$PAD" /dev/zero | tr '\0' a)"
-# load CONNS SECONDS TARGET — wrk on TARGET, its figures in $work/wrk.out.
-load() {
+# wrk_on CONNS SECONDS TARGET — wrk on TARGET, its figures in $work/wrk.out.
+wrk_on() {
   local extra=()
   [[ "$3" == *+pad ]] && extra=(-H "$pad_header")
   wrk_run "$work/wrk.out" "$1" "$2" "${url[$3]}" "${headers[@]}" "${extra[@]}"
 }
 log "warming up (2 s per target)"
-for t in "${targets[@]}"; do load 64 2 "$t"; done
+for t in "${targets[@]}"; do wrk_on 64 2 "$t"; done
 
 : >"$work/results"
 for round in $(seq 1 "$ROUNDS"); do
@@ -120,7 +120,7 @@ for round in $(seq 1 "$ROUNDS"); do
   order=("${targets[@]:shift_by}" "${targets[@]:0:shift_by}")
   for c in $CONNS; do
     for t in "${order[@]}"; do
-      load "$c" "$DURATION" "$t"
+      wrk_on "$c" "$DURATION" "$t"
       fig="$(wrk_figures "$work/wrk.out")"
       echo "$t $c $fig" >>"$work/results"
       log "round $round/$ROUNDS, $c connections, $t: $fig (requests/s p50 p99 failed)"
@@ -155,7 +155,7 @@ awk '
 log "sampling CPU $PROXY_CPU under $CONNS connections, $SPLIT_SECONDS s per target"
 : >"$work/split"
 for t in "${targets[@]}"; do
-  load "$CONNS" $((SPLIT_SECONDS + 2)) "$t" &
+  wrk_on "$CONNS" $((SPLIT_SECONDS + 2)) "$t" &
   load=$!
   sleep 1 # wrk's connections open before sampling starts
   perf record --quiet -e cpu-clock -F 997 -C "$PROXY_CPU" -o "$work/perf.data" \
