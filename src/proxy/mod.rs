@@ -13,6 +13,7 @@
 //! Bodies are never buffered: the request's `Incoming` goes upstream as it arrives and
 //! the upstream's body comes back the same way.
 
+pub mod chunked;
 pub mod dpop;
 pub mod headers;
 pub mod pool;
