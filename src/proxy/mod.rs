@@ -15,6 +15,7 @@
 
 pub mod chunked;
 pub mod dpop;
+pub mod h1;
 pub mod headers;
 pub mod pool;
 pub mod upgrade;

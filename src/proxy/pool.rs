@@ -11,7 +11,10 @@
 //! `upstream.pool_idle_timeout`.
 //!
 //! Upstreams are spoken to in HTTP/1.1, over TCP or TLS (rustls), like nginx's
-//! `proxy_http_version 1.1` with `keepalive`.
+//! `proxy_http_version 1.1` with `keepalive`. A request without a body to a plain
+//! `http://` upstream — most proxied requests — is exchanged in its own task by
+//! [`super::h1`] on connections of its own kind; the rest (bodies, upgrades, TLS) go
+//! through hyper's client.
 //!
 //! `upstream.response_timeout` is kept by the pool's sweep, not by a timer per request: a
 //! connection notes when the request it carries was sent, and the sweep, which runs every
@@ -27,11 +30,15 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
+use http::header::UPGRADE;
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
+use hyper_rustls::MaybeHttpsStream;
 use tower_service::Service;
 
+use super::h1::{Framing, H1Error, RawConn};
 use super::upstream::{Connector, UpstreamBody};
 use crate::route::Route;
 use crate::sweep::{self, Millis, Watched};
@@ -46,6 +53,8 @@ pub enum SendError {
     Connect(Box<dyn std::error::Error + Send + Sync>),
     #[error("{0}")]
     Exchange(#[from] hyper::Error),
+    #[error("{0}")]
+    Upstream(H1Error),
     #[error("no response head within upstream.response_timeout")]
     Timeout,
 }
@@ -106,21 +115,102 @@ struct Conn {
 }
 
 /// When the request in flight on a connection was sent, for the sweep to find it overdue.
-struct Watch {
+pub(super) struct Watch {
     /// The request's start on the pool's [`Millis`] clock; 0 while no request waits for
     /// its response head.
-    sent_at: AtomicU64,
+    pub(super) sent_at: AtomicU64,
     /// Set by the sweep before it closes the connection.
-    timed_out: AtomicBool,
-    /// The task that drives the connection; aborting it closes the connection.
-    task: tokio::task::AbortHandle,
+    pub(super) timed_out: AtomicBool,
+    /// The task that drives a hyper connection; aborting it closes the connection.
+    task: Option<tokio::task::AbortHandle>,
+    /// The request waiting on a connection of [`super::h1`], woken by the sweep to find
+    /// `timed_out` set.
+    pub(super) waker: AtomicWaker,
 }
 
-struct Idle {
-    conn: Conn,
+impl Watch {
+    fn new(task: Option<tokio::task::AbortHandle>) -> Arc<Watch> {
+        Arc::new(Watch {
+            sent_at: AtomicU64::new(0),
+            timed_out: AtomicBool::new(false),
+            task,
+            waker: AtomicWaker::new(),
+        })
+    }
+}
+
+struct Idle<C> {
+    conn: C,
     /// The pool's sweep count when it went idle: its age in sweeps, without reading the
     /// clock for every request that hands a connection back.
     since: u64,
+}
+
+/// A kind of connection the pool keeps idle: hyper's, or one of [`super::h1`].
+trait Reusable {
+    /// Still open, and able to carry the next request.
+    fn is_usable(&self) -> bool;
+}
+
+impl Reusable for Conn {
+    fn is_usable(&self) -> bool {
+        !self.sender.is_closed()
+    }
+}
+
+impl Reusable for RawConn {
+    fn is_usable(&self) -> bool {
+        self.is_reusable()
+    }
+}
+
+/// Idle connections of one kind, oldest first; taken from the end (most recent first).
+struct IdleList<C>(Mutex<Vec<Idle<C>>>);
+
+impl<C: Reusable> IdleList<C> {
+    fn new() -> IdleList<C> {
+        IdleList(Mutex::new(Vec::new()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle<C>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The most recently used idle connection still usable.
+    fn take(&self) -> Option<C> {
+        let mut idle = self.lock();
+        while let Some(entry) = idle.pop() {
+            if entry.conn.is_usable() {
+                return Some(entry.conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps `conn` idle, noting the sweep count `now`, unless it is unusable or the list
+    /// is full.
+    fn put(&self, conn: C, now: u64) {
+        if !conn.is_usable() {
+            return;
+        }
+        let mut idle = self.lock();
+        if idle.len() < MAX_IDLE {
+            idle.push(Idle { conn, since: now });
+        }
+    }
+
+    /// Drops the connections idle for more than `keep` sweeps at sweep `now`, and the
+    /// unusable ones.
+    fn prune(&self, now: u64, keep: u64) {
+        let mut idle = self.lock();
+        // Oldest first: everything before the first young one has expired.
+        let expired = idle
+            .iter()
+            .position(|e| now.saturating_sub(e.since) <= keep)
+            .unwrap_or(idle.len());
+        idle.drain(..expired);
+        idle.retain(|e| e.conn.is_usable());
+    }
 }
 
 pub struct Pool {
@@ -128,8 +218,11 @@ pub struct Pool {
     origin: Uri,
     connector: Connector,
     timeouts: Timeouts,
-    /// Oldest first; taken from the end.
-    idle: Mutex<Vec<Idle>>,
+    idle: IdleList<Conn>,
+    /// Connections of [`super::h1`] (plain `http://` origins only).
+    raw_idle: IdleList<RawConn>,
+    /// True for an `http://` origin, whose bodiless requests go through [`super::h1`].
+    plain: bool,
     /// Sweeps so far; one every `sweep_period(timeouts)`.
     sweeps: AtomicU64,
     /// Every connection opened and not yet found gone by a sweep, idle or busy.
@@ -140,11 +233,14 @@ pub struct Pool {
 
 impl Pool {
     fn new(origin: Uri, connector: Connector, timeouts: Timeouts) -> Arc<Pool> {
+        let plain = origin.scheme() == Some(&http::uri::Scheme::HTTP);
         let pool = Arc::new(Pool {
+            plain,
+            raw_idle: IdleList::new(),
             origin,
             connector,
             timeouts,
-            idle: Mutex::new(Vec::new()),
+            idle: IdleList::new(),
             sweeps: AtomicU64::new(0),
             live: Watched::default(),
             clock: Millis::default(),
@@ -174,8 +270,15 @@ impl Pool {
         async move {
             origin_form(req.uri_mut());
             let sent_at = self.clock.at(started);
+            if self.plain
+                && req.body().is_end_stream()
+                && req.method() != http::Method::CONNECT
+                && !req.headers().contains_key(UPGRADE)
+            {
+                return self.send_inline(req, sent_at).await;
+            }
             loop {
-                let (mut conn, reused) = match self.checkout() {
+                let (mut conn, reused) = match self.idle.take() {
                     Some(c) => (c, true),
                     // Boxed: connecting is rare, and its future would otherwise make every
                     // request's future (moved about at each step) several times larger.
@@ -206,49 +309,95 @@ impl Pool {
         }
     }
 
-    /// The most recently used idle connection still open.
-    fn checkout(&self) -> Option<Conn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(entry) = idle.pop() {
-            if !entry.conn.sender.is_closed() {
-                return Some(entry.conn);
+    /// [`Pool::send`] for a request without a body to a plain `http://` origin, through
+    /// [`super::h1`]. A reused connection that fails before any response came back
+    /// is given up for another, as hyper's client does for a request it could not
+    /// write; after the request was written, only for a method that is safe to repeat
+    /// (the upstream may have acted on it), as nginx does.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` keeps its arguments twice; see `proxy::forward`"
+    )]
+    fn send_inline(
+        self: &Arc<Self>,
+        req: Request<UpstreamBody>,
+        sent_at: u64,
+    ) -> impl Future<Output = Result<Response<PooledBody>, SendError>> + '_ {
+        async move {
+            loop {
+                let (mut conn, reused) = match self.raw_idle.take() {
+                    Some(c) => (c, true),
+                    None => (Box::pin(self.connect_raw()).await?, false),
+                };
+                conn.watch.sent_at.store(sent_at, Ordering::Relaxed);
+                let exchanged = conn.exchange(&req).await;
+                conn.watch.sent_at.store(0, Ordering::Relaxed);
+                match exchanged {
+                    Ok(head) => return Ok(self.lease_raw(conn, head)),
+                    Err(H1Error::TimedOut) => return Err(SendError::Timeout),
+                    Err(H1Error::Write(_)) if reused => continue,
+                    Err(H1Error::ClosedEarly) if reused && req.method().is_idempotent() => continue,
+                    Err(e) => return Err(SendError::Upstream(e)),
+                }
             }
         }
-        None
+    }
+
+    fn checkin_raw(&self, conn: RawConn) {
+        self.raw_idle.put(conn, self.sweeps.load(Ordering::Relaxed));
+    }
+
+    async fn connect_raw(&self) -> Result<RawConn, SendError> {
+        // For an `http://` origin the connector yields the TCP stream itself.
+        let MaybeHttpsStream::Http(tcp) = self.dial().await? else {
+            return Err(SendError::Connect(
+                "a TLS stream to an http:// origin".into(),
+            ));
+        };
+        let watch = Watch::new(None);
+        self.live.add(&watch);
+        Ok(RawConn::new(tcp.into_inner(), watch))
+    }
+
+    /// The response of [`Pool::send_inline`]: a body that came with its head (or none)
+    /// frees the connection now; one still to be read keeps it until its end.
+    fn lease_raw(self: &Arc<Self>, conn: RawConn, head: super::h1::Head) -> Response<PooledBody> {
+        let mut resp = Response::new(PooledBody {
+            kind: Kind::Raw(Box::new(Reading {
+                conn,
+                framing: head.framing,
+                keep_alive: head.keep_alive,
+                pool: self.clone(),
+            })),
+        });
+        *resp.status_mut() = head.status;
+        *resp.headers_mut() = head.headers;
+        resp.body_mut().settle();
+        resp
     }
 
     fn checkin(&self, conn: Conn) {
-        if conn.sender.is_closed() {
-            return;
-        }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(Idle {
-                conn,
-                since: self.sweeps.load(Ordering::Relaxed),
-            });
-        }
+        self.idle.put(conn, self.sweeps.load(Ordering::Relaxed));
     }
 
-    async fn connect(&self) -> Result<Conn, SendError> {
-        // The connector bounds the TCP and TLS set-up by `upstream.connect_timeout`.
-        let io = self
-            .connector
+    /// A new connection to the origin, for either kind. The connector resolves the name,
+    /// sets TCP_NODELAY and bounds the TCP and TLS set-up by `upstream.connect_timeout`.
+    async fn dial(&self) -> Result<<Connector as Service<Uri>>::Response, SendError> {
+        self.connector
             .clone()
             .call(self.origin.clone())
             .await
-            .map_err(SendError::Connect)?;
-        let (sender, conn) = http1::handshake(io).await?;
+            .map_err(SendError::Connect)
+    }
+
+    async fn connect(&self) -> Result<Conn, SendError> {
+        let (sender, conn) = http1::handshake(self.dial().await?).await?;
         let task = tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream connection ended");
             }
         });
-        let watch = Arc::new(Watch {
-            sent_at: AtomicU64::new(0),
-            timed_out: AtomicBool::new(false),
-            task: task.abort_handle(),
-        });
+        let watch = Watch::new(Some(task.abort_handle()));
         self.live.add(&watch);
         Ok(Conn { sender, watch })
     }
@@ -259,12 +408,12 @@ impl Pool {
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         resp.map(|inner| {
             let mut body = PooledBody {
-                inner,
-                lease: (!switching).then(|| (conn, self.clone())),
+                kind: Kind::Hyper {
+                    inner,
+                    lease: (!switching).then(|| (conn, self.clone())),
+                },
             };
-            if body.inner.is_end_stream() {
-                body.release();
-            }
+            body.settle();
             body
         })
     }
@@ -278,14 +427,8 @@ impl Pool {
     fn prune(&self) {
         let now = self.sweeps.fetch_add(1, Ordering::Relaxed) + 1;
         let keep = sweeps_to_expire(self.timeouts);
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        // Oldest first: everything before the first young one has expired.
-        let expired = idle
-            .iter()
-            .position(|e| now.saturating_sub(e.since) <= keep)
-            .unwrap_or(idle.len());
-        idle.drain(..expired);
-        idle.retain(|e| !e.conn.sender.is_closed());
+        self.idle.prune(now, keep);
+        self.raw_idle.prune(now, keep);
     }
 
     /// Closes the connections whose response head is overdue, and forgets the closed ones.
@@ -296,7 +439,10 @@ impl Pool {
             let sent_at = watch.sent_at.load(Ordering::Relaxed);
             if sent_at != 0 && now.saturating_sub(sent_at) >= limit {
                 watch.timed_out.store(true, Ordering::Relaxed);
-                watch.task.abort();
+                match &watch.task {
+                    Some(task) => task.abort(),
+                    None => watch.waker.wake(),
+                }
             }
         });
     }
@@ -330,18 +476,84 @@ fn origin_form(uri: &mut Uri) {
 /// An upstream response body that returns its connection to the pool once read to the
 /// end; dropped before that, it closes the connection.
 pub struct PooledBody {
-    inner: Incoming,
-    lease: Option<(Conn, Arc<Pool>)>,
+    kind: Kind,
+}
+
+enum Kind {
+    /// From hyper's client, holding its connection until the end.
+    Hyper {
+        inner: Incoming,
+        lease: Option<(Conn, Arc<Pool>)>,
+    },
+    /// From [`super::h1`], still to be read from its connection. Boxed: the common
+    /// response arrives whole and becomes `Whole` at once, and every response is moved
+    /// about at the size of the largest kind.
+    Raw(Box<Reading>),
+    /// All of it in hand (`None`: nothing, or nothing left); the connection is back.
+    Whole(Option<Bytes>),
+}
+
+struct Reading {
+    conn: RawConn,
+    framing: Framing,
+    keep_alive: bool,
+    pool: Arc<Pool>,
+}
+
+/// Errors while a response body streams back.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+    #[error(transparent)]
+    Upstream(#[from] H1Error),
 }
 
 impl PooledBody {
+    /// Frees the connection as soon as the body allows: a hyper body already ended, or a
+    /// body of [`super::h1`] that is empty or wholly in hand already.
+    fn settle(&mut self) {
+        match &mut self.kind {
+            Kind::Hyper { inner, .. } if inner.is_end_stream() => self.release(),
+            Kind::Raw(reading) => {
+                let whole = match &mut reading.framing {
+                    Framing::Empty => Some(None),
+                    Framing::Length(n) if reading.conn.buffered() as u64 >= *n => {
+                        Some(Some(reading.conn.take_buffered(*n)))
+                    }
+                    _ => None,
+                };
+                if let Some(data) = whole {
+                    reading.framing = Framing::Empty;
+                    self.release();
+                    self.kind = Kind::Whole(data);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Back to the pool: now if the connection can take the next request, else once it
     /// can (a request body the upstream answered before reading may still be going
     /// out). Only ready connections are idle, so no request ever waits on another's.
     fn release(&mut self) {
-        let Some((mut conn, pool)) = self.lease.take() else {
-            return;
-        };
+        match std::mem::replace(&mut self.kind, Kind::Whole(None)) {
+            Kind::Hyper { inner, lease } => {
+                self.kind = Kind::Hyper { inner, lease: None };
+                if let Some((conn, pool)) = lease {
+                    Self::release_hyper(conn, pool);
+                }
+            }
+            Kind::Raw(reading) => {
+                if reading.keep_alive {
+                    reading.pool.checkin_raw(reading.conn);
+                }
+            }
+            whole @ Kind::Whole(_) => self.kind = whole,
+        }
+    }
+
+    fn release_hyper(mut conn: Conn, pool: Arc<Pool>) {
         if conn.sender.is_ready() {
             pool.checkin(conn);
             return;
@@ -361,35 +573,73 @@ impl PooledBody {
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => this.release(),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
-            Poll::Ready(Some(Err(_))) => this.lease = None,
-            _ => {}
+        match &mut this.kind {
+            Kind::Hyper { inner, lease } => {
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(None) => this.release(),
+                    Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => this.release(),
+                    Poll::Ready(Some(Err(_))) => *lease = None,
+                    _ => {}
+                }
+                polled.map(|p| p.map(|r| r.map_err(BodyError::from)))
+            }
+            Kind::Whole(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Raw(reading) => {
+                let Reading { conn, framing, .. } = &mut **reading;
+                match conn.poll_body(framing, cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(None) => {
+                        this.release();
+                        Poll::Ready(None)
+                    }
+                    Poll::Ready(Some(Ok(data))) => {
+                        if matches!(framing, Framing::Length(0)) {
+                            this.release();
+                        }
+                        Poll::Ready(Some(Ok(Frame::data(data))))
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        // The connection is in an unknown state: closed, not pooled.
+                        this.kind = Kind::Whole(None);
+                        Poll::Ready(Some(Err(e.into())))
+                    }
+                }
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.kind {
+            Kind::Hyper { inner, .. } => inner.is_end_stream(),
+            Kind::Whole(data) => data.is_none(),
+            Kind::Raw(reading) => matches!(reading.framing, Framing::Empty | Framing::Length(0)),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.kind {
+            Kind::Hyper { inner, .. } => inner.size_hint(),
+            Kind::Whole(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Raw(reading) => match &reading.framing {
+                Framing::Empty => SizeHint::with_exact(0),
+                Framing::Length(n) => SizeHint::with_exact(*n),
+                _ => SizeHint::default(),
+            },
+        }
     }
 }
 
 impl Drop for PooledBody {
     fn drop(&mut self) {
-        if self.inner.is_end_stream() {
+        if self.is_end_stream() {
             self.release();
         }
     }

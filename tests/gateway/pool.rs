@@ -213,3 +213,131 @@ async fn a_connection_still_carrying_an_upload_keeps_no_request_waiting() {
     }
     drop(conn);
 }
+
+/// A bare HTTP/1.1 upstream with the answers hyper's client used to absorb for us, one per
+/// path: `/silent-close` answers and closes without saying so; `/until-close` has no
+/// length and ends its body by closing; `/chunked` is chunked with an extension and a
+/// trailer; `/interim` sends `103 Early Hints` first; `/garbage` is not HTTP. Everything
+/// else is `200 ok`, keep-alive. Counts the connections it accepted.
+async fn bare_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut head = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break end;
+                        }
+                        match conn.read(&mut buf).await {
+                            Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                            _ => return,
+                        }
+                    };
+                    let line = String::from_utf8_lossy(&head[..end]).into_owned();
+                    head.drain(..end + 4);
+                    let path = line.split(' ').nth(1).unwrap_or("/");
+                    let (answer, close): (&[u8], bool) = match path {
+                        "/silent-close" => {
+                            (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", true)
+                        }
+                        "/until-close" => (b"HTTP/1.1 200 OK\r\n\r\nall of it, then the end", true),
+                        "/chunked" => (
+                            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                              5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
+                            false,
+                        ),
+                        "/interim" => (
+                            b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n\
+                              HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal",
+                            false,
+                        ),
+                        "/garbage" => (b"SSH-2.0-nope\r\n\r\n", true),
+                        _ => (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false),
+                    };
+                    if conn.write_all(answer).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+async fn bare_gateway() -> (TestGateway, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let (upstream, accepted) = bare_upstream().await;
+    let gw = TestGateway::start_with(Setup {
+        routes: format!(
+            "[[route]]\npath = \"/\"\nupstream = \"http://{upstream}\"\ntoken = \"none\"\n"
+        ),
+        ..Setup::default()
+    })
+    .await;
+    (gw, accepted)
+}
+
+async fn get_text(gw: &TestGateway, path: &str) -> (u16, String) {
+    let resp = reqwest::get(gw.url(path)).await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.expect("a whole body"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_closes_without_saying_so_costs_no_request() {
+    let (gw, accepted) = bare_gateway().await;
+    for i in 0..6 {
+        // Each answer's connection is gone by the next request, unannounced.
+        assert_eq!(
+            get_text(&gw, "/silent-close").await,
+            (200, "ok".into()),
+            "request {i}"
+        );
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        6,
+        "one connection per answer"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_framed_every_way_come_through_whole() {
+    let (gw, accepted) = bare_gateway().await;
+    assert_eq!(
+        get_text(&gw, "/until-close").await,
+        (200, "all of it, then the end".into())
+    );
+    let before = accepted.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        let resp = reqwest::get(gw.url("/chunked")).await.expect("request");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.expect("body"), "hello world");
+        assert_eq!(get_text(&gw, "/interim").await, (200, "final".into()));
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst) - before,
+        1,
+        "chunked and interim answers leave the connection reusable"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_answering_not_http_is_502_and_the_next_request_is_served() {
+    let (gw, _) = bare_gateway().await;
+    let (status, body) = get_text(&gw, "/garbage").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("upstream"), "{body}");
+    assert_eq!(get_text(&gw, "/fine").await, (200, "ok".into()));
+}
