@@ -33,12 +33,15 @@ use tokio::net::TcpStream;
 use super::chunked::{ChunkedDecoder, ChunkedError, Decoded};
 use super::pool::Watch;
 
-/// A response head larger than this is refused (hyper's client allows about as much).
+/// A response head larger than this is refused: far more than upstreams send (nginx's
+/// proxy refuses heads over 4–8 KiB unless told otherwise).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Response header fields at most (hyper's client default).
 const MAX_HEADERS: usize = 100;
-/// How much room a read asks for at least.
-const READ_CHUNK: usize = 8 * 1024;
+/// The room a read of a response head makes: enough for a small API response whole.
+const HEAD_READ: usize = 8 * 1024;
+/// The room a read of a body still streaming makes: fewer system calls for a download.
+const BODY_READ: usize = 64 * 1024;
 
 /// Why an exchange failed, and whether the request may go again on another connection.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +158,7 @@ impl RawConn {
                 if watch.timed_out.load(Ordering::Relaxed) {
                     return Poll::Ready(Err(H1Error::TimedOut));
                 }
-                poll_fill(stream, read, cx).map_err(H1Error::Read)
+                poll_fill(stream, read, HEAD_READ, cx).map_err(H1Error::Read)
             })
             .await?;
             if n == 0 {
@@ -180,10 +183,9 @@ impl RawConn {
             match framing {
                 Framing::Empty | Framing::Length(0) => return Poll::Ready(None),
                 Framing::Length(left) if !self.read.is_empty() => {
-                    let n =
-                        usize::try_from(*left).map_or(self.read.len(), |l| l.min(self.read.len()));
-                    *left -= n as u64;
-                    return Poll::Ready(Some(Ok(self.read.split_to(n).freeze())));
+                    let data = self.take_buffered(*left);
+                    *left -= data.len() as u64;
+                    return Poll::Ready(Some(Ok(data)));
                 }
                 Framing::Chunked(decoder) => match decoder.decode(&mut self.read) {
                     Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(data))),
@@ -196,7 +198,7 @@ impl RawConn {
                 }
                 Framing::Length(_) | Framing::Close => {}
             }
-            match poll_fill(&mut self.stream, &mut self.read, cx) {
+            match poll_fill(&mut self.stream, &mut self.read, BODY_READ, cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(H1Error::Read(e)))),
                 Poll::Ready(Ok(0)) => {
@@ -214,16 +216,17 @@ impl RawConn {
     }
 }
 
-/// One read into `buf`'s spare room (made when short). Through tokio's `AsyncRead`, which
+/// One read into `buf`'s spare room (`room` bytes of it made when short). Through tokio's `AsyncRead`, which
 /// forgets the socket's readiness after a short read: an idle connection's next
 /// [`RawConn::is_reusable`] then needs no system call.
 fn poll_fill(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
+    room: usize,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
+    if buf.capacity() - buf.len() < room / 4 {
+        buf.reserve(room);
     }
     // `read_buf` is a single attempt: dropping it while pending loses nothing.
     pin!(stream.read_buf(buf)).poll(cx)
