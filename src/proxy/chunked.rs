@@ -68,7 +68,8 @@ pub enum Decoded {
     Data(Bytes),
     /// The buffer holds nothing more to decode: read more and call again.
     NeedMore,
-    /// The last chunk and the trailer section are consumed; the connection is positioned at the next response.
+    /// The last chunk and the trailer section are consumed; the connection is positioned
+    /// at the next response.
     End,
 }
 
@@ -132,7 +133,8 @@ impl ChunkedDecoder {
         ChunkedDecoder::default()
     }
 
-    /// Decodes from the front of `buf`, removing exactly what it consumed (never bytes past the end of the body's trailer section).
+    /// Decodes from the front of `buf`, removing exactly what it consumed (never bytes
+    /// past the end of the body's trailer section).
     ///
     /// Returns as much of the current chunk's data as `buf` holds rather than waiting for
     /// the whole chunk, so a large chunk streams through in the pieces it arrived in.

@@ -133,34 +133,41 @@ impl RawConn {
         self.read.split_to(n).freeze()
     }
 
-    /// Sends `req` (whose body is empty) and reads the response head.
+    /// Sends `req` (whose body is empty) and reads the response head, both within the
+    /// pool's response timeout (see [`Watch`]).
     pub async fn exchange<B>(&mut self, req: &Request<B>) -> Result<Head, H1Error> {
         encode_head(req, &mut self.write);
-        let written = self.stream.write_all(&self.write).await;
-        written.map_err(H1Error::Write)?;
+        let RawConn {
+            stream,
+            read,
+            write,
+            watch,
+        } = self;
+        let mut sending = pin!(stream.write_all(write));
+        within(watch, |cx| sending.as_mut().poll(cx))
+            .await
+            .map_err(|e| e.map_io(H1Error::Write))?;
         let mut got_any = false;
         loop {
-            if let Some(head) = parse_head(&mut self.read, req.method())? {
+            if let Some(head) = parse_head(read, req.method())? {
                 return Ok(head);
             }
-            if self.read.len() > MAX_HEAD_BYTES {
+            if read.len() > MAX_HEAD_BYTES {
                 return Err(H1Error::Malformed("response head too large"));
             }
-            let RawConn {
-                stream,
-                read,
-                watch,
-                ..
-            } = self;
-            let n = poll_fn(|cx| {
-                // The sweep sets `timed_out` and then wakes the waker registered here.
-                watch.waker.register(cx.waker());
-                if watch.timed_out.load(Ordering::Relaxed) {
-                    return Poll::Ready(Err(H1Error::TimedOut));
-                }
-                poll_fill(stream, read, HEAD_READ, cx).map_err(H1Error::Read)
-            })
-            .await?;
+            let n = within(watch, |cx| poll_fill(stream, read, HEAD_READ, cx))
+                .await
+                // An upstream that closed an idle connection may answer the request
+                // with a reset rather than an end: either way, no response began.
+                .map_err(|e| {
+                    e.map_io(|e| {
+                        if got_any {
+                            H1Error::Read(e)
+                        } else {
+                            H1Error::ClosedEarly
+                        }
+                    })
+                })?;
             if n == 0 {
                 return Err(if got_any {
                     H1Error::Truncated
@@ -216,9 +223,40 @@ impl RawConn {
     }
 }
 
-/// One read into `buf`'s spare room (`room` bytes of it made when short). Through tokio's `AsyncRead`, which
-/// forgets the socket's readiness after a short read: an idle connection's next
-/// [`RawConn::is_reusable`] then needs no system call.
+/// What [`within`] ends with: the sweep's verdict, or the I/O's own error.
+enum Bounded {
+    TimedOut,
+    Io(io::Error),
+}
+
+impl Bounded {
+    fn map_io(self, f: impl FnOnce(io::Error) -> H1Error) -> H1Error {
+        match self {
+            Bounded::TimedOut => H1Error::TimedOut,
+            Bounded::Io(e) => f(e),
+        }
+    }
+}
+
+/// Polls `io` until it is ready or the pool's sweep finds the exchange overdue: the
+/// sweep sets `timed_out`, then wakes the waker registered here.
+async fn within<T>(
+    watch: &Watch,
+    mut io: impl FnMut(&mut Context<'_>) -> Poll<io::Result<T>>,
+) -> Result<T, Bounded> {
+    poll_fn(|cx| {
+        watch.waker.register(cx.waker());
+        if watch.timed_out.load(Ordering::Relaxed) {
+            return Poll::Ready(Err(Bounded::TimedOut));
+        }
+        io(cx).map_err(Bounded::Io)
+    })
+    .await
+}
+
+/// One read into `buf`'s spare room (`room` bytes of it made when short). Through
+/// tokio's `AsyncRead`, which forgets the socket's readiness after a short read: an idle
+/// connection's next [`RawConn::is_reusable`] then needs no system call.
 fn poll_fill(
     stream: &mut TcpStream,
     buf: &mut BytesMut,

@@ -148,19 +148,32 @@ struct Idle<C> {
 
 /// A kind of connection the pool keeps idle: hyper's, or one of [`super::h1`].
 trait Reusable {
-    /// Still open, and able to carry the next request.
+    /// Still open, and able to carry the next request: asked before it is taken.
     fn is_usable(&self) -> bool;
+    /// Worth keeping, by what is known without looking further: asked as it is handed
+    /// back, right after its response, when `is_usable` would mostly repeat the look
+    /// the next checkout makes anyway.
+    fn may_idle(&self) -> bool;
 }
 
 impl Reusable for Conn {
     fn is_usable(&self) -> bool {
         !self.sender.is_closed()
     }
+
+    fn may_idle(&self) -> bool {
+        self.is_usable()
+    }
 }
 
 impl Reusable for RawConn {
     fn is_usable(&self) -> bool {
         self.is_reusable()
+    }
+
+    fn may_idle(&self) -> bool {
+        // Bytes past the response are a protocol error: the connection is done with.
+        self.buffered() == 0
     }
 }
 
@@ -187,10 +200,10 @@ impl<C: Reusable> IdleList<C> {
         None
     }
 
-    /// Keeps `conn` idle, noting the sweep count `now`, unless it is unusable or the list
-    /// is full.
+    /// Keeps `conn` idle, noting the sweep count `now`, unless it may not idle or the
+    /// list is full.
     fn put(&self, conn: C, now: u64) {
-        if !conn.is_usable() {
+        if !conn.may_idle() {
             return;
         }
         let mut idle = self.lock();
