@@ -1,15 +1,17 @@
-//! The upstream exchange of a request without a body over plain HTTP/1.1, written out
-//! in the request's own task: the head encoded straight into the connection's write
-//! buffer, one `write`, the response head parsed from the connection's read buffer, and
-//! a body already read with its head handed back without a further step.
+//! The upstream exchange of a request over plain HTTP/1.1, written out in the request's
+//! own task: the head encoded straight into the connection's write buffer, one `write`
+//! (with the body too when it is small and already here), the response head parsed from
+//! the connection's read buffer, and a body already read with its head handed back
+//! without a further step.
 //!
-//! This is the common proxied request — a `GET` to an API beside the gateway — and
-//! hyper's client pays for its generality on every one: a task per connection that the
-//! request must wake and wait on through channels, a dispatch loop, and a body that comes
-//! back through another channel. Measured on the benchmark machine, a pass-through proxy
-//! spent 2.6–2.8 µs of user time per request with hyper's client and 1.9–2.0 µs with
-//! this exchange (docs/benchmarks.md). Requests with a body, upgrades and `https://`
-//! upstreams keep hyper's client ([`super::pool`] picks).
+//! This is the common proxied request — a `GET` or a small `POST` to an API beside the
+//! gateway — and hyper's client pays for its generality on every one: a task per
+//! connection that the request must wake and wait on through channels, a dispatch loop,
+//! and a body that comes back through another channel. Measured on the benchmark
+//! machine, a pass-through proxy spent 2.6–2.8 µs of user time per request with hyper's
+//! client and 1.9–2.0 µs with this exchange (docs/benchmarks.md). Requests whose body has
+//! no length (chunked), upgrades and `https://` upstreams keep hyper's client
+//! ([`super::pool`] picks).
 //!
 //! Responses are framed as RFC 9112 §6.3 says: no body for `HEAD`, 1xx, 204 and 304;
 //! `Transfer-Encoding` ending in `chunked` ([`super::chunked`]); another transfer coding,
@@ -19,15 +21,16 @@
 use std::future::{poll_fn, Future};
 use std::io;
 use std::mem::MaybeUninit;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body::{Body, Frame};
+use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::chunked::{ChunkedDecoder, ChunkedError, Decoded};
@@ -42,6 +45,9 @@ const MAX_HEADERS: usize = 100;
 const HEAD_READ: usize = 8 * 1024;
 /// The room a read of a body still streaming makes: fewer system calls for a download.
 const BODY_READ: usize = 64 * 1024;
+
+/// A first piece of a request body at most this long goes out in the head's `write`.
+const COALESCE: usize = 16 * 1024;
 
 /// Why an exchange failed, and whether the request may go again on another connection.
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +66,54 @@ pub enum H1Error {
     Malformed(&'static str),
     #[error("malformed chunked body: {0}")]
     Chunked(#[from] ChunkedError),
+    /// The client's request body failed (it went away, or sent less than it said).
+    #[error("reading the request body: {0}")]
+    RequestBody(Box<dyn std::error::Error + Send + Sync>),
     /// The pool's sweep found the response head overdue.
     #[error("no response head in time")]
     TimedOut,
+}
+
+/// What of a request's body has been taken from the client, across the connections the
+/// request is tried on.
+#[derive(Default)]
+pub struct Upload {
+    /// The first piece, kept while nothing more was taken: the whole request can then
+    /// still be sent again.
+    first: Option<Bytes>,
+    /// More than the first piece was taken: the request cannot go again.
+    pub taken_more: bool,
+    /// The client's body has ended, all of it taken.
+    ended: bool,
+}
+
+impl Upload {
+    /// Takes note of a frame of the client's body: its data, if any, to send.
+    fn take<E>(&mut self, frame: Option<Result<Frame<Bytes>, E>>) -> Result<Option<Bytes>, H1Error>
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let data = match frame {
+            None => {
+                self.ended = true;
+                return Ok(None);
+            }
+            Some(Err(e)) => return Err(H1Error::RequestBody(e.into())),
+            // Trailers cannot follow a body framed by its length: dropped, as hyper's
+            // client drops them.
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if !data.is_empty() => data,
+                _ => return Ok(None),
+            },
+        };
+        if self.first.is_none() && !self.taken_more {
+            self.first = Some(data.clone());
+        } else {
+            self.first = None;
+            self.taken_more = true;
+        }
+        Ok(Some(data))
+    }
 }
 
 /// A plain TCP connection to an upstream, with what was read from it and not yet used.
@@ -133,50 +184,125 @@ impl RawConn {
         self.read.split_to(n).freeze()
     }
 
-    /// Sends `req` (whose body is empty) and reads the response head, both within the
-    /// pool's response timeout (see [`Watch`]).
-    pub async fn exchange<B>(&mut self, req: &Request<B>) -> Result<Head, H1Error> {
+    /// Sends `req` and reads the response head, both within the pool's response timeout
+    /// (see [`Watch`]). A body goes out piece by piece as the client sends it; its first
+    /// piece, when the client has sent it already, in the head's `write`. The response
+    /// is read all along, so an upstream that answers before it has read the whole body
+    /// (a `413`, say) is heard, and its connection is not reused. `upload` says what of
+    /// the body was taken from the client, for [`super::pool`] to know whether the
+    /// request can go again on another connection.
+    pub async fn exchange<B>(
+        &mut self,
+        req: &mut Request<B>,
+        upload: &mut Upload,
+    ) -> Result<Head, H1Error>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         encode_head(req, &mut self.write);
+        let method = req.method().clone();
+        let body = req.body_mut();
+        let mut ended = upload.ended || body.is_end_stream();
+        if !ended && upload.first.is_none() {
+            // One look, no wait: the piece the client sent with its head, if any.
+            let frame = poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
+            if let Poll::Ready(frame) = frame {
+                upload.take(frame)?;
+                ended = upload.ended;
+            }
+        }
+        let mut chunk = match &upload.first {
+            Some(first) if first.len() <= COALESCE => {
+                self.write.extend_from_slice(first);
+                Bytes::new()
+            }
+            Some(first) => first.clone(),
+            None => Bytes::new(),
+        };
         let RawConn {
             stream,
             read,
             write,
             watch,
         } = self;
-        let mut sending = pin!(stream.write_all(write));
-        within(watch, |cx| sending.as_mut().poll(cx))
-            .await
-            .map_err(|e| e.map_io(H1Error::Write))?;
+        let mut written = 0;
         let mut got_any = false;
-        loop {
-            if let Some(head) = parse_head(read, req.method())? {
-                return Ok(head);
+        // A failed write ends the request, not the exchange: an upstream that refused the
+        // body may have answered before it closed, and its answer is what the client gets.
+        let mut failed: Option<io::Error> = None;
+        poll_fn(|cx| {
+            watch.waker.register(cx.waker());
+            if watch.timed_out.load(Ordering::Relaxed) {
+                return Poll::Ready(Err(H1Error::TimedOut));
             }
-            if read.len() > MAX_HEAD_BYTES {
-                return Err(H1Error::Malformed("response head too large"));
-            }
-            let n = within(watch, |cx| poll_fill(stream, read, HEAD_READ, cx))
-                .await
-                // An upstream that closed an idle connection may answer the request
-                // with a reset rather than an end: either way, no response began.
-                .map_err(|e| {
-                    e.map_io(|e| {
-                        if got_any {
-                            H1Error::Read(e)
-                        } else {
-                            H1Error::ClosedEarly
+            loop {
+                // The request, as far as it can go now; `more` when it went some way and
+                // has further to go.
+                let mut more = false;
+                let sending = failed.is_none();
+                if sending && (written < write.len() || !chunk.is_empty()) {
+                    let out = if written < write.len() {
+                        &write[written..]
+                    } else {
+                        &chunk[..]
+                    };
+                    match Pin::new(&mut *stream).poll_write(cx, out) {
+                        Poll::Ready(Ok(0)) => failed = Some(io::ErrorKind::WriteZero.into()),
+                        Poll::Ready(Ok(n)) => {
+                            if written < write.len() {
+                                written += n;
+                            } else {
+                                chunk.advance(n);
+                            }
+                            more = written < write.len() || !chunk.is_empty() || !ended;
                         }
-                    })
-                })?;
-            if n == 0 {
-                return Err(if got_any {
-                    H1Error::Truncated
-                } else {
-                    H1Error::ClosedEarly
-                });
+                        Poll::Ready(Err(e)) => failed = Some(e),
+                        Poll::Pending => {}
+                    }
+                } else if sending && !ended {
+                    if let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(cx) {
+                        if let Some(data) = upload.take(frame)? {
+                            chunk = data;
+                        }
+                        ended = upload.ended;
+                        more = true;
+                    }
+                }
+                // The response, which may come before the request is all out.
+                if !read.is_empty() {
+                    if let Some(mut head) = parse_head(read, &method)? {
+                        head.keep_alive &= ended && written == write.len() && chunk.is_empty();
+                        return Poll::Ready(Ok(head));
+                    }
+                    if read.len() > MAX_HEAD_BYTES {
+                        return Poll::Ready(Err(H1Error::Malformed("response head too large")));
+                    }
+                }
+                let filled = poll_fill(stream, read, HEAD_READ, cx);
+                if matches!(&filled, Poll::Ready(Ok(0) | Err(_))) {
+                    // Nothing (more) to hear: the request's own failure is the answer.
+                    // (Until the connection's end is seen, tokio's readiness may not
+                    // show it yet: the exchange waits for it, within the timeout.)
+                    if let Some(e) = failed.take() {
+                        return Poll::Ready(Err(H1Error::Write(e)));
+                    }
+                }
+                match filled {
+                    // An upstream that closed an idle connection may answer the request
+                    // with a reset rather than an end: either way, no response began.
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) if !got_any => {
+                        return Poll::Ready(Err(H1Error::ClosedEarly))
+                    }
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(H1Error::Truncated)),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(H1Error::Read(e))),
+                    Poll::Ready(Ok(_)) => got_any = true,
+                    Poll::Pending if !more => return Poll::Pending,
+                    Poll::Pending => {}
+                }
             }
-            got_any = true;
-        }
+        })
+        .await
     }
 
     /// The next piece of a body framed by `framing`: `None` at its end. On an error the
@@ -221,37 +347,6 @@ impl RawConn {
             }
         }
     }
-}
-
-/// What [`within`] ends with: the sweep's verdict, or the I/O's own error.
-enum Bounded {
-    TimedOut,
-    Io(io::Error),
-}
-
-impl Bounded {
-    fn map_io(self, f: impl FnOnce(io::Error) -> H1Error) -> H1Error {
-        match self {
-            Bounded::TimedOut => H1Error::TimedOut,
-            Bounded::Io(e) => f(e),
-        }
-    }
-}
-
-/// Polls `io` until it is ready or the pool's sweep finds the exchange overdue: the
-/// sweep sets `timed_out`, then wakes the waker registered here.
-async fn within<T>(
-    watch: &Watch,
-    mut io: impl FnMut(&mut Context<'_>) -> Poll<io::Result<T>>,
-) -> Result<T, Bounded> {
-    poll_fn(|cx| {
-        watch.waker.register(cx.waker());
-        if watch.timed_out.load(Ordering::Relaxed) {
-            return Poll::Ready(Err(Bounded::TimedOut));
-        }
-        io(cx).map_err(Bounded::Io)
-    })
-    .await
 }
 
 /// One read into `buf`'s spare room (`room` bytes of it made when short). Through
@@ -453,7 +548,7 @@ mod tests {
     use bytes::BytesMut;
     use http::{Method, Request, StatusCode};
 
-    use super::{encode_head, parse_head, Framing, H1Error};
+    use super::{encode_head, parse_head, Framing, H1Error, Upload};
 
     fn parse(text: &str, method: Method) -> Result<Option<super::Head>, H1Error> {
         let mut buf = BytesMut::from(text.as_bytes());
@@ -481,6 +576,37 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "GET / HTTP/1.1\r\nhost: h\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn an_upload_can_go_again_while_only_its_first_piece_was_taken() {
+        type Frame = Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>;
+        let data = |s: &'static str| -> Frame { Some(Ok(http_body::Frame::data(s.into()))) };
+        let mut upload = Upload::default();
+        assert_eq!(
+            upload.take(data("first")).unwrap().as_deref(),
+            Some(&b"first"[..])
+        );
+        assert_eq!(upload.first.as_deref(), Some(&b"first"[..]));
+        assert!(!upload.taken_more && !upload.ended);
+        let trailers = Some(Ok(http_body::Frame::trailers(http::HeaderMap::new())));
+        assert!(upload.take::<std::io::Error>(trailers).unwrap().is_none());
+        assert!(!upload.taken_more, "trailers are dropped, not taken");
+        assert!(upload.take::<std::io::Error>(None).unwrap().is_none());
+        assert!(upload.ended && upload.first.is_some());
+
+        let mut upload = Upload::default();
+        upload.take(data("one")).unwrap();
+        assert_eq!(
+            upload.take(data("two")).unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
+        assert!(
+            upload.taken_more && upload.first.is_none(),
+            "no longer in hand"
+        );
+        let failed: Frame = Some(Err(std::io::ErrorKind::ConnectionReset.into()));
+        assert!(matches!(upload.take(failed), Err(H1Error::RequestBody(_))));
     }
 
     #[test]

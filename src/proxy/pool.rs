@@ -11,10 +11,10 @@
 //! `upstream.pool_idle_timeout`.
 //!
 //! Upstreams are spoken to in HTTP/1.1, over TCP or TLS (rustls), like nginx's
-//! `proxy_http_version 1.1` with `keepalive`. A request without a body to a plain
-//! `http://` upstream — most proxied requests — is exchanged in its own task by
-//! [`super::h1`] on connections of its own kind; the rest (bodies, upgrades, TLS) go
-//! through hyper's client.
+//! `proxy_http_version 1.1` with `keepalive`. A request to a plain `http://` upstream
+//! without a body or with a body of known length — nearly every proxied request — is
+//! exchanged in its own task by [`super::h1`] on connections of its own kind; the rest
+//! (chunked bodies, upgrades, TLS) go through hyper's client.
 //!
 //! `upstream.response_timeout` is kept by the pool's sweep, not by a timer per request: a
 //! connection notes when the request it carries was sent, and the sweep, which runs every
@@ -31,14 +31,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
-use http::header::UPGRADE;
+use http::header::{CONTENT_LENGTH, UPGRADE};
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::MaybeHttpsStream;
 use tower_service::Service;
 
-use super::h1::{Framing, H1Error, RawConn};
+use super::h1::{Framing, H1Error, RawConn, Upload};
 use super::upstream::{Connector, UpstreamBody};
 use crate::route::Route;
 use crate::sweep::{self, Millis, Watched};
@@ -284,7 +284,7 @@ impl Pool {
             origin_form(req.uri_mut());
             let sent_at = self.clock.at(started);
             if self.plain
-                && req.body().is_end_stream()
+                && (req.body().is_end_stream() || has_length(&req))
                 && req.method() != http::Method::CONNECT
                 && !req.headers().contains_key(UPGRADE)
             {
@@ -322,34 +322,38 @@ impl Pool {
         }
     }
 
-    /// [`Pool::send`] for a request without a body to a plain `http://` origin, through
-    /// [`super::h1`]. A reused connection that fails before any response came back
-    /// is given up for another, as hyper's client does for a request it could not
-    /// write; after the request was written, only for a method that is safe to repeat
-    /// (the upstream may have acted on it), as nginx does.
+    /// [`Pool::send`] for a request without a body, or with a body of known length, to a
+    /// plain `http://` origin, through [`super::h1`]. A reused connection that fails
+    /// before any response came back is given up for another, as hyper's client does for
+    /// a request it could not write; after the request was written, only for a method
+    /// that is safe to repeat (the upstream may have acted on it), as nginx does. Either
+    /// way only while the body taken from the client is still in hand (its first piece:
+    /// the whole of a small body).
     #[expect(
         clippy::manual_async_fn,
         reason = "an `async fn` keeps its arguments twice; see `proxy::forward`"
     )]
     fn send_inline(
         self: &Arc<Self>,
-        req: Request<UpstreamBody>,
+        mut req: Request<UpstreamBody>,
         sent_at: u64,
     ) -> impl Future<Output = Result<Response<PooledBody>, SendError>> + '_ {
         async move {
+            let mut upload = Upload::default();
             loop {
                 let (mut conn, reused) = match self.raw_idle.take() {
                     Some(c) => (c, true),
                     None => (Box::pin(self.connect_raw()).await?, false),
                 };
                 conn.watch.sent_at.store(sent_at, Ordering::Relaxed);
-                let exchanged = conn.exchange(&req).await;
+                let exchanged = conn.exchange(&mut req, &mut upload).await;
                 conn.watch.sent_at.store(0, Ordering::Relaxed);
+                let again = reused && !upload.taken_more;
                 match exchanged {
                     Ok(head) => return Ok(self.lease_raw(conn, head)),
                     Err(H1Error::TimedOut) => return Err(SendError::Timeout),
-                    Err(H1Error::Write(_)) if reused => continue,
-                    Err(H1Error::ClosedEarly) if reused && req.method().is_idempotent() => continue,
+                    Err(H1Error::Write(_)) if again => continue,
+                    Err(H1Error::ClosedEarly) if again && req.method().is_idempotent() => continue,
                     Err(e) => return Err(SendError::Upstream(e)),
                 }
             }
@@ -459,6 +463,12 @@ impl Pool {
             }
         });
     }
+}
+
+/// True when the request's body is as long as its `Content-Length` says (hyper's server
+/// holds a client to that), so that the upstream can be told the same.
+fn has_length(req: &Request<UpstreamBody>) -> bool {
+    req.headers().contains_key(CONTENT_LENGTH) && req.body().size_hint().exact().is_some()
 }
 
 /// How often a pool is swept: as the response timeout needs (`sweep::period_for`), and

@@ -217,8 +217,10 @@ async fn a_connection_still_carrying_an_upload_keeps_no_request_waiting() {
 /// A bare HTTP/1.1 upstream with the answers hyper's client used to absorb for us, one per
 /// path: `/silent-close` answers and closes without saying so; `/until-close` has no
 /// length and ends its body by closing; `/chunked` is chunked with an extension and a
-/// trailer; `/interim` sends `103 Early Hints` first; `/garbage` is not HTTP. Everything
-/// else is `200 ok`, keep-alive. Counts the connections it accepted.
+/// trailer; `/interim` sends `103 Early Hints` first; `/garbage` is not HTTP; `/echo`
+/// answers with the body it was sent (by its `Content-Length`); `/refuse` answers `413`
+/// and closes without reading the body. Everything else is `200 ok`, keep-alive. Counts
+/// the connections it accepted.
 async fn bare_upstream() -> (
     std::net::SocketAddr,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -248,7 +250,35 @@ async fn bare_upstream() -> (
                     let line = String::from_utf8_lossy(&head[..end]).into_owned();
                     head.drain(..end + 4);
                     let path = line.split(' ').nth(1).unwrap_or("/");
+                    let echoed: Vec<u8>;
                     let (answer, close): (&[u8], bool) = match path {
+                        "/echo" => {
+                            let length = line
+                                .lines()
+                                .find_map(|l| {
+                                    let (name, value) = l.split_once(':')?;
+                                    name.eq_ignore_ascii_case("content-length")
+                                        .then(|| value.trim().parse::<usize>().ok())?
+                                })
+                                .unwrap_or(0);
+                            while head.len() < length {
+                                match conn.read(&mut buf).await {
+                                    Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                                    _ => return,
+                                }
+                            }
+                            let mut answer =
+                                format!("HTTP/1.1 200 OK\r\ncontent-length: {length}\r\n\r\n")
+                                    .into_bytes();
+                            answer.extend(head.drain(..length));
+                            echoed = answer;
+                            (&echoed, false)
+                        }
+                        "/refuse" => (
+                            b"HTTP/1.1 413 Content Too Large\r\nconnection: close\r\n\
+                              content-length: 7\r\n\r\nrefused",
+                            true,
+                        ),
                         "/silent-close" => {
                             (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", true)
                         }
@@ -339,5 +369,72 @@ async fn an_upstream_answering_not_http_is_502_and_the_next_request_is_served() 
     let (status, body) = get_text(&gw, "/garbage").await;
     assert_eq!(status, 502, "{body}");
     assert!(body.contains("upstream"), "{body}");
+    assert_eq!(get_text(&gw, "/fine").await, (200, "ok".into()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_of_known_length_arrive_whole_and_leave_the_connection_reusable() {
+    let (gw, accepted) = bare_gateway().await;
+    let client = reqwest::Client::new();
+    // Small bodies go out with their head; a large one, in many pieces after it.
+    let large: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let bodies = [b"{\"n\":1}".to_vec(), large, Vec::new(), b"last".to_vec()];
+    for body in bodies {
+        let mut request = client.post(gw.url("/echo")).body(body.clone());
+        if body.len() > 1 << 20 {
+            // A client may ask to hear `100 Continue` first; the body goes all the same.
+            request = request.header("expect", "100-continue");
+        }
+        let resp = request.send().await.expect("request");
+        assert_eq!(resp.status(), 200);
+        let echoed = resp.bytes().await.expect("a whole body");
+        assert!(
+            echoed[..] == body[..],
+            "{} bytes sent, {} echoed",
+            body.len(),
+            echoed.len()
+        );
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "each upload leaves its connection ready for the next"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_refusing_an_upload_half_way_is_heard() {
+    let (gw, _) = bare_gateway().await;
+    // The client keeps sending: the upstream's answer, not the broken write, is what it
+    // gets back.
+    let mut conn = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    const LEN: usize = 8 * 1024 * 1024;
+    let head = format!(
+        "POST /refuse HTTP/1.1\r\nHost: {}\r\nContent-Length: {LEN}\r\n\r\n",
+        gw.addr
+    );
+    conn.write_all(head.as_bytes()).await.expect("write");
+    let (mut reader, mut writer) = conn.into_split();
+    let sending = tokio::spawn(async move {
+        let piece = vec![b'x'; 64 * 1024];
+        for _ in 0..LEN / piece.len() {
+            if writer.write_all(&piece).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while !answer.ends_with(b"refused") {
+        match reader.read(&mut buf).await {
+            Ok(n) if n > 0 => answer.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    sending.abort();
     assert_eq!(get_text(&gw, "/fine").await, (200, "ok".into()));
 }
