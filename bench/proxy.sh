@@ -17,8 +17,14 @@
 # one: on this machine the order alone has moved a pair of figures by more than 10 %.
 # Every target gets the same request headers. It prints requests/s, p50 and p99 (the
 # median of the rounds), requests/s over plain nginx's, and for tg-user also over
-# nginx+tok's; then tokengate's start-up time to ready (provider on this machine), its
-# idle RSS and the release binary's size.
+# nginx+tok's, and the CPU time (user and system, from /proc) the process serving the
+# target spent per request — the figure that does not depend on what else the machine's
+# load side is doing; then tokengate's start-up time to ready (provider on this machine),
+# its idle RSS and the release binary's size.
+#
+# POST_BYTES=N makes every request a POST with a JSON body of N bytes (at least 11),
+# framed by Content-Length: what an SPA's writes cost, through each proxy to the same
+# upstream.
 #
 # CPUs (2-core machine): the proxy under test — nginx with `worker_processes 1`, or
 # tokengate with one tokio worker thread — runs alone on PROXY_CPU (default 1); wrk (one
@@ -27,13 +33,15 @@
 # tokengate is the profile-guided release build of scripts/build-release; PGO=0 measures
 # the plain `cargo build --release` instead.
 #
-#   bench/proxy.sh        env: DURATION (10), ROUNDS (3), CONNS ("1 16 64"), PGO (1)
+#   bench/proxy.sh        env: DURATION (10), ROUNDS (3), CONNS ("1 16 64"), PGO (1),
+#                              POST_BYTES (0: GET)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-3}"
 CONNS="${CONNS:-1 16 64}"
+POST_BYTES="${POST_BYTES:-0}"
 
 bench_init
 UP=$(free_port) NGX=$(free_port) NGXT=$(free_port) GW=$(free_port) ADMIN=$(free_port)
@@ -41,6 +49,7 @@ echo "machine: $(machine_line)"
 echo "commit:  $(git rev-parse --short HEAD); build: $BUILD"
 
 upstream_start "$UP"
+up_pid=$last_pid
 # nginx_proxy NAME PORT [DIRECTIVE] — nginx as a plain reverse proxy to the upstream, on
 # PROXY_CPU, with one more directive in its location.
 nginx_proxy() {
@@ -60,6 +69,7 @@ nginx_proxy() {
   wait_http "http://127.0.0.1:$2/"
 }
 nginx_proxy proxy "$NGX"
+ngx_pid=$last_pid
 
 # An access token that outlives the run: the steady state, no refresh on the way.
 OP_ACCESS_TOKEN_TTL=7200 provider_start "$GW"
@@ -106,6 +116,7 @@ case "$bearer" in
   *) echo "the upstream did not see a bearer through tokengate: '$bearer'" >&2; exit 1 ;;
 esac
 nginx_proxy proxy-token "$NGXT" "proxy_set_header Authorization \"$bearer\";"
+ngxt_pid=$last_pid
 
 declare -A url=(
   [upstream]="http://127.0.0.1:$UP/api/items"
@@ -115,9 +126,38 @@ declare -A url=(
   [tg-none]="http://127.0.0.1:$GW/public/items"
 )
 targets=(upstream nginx nginx+tok tg-user tg-none)
+# The process that serves each target (nginx: its master, whose worker is counted too).
+declare -A server_pid=([upstream]=$up_pid [nginx]=$ngx_pid [nginx+tok]=$ngxt_pid [tg-user]=$gw_pid [tg-none]=$gw_pid)
+# cpu_ticks PID — user and system clock ticks of PID and its children so far.
+cpu_ticks() {
+  local pid total=0 f
+  for pid in "$1" $(pgrep -P "$1"); do
+    read -ra f <"/proc/$pid/stat"
+    # Fields 14 and 15 (utime, stime), counted after the command name, which has no space.
+    total=$((total + f[13] + f[14]))
+  done
+  echo "$total"
+}
+hz=$(getconf CLK_TCK)
+
+load=("${headers[@]}")
+if [ "$POST_BYTES" -gt 0 ]; then
+  python3 - "$POST_BYTES" >"$work/post.lua" <<'PY'
+import sys
+n = int(sys.argv[1])
+body = '{"note":"' + "x" * max(0, n - 11) + '"}'
+print('wrk.method = "POST"')
+print('wrk.headers["Content-Type"] = "application/json"')
+print("wrk.body = '%s'" % body)
+PY
+  load+=(-s "$work/post.lua")
+  status="$(curl -s -o /dev/null -w '%{http_code}' "${headers[@]}" -H 'Content-Type: application/json' --data-binary '{}' "${url[tg-user]}")"
+  [ "$status" = 200 ] || { echo "a POST through tokengate answered $status, not 200" >&2; exit 1; }
+  log "every request a POST with a ${POST_BYTES}-byte body"
+fi
 
 log "warming up (2 s per target)"
-for t in "${targets[@]}"; do wrk_run "$work/wrk.out" 64 2 "${url[$t]}" "${headers[@]}"; done
+for t in "${targets[@]}"; do wrk_run "$work/wrk.out" 64 2 "${url[$t]}" "${load[@]}"; done
 
 results="$work/results"
 : >"$results"
@@ -127,10 +167,14 @@ for round in $(seq 1 "$ROUNDS"); do
   order=("${targets[@]:shift_by}" "${targets[@]:0:shift_by}")
   for c in $CONNS; do
     for t in "${order[@]}"; do
-      wrk_run "$work/wrk.out" "$c" "$DURATION" "${url[$t]}" "${headers[@]}"
+      before=$(cpu_ticks "${server_pid[$t]}")
+      wrk_run "$work/wrk.out" "$c" "$DURATION" "${url[$t]}" "${load[@]}"
+      after=$(cpu_ticks "${server_pid[$t]}")
+      requests=$(awk '/ requests in / { print $1 }' "$work/wrk.out")
+      cpu_us=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.2f", n ? t / hz / n * 1e6 : 0 }')
       fig="$(wrk_figures "$work/wrk.out")"
-      echo "$t $c $round $fig" >>"$results"
-      log "round $round/$ROUNDS, $c connections, $t: $fig (requests/s p50 p99 failed)"
+      echo "$t $c $round $fig $cpu_us" >>"$results"
+      log "round $round/$ROUNDS, $c connections, $t: $fig $cpu_us (requests/s p50 p99 failed cpu-µs/request)"
     done
   done
 done
@@ -146,9 +190,9 @@ awk -v conns="$CONNS" '
     for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
   }
-  { k = $1 SUBSEP $2; rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6; failed[k] += $7 }
+  { k = $1 SUBSEP $2; rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6; failed[k] += $7; cpu[k] = cpu[k] " " $8 }
   END {
-    printf "%-6s %-9s %11s %9s %9s %7s %9s %9s\n", "conns", "target", "requests/s", "p50 ms", "p99 ms", "failed", "vs nginx", "vs +tok"
+    printf "%-6s %-9s %11s %9s %9s %7s %9s %9s %12s\n", "conns", "target", "requests/s", "p50 ms", "p99 ms", "failed", "vs nginx", "vs +tok", "CPU us/req"
     n = split(conns, cs, " ")
     nt = split("upstream nginx nginx+tok tg-user tg-none", ts, " ")
     for (i = 1; i <= n; i++) {
@@ -159,7 +203,7 @@ awk -v conns="$CONNS" '
         r = median(rps[k])
         ratio = ts[j] ~ /^(tg-|nginx\+)/ ? sprintf("%.3f", r / limit) : ""
         ratio_token = ts[j] == "tg-user" ? sprintf("%.3f", r / with_token) : ""
-        printf "%-6s %-9s %11.0f %9.3f %9.3f %7d %9s %9s\n", cs[i], ts[j], r, median(p50[k]), median(p99[k]), failed[k], ratio, ratio_token
+        printf "%-6s %-9s %11.0f %9.3f %9.3f %7d %9s %9s %12.2f\n", cs[i], ts[j], r, median(p50[k]), median(p99[k]), failed[k], ratio, ratio_token, median(cpu[k])
       }
     }
   }' "$results"
