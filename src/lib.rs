@@ -34,6 +34,11 @@
 //! - [`config`] loads and validates the configuration; [`app`] builds the [`app::Gateway`]
 //!   from it and serves; [`shutdown`] carries the drain signal.
 
+// Nothing the network, a user or a store controls may panic the gateway: outside tests,
+// `unwrap` and `expect` are refused by the linter (the one exception, the OS failing to
+// give randomness, says why where it is allowed).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod admin;
 pub mod app;
 pub mod bff;

@@ -1,5 +1,10 @@
 //! The `tokengate` command: `run` (default), `check`, `keygen`.
 
+// Nothing the network, a user or a store controls may panic the gateway: outside tests,
+// `unwrap` and `expect` are refused by the linter (the one exception, the OS failing to
+// give randomness, says why where it is allowed).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
