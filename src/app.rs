@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use tokio::net::TcpListener;
 
 use crate::admin::metrics::Metrics;
@@ -13,6 +13,7 @@ use crate::crypto::KeyRing;
 use crate::oidc::dpop::Nonces;
 use crate::oidc::http_client::ProviderHttp;
 use crate::oidc::ProviderCell;
+use crate::proxy::headers::Forwarding;
 use crate::proxy::pool::{Timeouts, Upstreams};
 use crate::proxy::upstream;
 use crate::route::{Route, RouteTable};
@@ -42,8 +43,9 @@ pub struct Gateway {
     pub upstream_nonces: Nonces,
     pub redirect_uri: String,
     pub post_logout_redirect_uri: String,
-    /// `X-Forwarded-Proto` sent upstream: the scheme the browser used, from `public_url`.
-    pub forwarded_proto: HeaderValue,
+    /// What upstreams are told of where a request came from (`public_url`,
+    /// `server.trusted_proxies`).
+    pub forwarding: Forwarding,
 }
 
 /// Why the gateway could not start.
@@ -82,22 +84,19 @@ impl Gateway {
             config.tokens.refresh_before_expiry,
         );
         let origin = &config.server.public_origin;
-        let proto = if config.server.secure_cookies {
-            "https"
-        } else {
-            "http"
-        };
         if !config.server.secure_cookies {
             tracing::warn!(public_url = %config.server.public_url, "public_url is plain http: cookies are not Secure; use this for local development only");
         }
-        let connector = upstream::upstream_connector(&config.upstream)
+        let (http1, http2) = upstream::upstream_connectors(&config.upstream)
             .map_err(|e| StartError::Config(format!("upstream.tls_ca: {e}")))?;
         let upstreams = Upstreams::new(
             &routes,
-            connector,
+            http1,
+            http2,
             Timeouts {
                 idle: config.upstream.pool_idle_timeout,
                 response: config.upstream.response_timeout,
+                read: config.upstream.read_timeout,
             },
         );
         Ok(Gateway {
@@ -123,7 +122,10 @@ impl Gateway {
             upstream_nonces: Nonces::default(),
             redirect_uri: format!("{origin}/bff/callback"),
             post_logout_redirect_uri: format!("{origin}/"),
-            forwarded_proto: HeaderValue::from_static(proto),
+            forwarding: Forwarding::new(
+                &config.server.public_url,
+                config.server.trusted_proxies.clone(),
+            ),
             config,
         })
     }
@@ -192,6 +194,7 @@ pub async fn serve(
         max_header_bytes: config.server.max_header_bytes,
         max_headers: config.server.max_headers,
         shutdown_grace: config.server.shutdown_grace,
+        max_connections: config.server.max_connections,
     };
     let gw = Arc::new(Gateway::new(config)?);
     let discovery = tokio::spawn(gw.provider.clone().discover_until_ready(

@@ -1,7 +1,7 @@
 //! Deadlines kept by a periodic sweep instead of a timer per request: the request writes
 //! its deadline (or start) where the sweep looks, in milliseconds of a [`Millis`] clock,
-//! and the sweep ([`every`]) acts on the overdue ones. Used for the request-head and the
-//! upstream-response timeouts, which every request would otherwise arm and disarm.
+//! and the sweep ([`every`]) acts on the overdue ones. Used for the request-head timeout,
+//! which every request would otherwise arm and disarm.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};

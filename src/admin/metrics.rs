@@ -230,8 +230,11 @@ pub fn render(gw: &Gateway) -> String {
     let _ = writeln!(
         out,
         "# HELP tokengate_connections_open Connections open on the public listener.\n\
-         # TYPE tokengate_connections_open gauge\ntokengate_connections_open {}",
-        m.connections.get()
+         # TYPE tokengate_connections_open gauge\ntokengate_connections_open {}\n\
+         # HELP tokengate_connections_refused_total Connections closed as accepted: server.max_connections reached.\n\
+         # TYPE tokengate_connections_refused_total counter\ntokengate_connections_refused_total {}",
+        m.connections.get(),
+        m.connections.refused()
     );
     let _ = writeln!(
         out,

@@ -57,6 +57,12 @@ pub struct ServerConfig {
     pub max_headers: usize,
     /// On SIGTERM/SIGINT: how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
+    /// Peers whose `Forwarded`, `X-Forwarded-*` and `X-Real-IP` are kept (a load balancer
+    /// in front); from any other peer they are replaced by what the connection says.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Client connections open at once on the public listener; one more is closed as it
+    /// is accepted (and counted).
+    pub max_connections: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -74,6 +80,9 @@ pub struct UpstreamConfig {
     pub response_timeout: Duration,
     /// How long an idle pooled connection is kept.
     pub pool_idle_timeout: Duration,
+    /// Longest silence while a body streams, either way (nginx's `proxy_read_timeout`);
+    /// exceeded → the exchange is cut.
+    pub read_timeout: Duration,
     /// Roots trusted for `https://` upstreams beside the Mozilla set (`upstream.tls_ca`).
     pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
@@ -205,6 +214,9 @@ pub struct RouteConfig {
     pub dpop: bool,
     /// `None`: every method is allowed.
     pub methods: Option<Vec<http::Method>>,
+    /// Speak HTTP/2 to the upstream (`upstream_http2 = true`, or an `h2c://` URL, which
+    /// is stored as `http://`): prior knowledge over TCP, ALPN `h2` over TLS.
+    pub http2: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

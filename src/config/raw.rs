@@ -40,6 +40,8 @@ pub struct RawServer {
     pub max_header_bytes: Option<i64>,
     pub max_headers: Option<i64>,
     pub shutdown_grace: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub max_connections: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +57,7 @@ pub struct RawUpstream {
     pub connect_timeout: Option<String>,
     pub response_timeout: Option<String>,
     pub pool_idle_timeout: Option<String>,
+    pub read_timeout: Option<String>,
     pub tls_ca: Option<String>,
 }
 
@@ -114,6 +117,7 @@ pub struct RawRoute {
     pub scopes: Option<Vec<String>>,
     pub dpop: Option<bool>,
     pub methods: Option<Vec<String>>,
+    pub upstream_http2: Option<bool>,
 }
 
 /// Parses TOML text, expands `${VAR}` through `env`, and deserialises the result.

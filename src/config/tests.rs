@@ -274,3 +274,44 @@ fn redis_store_takes_a_url_or_cluster_nodes_never_both() {
         ["session.redis_cluster: must list at least one node URL"]
     );
 }
+
+#[test]
+fn edge_limits_and_trust_have_defaults_and_name_their_keys() {
+    let c = load(MINIMAL).expect("valid");
+    assert!(
+        c.server.trusted_proxies.is_empty(),
+        "nobody is trusted by default"
+    );
+    assert_eq!(c.server.max_connections, 10_000);
+    assert_eq!(c.upstream.read_timeout, Duration::from_secs(60));
+    assert!(!c.routes[0].http2);
+
+    let text = MINIMAL
+        .replace(
+            "[oidc]",
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\", \"10.0.0.0/33\", \"lb\"]\n\
+             max_connections = 0\n[upstream]\nread_timeout = \"soon\"\n[oidc]",
+        )
+        .replace("http://127.0.0.1:9100/base/", "h2c://127.0.0.1:9100/base/");
+    let found = problems(&text);
+    for key in [
+        "server.trusted_proxies[2]",
+        "server.trusted_proxies[3]",
+        "server.max_connections",
+        "upstream.read_timeout",
+    ] {
+        assert!(found.iter().any(|p| p.starts_with(key)), "{key}: {found:?}");
+    }
+    assert_eq!(found.len(), 4, "{found:?}");
+
+    let text = MINIMAL
+        .replace(
+            "[oidc]",
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n[oidc]",
+        )
+        .replace("http://127.0.0.1:9100/base/", "h2c://127.0.0.1:9100/base/");
+    let c = load(&text).expect("valid");
+    assert_eq!(c.server.trusted_proxies.len(), 2);
+    assert!(c.routes[0].http2, "h2c:// is HTTP/2");
+    assert_eq!(c.routes[0].upstream.scheme_str(), Some("http"));
+}

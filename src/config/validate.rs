@@ -179,6 +179,29 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     ) as usize;
     let max_headers = c.int("server.max_headers", s.max_headers, 100, 1, 1000) as usize;
     let shutdown_grace = c.duration("server.shutdown_grace", s.shutdown_grace.as_deref(), "10s");
+    let trusted_proxies = s
+        .trusted_proxies
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, text)| match parse_cidr(text) {
+            Some(net) => Some(net),
+            None => {
+                c.fail(
+                    &format!("server.trusted_proxies[{i}]"),
+                    format!("{text:?} is not an address or CIDR block (e.g. \"10.0.0.0/8\")"),
+                );
+                None
+            }
+        })
+        .collect();
+    let max_connections = c.int(
+        "server.max_connections",
+        s.max_connections,
+        10_000,
+        1,
+        10_000_000,
+    ) as usize;
 
     // === [upstream]
     let u = &raw.upstream;
@@ -198,6 +221,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             u.pool_idle_timeout.as_deref(),
             "90s",
         ),
+        read_timeout: c.duration("upstream.read_timeout", u.read_timeout.as_deref(), "60s"),
         extra_roots: u
             .tls_ca
             .as_deref()
@@ -349,6 +373,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             max_header_bytes,
             max_headers,
             shutdown_grace,
+            trusted_proxies,
+            max_connections,
         },
         upstream,
         oidc: OidcConfig {
@@ -502,7 +528,14 @@ fn route(c: &mut Checker, i: usize, r: &RawRoute) -> RouteConfig {
             "/".to_owned()
         }
     };
-    let upstream = match r.upstream.as_deref() {
+    // `h2c://` is HTTP/2 with prior knowledge over plain TCP: kept as `http://` with the
+    // route's `http2` set, so the connectors see only schemes they know.
+    let h2c = r
+        .upstream
+        .as_deref()
+        .and_then(|t| t.strip_prefix("h2c://"))
+        .map(|rest| format!("http://{rest}"));
+    let upstream = match h2c.as_deref().or(r.upstream.as_deref()) {
         Some(text) => match text.parse::<http::Uri>() {
             Ok(u)
                 if matches!(u.scheme_str(), Some("http" | "https"))
@@ -601,5 +634,16 @@ fn route(c: &mut Checker, i: usize, r: &RawRoute) -> RouteConfig {
         scope,
         dpop: r.dpop.unwrap_or(true),
         methods,
+        http2: h2c.is_some() || r.upstream_http2.unwrap_or(false),
     }
+}
+
+/// `10.0.0.0/8`, `::1/128`, or a bare address (one host).
+fn parse_cidr(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }

@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use cookie::{Cookie, SameSite};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
 const SESSION_SECURE: &str = "__Host-Http-tokengate";
 const SESSION_PLAIN: &str = "tokengate";
@@ -59,10 +59,28 @@ impl CookieNames {
     /// True for every cookie the gateway sets, in either naming scheme: these never travel
     /// upstream.
     pub fn is_own(name: &str) -> bool {
-        name == SESSION_SECURE
-            || name == SESSION_PLAIN
-            || name.starts_with(LOGIN_SECURE)
-            || name.starts_with(LOGIN_PLAIN)
+        Self::is_own_bytes(name.as_bytes())
+    }
+
+    /// [`CookieNames::is_own`] on a name as it came, in bytes.
+    pub fn is_own_bytes(name: &[u8]) -> bool {
+        name == SESSION_SECURE.as_bytes()
+            || name == SESSION_PLAIN.as_bytes()
+            || name.starts_with(LOGIN_SECURE.as_bytes())
+            || name.starts_with(LOGIN_PLAIN.as_bytes())
+    }
+
+    /// True for a name that is one of ours in any letter case: what an upstream may not
+    /// set (the browser's `__Host-` prefix check ignores case, and nothing an upstream
+    /// means to set is that close to our names).
+    pub fn resembles_own(name: &[u8]) -> bool {
+        let lower = name.to_ascii_lowercase();
+        [SESSION_SECURE, SESSION_PLAIN]
+            .iter()
+            .any(|own| lower == own.to_ascii_lowercase().as_bytes())
+            || [LOGIN_SECURE, LOGIN_PLAIN]
+                .iter()
+                .any(|own| lower.starts_with(own.to_ascii_lowercase().as_bytes()))
     }
 
     /// `Set-Cookie` value for a new session.
@@ -136,82 +154,98 @@ pub struct Scan<'a> {
     pub mix: Mix,
 }
 
-/// Reads every `Cookie` header once, without allocating: a proxied request needs both the
-/// session cookie and the mix, and reading twice cost it a second pass.
+/// Reads every `Cookie` header once, as bytes, without allocating: a proxied request
+/// needs both the session cookie and the mix. A header is never skipped for holding bytes
+/// that are not ASCII: a cookie beside such bytes is found, and counted in the mix, like
+/// any other. A value under `name` that is not UTF-8 cannot be a session ID: it makes the
+/// lookup [`Lookup::Ambiguous`], so no session is used.
 pub fn scan<'a>(headers: &'a HeaderMap, name: &str) -> Scan<'a> {
     let mut mix = Mix::default();
-    let mut found: Option<&'a str> = None;
+    let mut found: Option<&'a [u8]> = None;
     let mut ambiguous = false;
     for pair in pairs(headers) {
         mix.own |= pair.own;
         mix.others |= !pair.own;
-        match (pair.name == name, pair.value, found) {
+        match (pair.name == name.as_bytes(), pair.value, found) {
             (false, _, _) | (true, None, _) => {}
             (true, Some(v), None) => found = Some(v),
             (true, Some(v), Some(prev)) => ambiguous |= prev != v,
         }
     }
-    let named = match found {
-        // The name appears with two values: neither is used.
+    let named = match found.map(std::str::from_utf8) {
+        // The name appears with two values, or with bytes no session ID has: unused.
         _ if ambiguous => Lookup::Ambiguous,
+        Some(Err(_)) => Lookup::Ambiguous,
         None => Lookup::Absent,
-        Some(v) => Lookup::One(v),
+        Some(Ok(v)) => Lookup::One(v),
     };
     Scan { named, mix }
 }
 
-/// One `name=value` pair of a `Cookie` header, trimmed.
+/// One `name=value` pair of a `Cookie` header, trimmed, as bytes.
 struct Pair<'a> {
     /// The whole pair.
-    text: &'a str,
-    name: &'a str,
+    text: &'a [u8],
+    name: &'a [u8],
     /// `None` for a pair without `=`.
-    value: Option<&'a str>,
+    value: Option<&'a [u8]>,
     /// The name is one of the gateway's.
     own: bool,
 }
 
-/// Every pair of every `Cookie` header. Values that are not visible ASCII are skipped.
+/// Every pair of every `Cookie` header, whatever bytes the headers hold.
 fn pairs(headers: &HeaderMap) -> impl Iterator<Item = Pair<'_>> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|text| text.split(';'))
-        .map(str::trim)
+        .flat_map(|value| value.as_bytes().split(|&b| b == b';'))
+        .map(<[u8]>::trim_ascii)
         .filter(|pair| !pair.is_empty())
         .map(|text| {
-            let (name, value) = match text.split_once('=') {
-                Some((n, v)) => (n.trim(), Some(v.trim())),
+            let (name, value) = match text.iter().position(|&b| b == b'=') {
+                Some(at) => (text[..at].trim_ascii(), Some(text[at + 1..].trim_ascii())),
                 None => (text, None),
             };
             Pair {
                 text,
                 name,
                 value,
-                own: CookieNames::is_own(name),
+                own: CookieNames::is_own_bytes(name),
             }
         })
 }
 
 /// The `Cookie` header value with the gateway's own cookies removed, or `None` when
 /// nothing else is left. Multiple `Cookie` headers (HTTP/2) are joined, as RFC 9113
-/// §8.2.3 allows.
-pub fn without_own(headers: &HeaderMap) -> Option<String> {
-    let mut out = String::new();
+/// §8.2.3 allows. The other cookies keep their bytes as sent.
+pub fn without_own(headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut out = Vec::new();
     for pair in pairs(headers).filter(|p| !p.own) {
         if !out.is_empty() {
-            out.push_str("; ");
+            out.extend_from_slice(b"; ");
         }
-        out.push_str(pair.text);
+        out.extend_from_slice(pair.text);
     }
-    (!out.is_empty()).then_some(out)
+    // The pairs come from valid header values and are joined by `; `: always valid.
+    (!out.is_empty())
+        .then(|| HeaderValue::from_maybe_shared(bytes::Bytes::from(out)).ok())
+        .flatten()
+}
+
+/// The name a `Set-Cookie` value sets, as bytes: before its first `=`, or the whole first
+/// attribute when there is none (browsers then store a cookie with an empty name).
+pub fn set_cookie_name(value: &[u8]) -> &[u8] {
+    let first = value.split(|&b| b == b';').next().unwrap_or_default();
+    let name = match first.iter().position(|&b| b == b'=') {
+        Some(at) => &first[..at],
+        None => first,
+    };
+    name.trim_ascii()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn headers(cookies: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -224,13 +258,66 @@ mod tests {
         h
     }
 
+    fn rest(h: &HeaderMap) -> Option<Vec<u8>> {
+        without_own(h).map(|v| v.as_bytes().to_vec())
+    }
+
+    fn raw(cookies: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for c in cookies {
+            h.append(
+                http::header::COOKIE,
+                HeaderValue::from_bytes(c).expect("valid"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn our_cookie_is_found_and_removed_beside_bytes_that_are_not_ascii() {
+        // Latin-1 and UTF-8 bytes in a sibling cookie, in the same header and in another.
+        for h in [
+            raw(&[b"tokengate=s1; lang=Jos\xe9"]),
+            raw(&["tokengate=s1; lang=Jos\u{e9}".as_bytes()]),
+            raw(&[b"lang=Jos\xe9", b"tokengate=s1"]),
+        ] {
+            let scanned = scan(&h, "tokengate");
+            assert_eq!(scanned.named, Lookup::One("s1"));
+            assert_eq!(
+                scanned.mix,
+                Mix {
+                    own: true,
+                    others: true
+                }
+            );
+            let left = rest(&h).expect("the sibling stays");
+            assert!(!left.windows(9).any(|w| w == b"tokengate"), "{left:?}");
+            assert!(left.starts_with(b"lang=Jos"), "its bytes kept: {left:?}");
+        }
+        // Our name with a value that is not UTF-8 is no session, and still removed.
+        let h = raw(&[b"tokengate=\xff\xfe; a=1"]);
+        assert_eq!(find(&h, "tokengate"), Lookup::Ambiguous);
+        assert_eq!(rest(&h).as_deref(), Some(&b"a=1"[..]));
+    }
+
+    #[test]
+    fn a_set_cookie_name_is_read_as_bytes() {
+        assert_eq!(set_cookie_name(b"tokengate=evil; X=\xe9"), b"tokengate");
+        assert_eq!(set_cookie_name(b" tokengate =x"), b"tokengate");
+        assert_eq!(set_cookie_name(b"tokengate; Path=/"), b"tokengate");
+        assert_eq!(set_cookie_name(b""), b"");
+        assert!(CookieNames::resembles_own(b"__host-http-TOKENGATE"));
+        assert!(CookieNames::resembles_own(b"Tokengate-Login-abc"));
+        assert!(!CookieNames::resembles_own(b"tokengatex"));
+    }
+
     #[test]
     fn only_our_exact_names_are_removed() {
         // Fuzzing regression: `0tokengate=` is someone else's cookie, kept as it is.
         let h = headers(&["0tokengate=; tokengate=x; app=1; tokengate-login-s=y"]);
         assert_eq!(
-            without_own(&h).as_deref(),
-            Some("0tokengate=; app=1"),
+            rest(&h).as_deref(),
+            Some(&b"0tokengate=; app=1"[..]),
             "only ours removed"
         );
     }
@@ -298,7 +385,7 @@ mod tests {
             others: true,
         };
         assert_eq!(mix(&h), both);
-        assert_eq!(without_own(&h).as_deref(), Some("a=1; b=2"));
+        assert_eq!(rest(&h).as_deref(), Some(&b"a=1; b=2"[..]));
         let only_own = headers(&["tokengate=s"]);
         assert_eq!(
             scan(&only_own, "tokengate"),
@@ -310,7 +397,7 @@ mod tests {
                 }
             }
         );
-        assert_eq!(without_own(&only_own), None);
+        assert_eq!(rest(&only_own), None);
         assert_eq!(
             mix(&headers(&["a=1; tokengatex=2"])),
             Mix {

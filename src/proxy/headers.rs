@@ -1,14 +1,18 @@
-//! Header hygiene between the browser and an upstream (DESIGN.md "Proxied routes").
+//! Header hygiene between the browser and an upstream (DESIGN.md "Proxied routes"), on
+//! bytes: a header that is not valid UTF-8 is never skipped by a check and then copied.
 //!
 //! Requests: hop-by-hop headers and those the `Connection` header lists are removed
 //! (RFC 9110 §7.6.1); the gateway's own cookies never leave; on token routes the
-//! browser's `Authorization` is dropped and ours is set; `X-Forwarded-For`, `-Proto` and
-//! `-Host` are set; `Host` becomes the upstream's. Responses: hop-by-hop headers are
-//! removed and an upstream cannot set a cookie under one of our names.
+//! browser's `Authorization` and `DPoP` are dropped and ours are set; the forwarding
+//! headers say what the connection and `public_url` say, the client's own kept only from
+//! `server.trusted_proxies`; `Host` becomes the upstream's. Responses: framing that could
+//! desynchronise the browser's connection is refused, hop-by-hop headers and
+//! `Proxy-Authenticate` are removed, and an upstream cannot set a cookie under one of our
+//! names.
 
 use http::header::{
-    AUTHORIZATION, CONNECTION, COOKIE, HOST, PROXY_AUTHORIZATION, SET_COOKIE, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE,
+    AUTHORIZATION, CONNECTION, CONTENT_LENGTH, COOKIE, FORWARDED, HOST, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -22,32 +26,80 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static DPOP: HeaderName = HeaderName::from_static("dpop");
+
+/// Where requests come from, as the gateway tells upstreams: built once from
+/// `server.public_url` and `server.trusted_proxies`.
+#[derive(Debug)]
+pub struct Forwarding {
+    /// Peers whose own forwarding headers are kept and added to.
+    trusted: Vec<ipnet::IpNet>,
+    /// `X-Forwarded-Proto`: the scheme the browser uses.
+    proto: HeaderValue,
+    /// `X-Forwarded-Host`: the host (and port) the browser uses.
+    host: HeaderValue,
+    /// The `;host="…";proto=…` that ends every `Forwarded` element we add.
+    element_tail: String,
+}
+
+impl Forwarding {
+    pub fn new(public_url: &url::Url, trusted: Vec<ipnet::IpNet>) -> Forwarding {
+        let host = match (public_url.host_str(), public_url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_owned(),
+            (None, _) => String::new(),
+        };
+        let scheme = public_url.scheme();
+        Forwarding {
+            trusted,
+            proto: HeaderValue::from_str(scheme).unwrap_or(HeaderValue::from_static("http")),
+            element_tail: format!(";host=\"{host}\";proto={scheme}"),
+            host: HeaderValue::from_str(&host).unwrap_or(HeaderValue::from_static("")),
+        }
+    }
+
+    fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        self.trusted.iter().any(|net| net.contains(&peer))
+    }
+
+    /// One RFC 7239 element for a request from `peer`.
+    fn element(&self, peer: std::net::IpAddr) -> String {
+        match peer {
+            std::net::IpAddr::V4(ip) => format!("for={ip}{}", self.element_tail),
+            std::net::IpAddr::V6(ip) => format!("for=\"[{ip}]\"{}", self.element_tail),
+        }
+    }
+}
 
 pub struct RequestContext<'a> {
     pub route: &'a Route,
-    pub conn: ConnInfo,
+    pub conn: &'a ConnInfo,
     pub bearer: Option<HeaderValue>,
-    pub original_host: Option<HeaderValue>,
-    pub proto: HeaderValue,
+    pub forwarding: &'a Forwarding,
     pub upgrade: bool,
     /// Which cookies the request carries (read once, with the session cookie).
     pub cookies: cookie::Mix,
 }
 
+/// The tokens of every `Connection` header, as bytes, trimmed.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
 /// True for an HTTP/1.1 upgrade request (WebSocket).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(UPGRADE)
-        && headers.get_all(CONNECTION).iter().any(|v| {
-            v.to_str().is_ok_and(|s| {
-                s.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
-        })
+        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(b"upgrade"))
 }
 
-/// Hop-by-hop headers removed whatever `Connection` lists (and `Proxy-Authorization`,
-/// which is for the next proxy only).
+/// Hop-by-hop headers removed whatever `Connection` lists (and `Proxy-Authorization` and
+/// `Proxy-Authenticate`, which are for the proxy next to the client only).
 fn is_fixed_hop_by_hop(name: &HeaderName) -> bool {
     name == KEEP_ALIVE
         || name == PROXY_CONNECTION
@@ -55,6 +107,7 @@ fn is_fixed_hop_by_hop(name: &HeaderName) -> bool {
         || name == TRAILER
         || name == TRANSFER_ENCODING
         || name == PROXY_AUTHORIZATION
+        || name == PROXY_AUTHENTICATE
 }
 
 /// Removes hop-by-hop headers, and the headers `Connection` names. With `keep_upgrade`,
@@ -62,37 +115,24 @@ fn is_fixed_hop_by_hop(name: &HeaderName) -> bool {
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // One look at each name present says which removals are needed: most messages carry
     // none (an HTTP/1.1 keep-alive needs no header, HTTP/2 forbids them), and a typical
-    // upstream response only `Connection: keep-alive`. Removing by name is a hashed
-    // lookup each; it happens only for the names there are.
+    // upstream response only `Connection: keep-alive`.
     let (mut connection, mut upgrade, mut fixed) = (false, false, false);
     for name in headers.keys() {
         connection |= name == CONNECTION;
         upgrade |= name == UPGRADE;
         fixed |= is_fixed_hop_by_hop(name);
     }
-    // `Connection: keep-alive` or `close`, the usual value, names no other header.
-    let lists_names = connection
-        && !headers.get_all(CONNECTION).iter().all(|v| {
-            v.as_bytes().eq_ignore_ascii_case(b"keep-alive")
-                || v.as_bytes().eq_ignore_ascii_case(b"close")
-        });
-    if lists_names {
-        // Names `Connection` lists beyond the fixed ones.
-        let listed: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|s| s.split(','))
-            .map(str::trim)
-            .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+    if connection {
+        // Names `Connection` lists beyond the fixed ones. A token that is no header name
+        // names no header: there is nothing of it to remove.
+        let listed: Vec<HeaderName> = connection_tokens(headers)
+            .filter(|t| !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close"))
+            .filter_map(|t| HeaderName::from_bytes(t).ok())
             .filter(|n| !(keep_upgrade && n == UPGRADE))
             .collect();
         for name in listed {
             headers.remove(&name);
         }
-    }
-    if connection {
         headers.remove(CONNECTION);
     }
     if fixed {
@@ -112,88 +152,176 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// The request as the upstream will see it.
 pub fn rewrite_request(headers: &mut HeaderMap, ctx: &RequestContext<'_>) {
     strip_hop_by_hop(headers, ctx.upgrade);
-
-    match ctx.cookies {
-        cookie::Mix { own: false, .. } => {}
-        cookie::Mix { others: false, .. } => {
-            headers.remove(COOKIE);
-        }
-        cookie::Mix { .. } => match cookie::without_own(headers).map(|r| HeaderValue::from_str(&r))
-        {
-            Some(Ok(v)) => {
-                headers.insert(COOKIE, v);
-            }
-            _ => {
-                headers.remove(COOKIE);
-            }
-        },
-    }
-
-    // One look at the names present spares a hashed lookup for each that is not: a
-    // browser's request rarely carries any of these.
-    let (mut dpop, mut forwarded_for, mut forwarded_host) = (false, false, false);
-    for name in headers.keys() {
-        dpop |= name == DPOP;
-        forwarded_for |= name == X_FORWARDED_FOR;
-        forwarded_host |= name == X_FORWARDED_HOST;
-    }
-
+    remove_own_cookies(headers, ctx.cookies);
     if ctx.route.token != TokenPolicy::None {
         // Never let the browser choose the credential a token route presents, nor the
         // proof that goes with it. (A bearer inserted below replaces theirs.)
-        if ctx.bearer.is_none() {
-            headers.remove(AUTHORIZATION);
-        }
-        if dpop {
-            headers.remove(&DPOP);
-        }
+        headers.remove(AUTHORIZATION);
+        headers.remove(&DPOP);
     }
     if let Some(bearer) = &ctx.bearer {
         headers.insert(AUTHORIZATION, bearer.clone());
     }
-
-    let previous = match forwarded_for {
-        true => headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
-        false => None,
-    };
-    let xff = match previous {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", ctx.conn.remote.ip())).ok(),
-        None => Some(ctx.conn.client_ip.clone()),
-    };
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
-    headers.insert(X_FORWARDED_PROTO.clone(), ctx.proto.clone());
-    match &ctx.original_host {
-        Some(h) => {
-            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
-        }
-        None if forwarded_host => {
-            headers.remove(&X_FORWARDED_HOST);
-        }
-        None => {}
-    }
+    set_forwarding(headers, ctx.conn, ctx.forwarding);
     headers.insert(HOST, ctx.route.upstream.host.clone());
 }
 
-/// Drops any `Set-Cookie` from an upstream that would overwrite one of our cookies.
-pub fn protect_own_cookies(headers: &mut HeaderMap) {
-    if !headers.contains_key(SET_COOKIE) {
+/// The gateway's cookies out of every `Cookie` header, whatever else the header holds.
+fn remove_own_cookies(headers: &mut HeaderMap, mix: cookie::Mix) {
+    match mix {
+        cookie::Mix { own: false, .. } => {}
+        cookie::Mix { others: false, .. } => {
+            headers.remove(COOKIE);
+        }
+        cookie::Mix { .. } => match cookie::without_own(headers) {
+            Some(rest) => {
+                headers.insert(COOKIE, rest);
+            }
+            None => {
+                headers.remove(COOKIE);
+            }
+        },
+    }
+}
+
+/// `X-Forwarded-For`, `-Proto`, `-Host`, `X-Real-IP` and `Forwarded`. From a peer outside
+/// `server.trusted_proxies` every forwarding claim of the client's goes (with the
+/// path-override headers some frameworks obey) and the connection speaks for itself; a
+/// trusted peer's chain is kept and our hop added to it. Proto and host are always
+/// `public_url`'s, never the request's `Host`.
+fn set_forwarding(headers: &mut HeaderMap, conn: &ConnInfo, fw: &Forwarding) {
+    let peer = conn.remote.ip();
+    let trusted = fw.trusts(peer);
+    let (mut forwarded_for, mut forwarded, mut real_ip) = (None, None, None);
+    if trusted {
+        forwarded_for = joined(headers, &X_FORWARDED_FOR, b", ");
+        forwarded = joined(headers, &FORWARDED, b", ");
+        real_ip = headers.get(&X_REAL_IP).cloned();
+    } else {
+        let claims: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| is_client_forwarding_claim(n))
+            .cloned()
+            .collect();
+        for name in claims {
+            headers.remove(&name);
+        }
+    }
+    let ip = conn.client_ip.clone();
+    let xff = match forwarded_for {
+        Some(mut chain) => {
+            chain.extend_from_slice(b", ");
+            chain.extend_from_slice(ip.as_bytes());
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(chain)).unwrap_or(ip.clone())
+        }
+        None => ip.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+    let element = fw.element(peer);
+    let forwarded = match forwarded {
+        Some(mut chain) => {
+            chain.extend_from_slice(b", ");
+            chain.extend_from_slice(element.as_bytes());
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(chain)).ok()
+        }
+        None => HeaderValue::from_str(&element).ok(),
+    };
+    match forwarded {
+        Some(v) => headers.insert(FORWARDED, v),
+        None => headers.remove(FORWARDED),
+    };
+    headers.insert(X_REAL_IP.clone(), real_ip.unwrap_or(ip));
+    headers.insert(X_FORWARDED_PROTO.clone(), fw.proto.clone());
+    headers.insert(X_FORWARDED_HOST.clone(), fw.host.clone());
+}
+
+/// A header by which a client could claim another address, host, scheme or path.
+fn is_client_forwarding_claim(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    n.starts_with("x-forwarded-")
+        || name == FORWARDED
+        || name == X_REAL_IP
+        || n == "x-original-url"
+        || n == "x-rewrite-url"
+        || n == "x-original-host"
+}
+
+/// Every value of `name`, joined by `sep`, as bytes; `None` when there is none.
+fn joined(headers: &HeaderMap, name: &HeaderName, sep: &[u8]) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    for v in headers.get_all(name) {
+        let buf = out.get_or_insert_with(Vec::new);
+        if !buf.is_empty() {
+            buf.extend_from_slice(sep);
+        }
+        buf.extend_from_slice(v.as_bytes());
+    }
+    out
+}
+
+/// Why an upstream's response head is not forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseFault {
+    #[error("Content-Length beside Transfer-Encoding")]
+    LengthBesideTransferCoding,
+    #[error("a transfer coding other than chunked")]
+    UnknownTransferCoding,
+    #[error("more than one Content-Length")]
+    DuplicateLength,
+}
+
+/// The response as the browser will see it: refused when its framing is ambiguous
+/// (RFC 9112 §6.3: a message with both `Transfer-Encoding` and `Content-Length` "ought to
+/// be handled as an error", as nginx does; a transfer coding hyper did not decode would
+/// reach the browser as if it were the content), otherwise stripped of hop-by-hop
+/// headers (not for a `101`, whose `Upgrade` the browser needs) and of any `Set-Cookie`
+/// for one of our names.
+pub fn rewrite_response(headers: &mut HeaderMap, switching: bool) -> Result<(), ResponseFault> {
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    let length = lengths.next().is_some();
+    if lengths.next().is_some() {
+        return Err(ResponseFault::DuplicateLength);
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        if length {
+            return Err(ResponseFault::LengthBesideTransferCoding);
+        }
+        // hyper decodes `chunked`, applied once and last; anything else would reach the
+        // browser still encoded, with no header left to say so.
+        let mut codings = headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii);
+        let only_chunked = codings
+            .next()
+            .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+            && codings.next().is_none();
+        if !only_chunked {
+            return Err(ResponseFault::UnknownTransferCoding);
+        }
+    }
+    if !switching {
+        strip_hop_by_hop(headers, false);
+    }
+    drop_own_set_cookies(headers);
+    Ok(())
+}
+
+/// Drops every `Set-Cookie` from an upstream that names one of our cookies, whatever
+/// bytes it holds.
+fn drop_own_set_cookies(headers: &mut HeaderMap) {
+    let ours = |v: &HeaderValue| CookieNames::resembles_own(cookie::set_cookie_name(v.as_bytes()));
+    if !headers.get_all(SET_COOKIE).iter().any(ours) {
         return;
     }
     let keep: Vec<HeaderValue> = headers
         .get_all(SET_COOKIE)
         .iter()
-        .filter(|v| {
-            let name = v
-                .to_str()
-                .ok()
-                .and_then(|s| s.split_once('='))
-                .map_or("", |(n, _)| n.trim());
-            !CookieNames::is_own(name)
-        })
+        .filter(|v| !ours(v))
         .cloned()
         .collect();
     headers.remove(SET_COOKIE);
@@ -210,9 +338,18 @@ mod tests {
     /// `headers` as the upstream of a route with `token` sees them, `bearer` the
     /// credential tokengate presents.
     fn rewritten(
+        headers: HeaderMap,
+        token: TokenPolicy,
+        bearer: Option<&'static str>,
+    ) -> HeaderMap {
+        rewritten_from(headers, token, bearer, vec![])
+    }
+
+    fn rewritten_from(
         mut headers: HeaderMap,
         token: TokenPolicy,
         bearer: Option<&'static str>,
+        trusted: Vec<ipnet::IpNet>,
     ) -> HeaderMap {
         let route = Route::from_config(
             0,
@@ -225,21 +362,25 @@ mod tests {
                 scope: None,
                 dpop: false,
                 methods: None,
+                http2: false,
             },
         )
         .expect("route");
+        let conn = ConnInfo {
+            remote: "192.0.2.7:50000".parse().expect("address"),
+            client_ip: HeaderValue::from_static("192.0.2.7"),
+            tls: false,
+        };
+        let public = url::Url::parse("https://app.example").expect("url");
+        let forwarding = Forwarding::new(&public, trusted);
+        let cookies = cookie::scan(&headers, "tokengate").mix;
         let ctx = RequestContext {
             route: &route,
-            conn: ConnInfo {
-                remote: "192.0.2.7:50000".parse().expect("address"),
-                client_ip: HeaderValue::from_static("192.0.2.7"),
-                tls: false,
-            },
+            conn: &conn,
             bearer: bearer.map(HeaderValue::from_static),
-            original_host: None,
-            proto: HeaderValue::from_static("https"),
+            forwarding: &forwarding,
             upgrade: false,
-            cookies: cookie::Mix::default(),
+            cookies,
         };
         rewrite_request(&mut headers, &ctx);
         headers
@@ -261,12 +402,20 @@ mod tests {
         let h = rewritten(sent(), TokenPolicy::User, Some("Bearer ours"));
         assert_eq!(h[AUTHORIZATION], "Bearer ours");
         assert!(!h.contains_key(&DPOP));
-        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 192.0.2.7");
-        assert!(
-            !h.contains_key(&X_FORWARDED_HOST),
-            "no original host, no claim"
+        assert_eq!(
+            h[&X_FORWARDED_FOR], "192.0.2.7",
+            "an untrusted peer's chain goes"
+        );
+        assert_eq!(
+            h[&X_FORWARDED_HOST], "app.example",
+            "public_url's, not Host"
         );
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
+        assert_eq!(h[&X_REAL_IP], "192.0.2.7");
+        assert_eq!(
+            h[FORWARDED],
+            "for=192.0.2.7;host=\"app.example\";proto=https"
+        );
         assert_eq!(h[HOST], "api.internal:8080");
 
         // A token route with nothing to present sends nothing of theirs either.
@@ -281,7 +430,117 @@ mod tests {
         // Nothing claimed: the forwarding headers are ours alone.
         let h = rewritten(HeaderMap::new(), TokenPolicy::User, Some("Bearer ours"));
         assert_eq!(h[&X_FORWARDED_FOR], "192.0.2.7");
-        assert!(!h.contains_key(&X_FORWARDED_HOST));
+        assert_eq!(h[&X_FORWARDED_HOST], "app.example");
+    }
+
+    #[test]
+    fn forwarding_claims_are_kept_only_from_a_trusted_peer() {
+        let sent = || {
+            let mut h = HeaderMap::new();
+            h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.9"));
+            h.insert(FORWARDED, HeaderValue::from_static("for=203.0.113.9"));
+            h.insert(&X_REAL_IP, HeaderValue::from_static("203.0.113.9"));
+            h.insert("x-forwarded-port", HeaderValue::from_static("1"));
+            h.insert("x-forwarded-prefix", HeaderValue::from_static("/evil"));
+            h.insert("x-original-url", HeaderValue::from_static("/admin"));
+            h.insert(&X_FORWARDED_HOST, HeaderValue::from_static("evil.example"));
+            h
+        };
+        let h = rewritten(sent(), TokenPolicy::None, None);
+        for gone in ["x-forwarded-port", "x-forwarded-prefix", "x-original-url"] {
+            assert!(!h.contains_key(gone), "{gone}: {h:?}");
+        }
+        assert_eq!(h[&X_REAL_IP], "192.0.2.7");
+        assert_eq!(
+            h[FORWARDED],
+            "for=192.0.2.7;host=\"app.example\";proto=https"
+        );
+
+        let lb = vec!["192.0.2.0/24".parse().expect("cidr")];
+        let h = rewritten_from(sent(), TokenPolicy::None, None, lb);
+        assert_eq!(h[&X_FORWARDED_FOR], "203.0.113.9, 192.0.2.7");
+        assert_eq!(h[&X_REAL_IP], "203.0.113.9");
+        assert_eq!(
+            h[FORWARDED],
+            "for=203.0.113.9, for=192.0.2.7;host=\"app.example\";proto=https"
+        );
+        assert_eq!(h["x-forwarded-port"], "1");
+        assert_eq!(h[&X_FORWARDED_HOST], "app.example", "always public_url's");
+    }
+
+    #[test]
+    fn our_cookies_and_the_browser_credential_go_whatever_bytes_surround_them() {
+        let mut h = HeaderMap::new();
+        h.append(
+            COOKIE,
+            HeaderValue::from_bytes(b"tokengate=s; lang=Jos\xe9").expect("v"),
+        );
+        h.append(
+            COOKIE,
+            HeaderValue::from_bytes(b"\xff=\xfe; tokengate-login-x=1").expect("v"),
+        );
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer \xff").expect("v"),
+        );
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_bytes(b"x-drop, \xe9").expect("v"),
+        );
+        h.insert("x-drop", HeaderValue::from_static("1"));
+        h.insert("x-note", HeaderValue::from_bytes(b"\xff\xfe").expect("v"));
+        let out = rewritten(h, TokenPolicy::User, Some("Bearer ours"));
+        let cookies: Vec<&[u8]> = out.get_all(COOKIE).iter().map(|v| v.as_bytes()).collect();
+        assert_eq!(cookies, vec![&b"lang=Jos\xe9; \xff=\xfe"[..]]);
+        assert_eq!(out[AUTHORIZATION], "Bearer ours");
+        assert!(!out.contains_key("x-drop"));
+        assert_eq!(out["x-note"].as_bytes(), b"\xff\xfe");
+    }
+
+    #[test]
+    fn ambiguous_response_framing_is_refused() {
+        let head = |pairs: &[(&str, &[u8])]| {
+            let mut h = HeaderMap::new();
+            for (n, v) in pairs {
+                h.append(
+                    HeaderName::from_bytes(n.as_bytes()).expect("name"),
+                    HeaderValue::from_bytes(v).expect("value"),
+                );
+            }
+            h
+        };
+        let check = |pairs: &[(&str, &[u8])]| rewrite_response(&mut head(pairs), false);
+        use ResponseFault::*;
+        assert_eq!(
+            check(&[("transfer-encoding", b"chunked"), ("content-length", b"5")]),
+            Err(LengthBesideTransferCoding)
+        );
+        assert_eq!(
+            check(&[("content-length", b"5"), ("content-length", b"5")]),
+            Err(DuplicateLength)
+        );
+        assert_eq!(
+            check(&[("transfer-encoding", b"gzip")]),
+            Err(UnknownTransferCoding)
+        );
+        assert_eq!(
+            check(&[("transfer-encoding", b"gzip, chunked")]),
+            Err(UnknownTransferCoding)
+        );
+        assert_eq!(
+            check(&[
+                ("transfer-encoding", b"chunked"),
+                ("transfer-encoding", b"chunked")
+            ]),
+            Err(UnknownTransferCoding)
+        );
+        let mut ok = head(&[
+            ("transfer-encoding", b"Chunked"),
+            ("proxy-authenticate", b"Basic"),
+            ("x-keep", b"1"),
+        ]);
+        assert_eq!(rewrite_response(&mut ok, false), Ok(()));
+        assert_eq!(ok.len(), 1, "{ok:?}");
     }
 
     #[test]
@@ -340,8 +599,20 @@ mod tests {
             SET_COOKIE,
             HeaderValue::from_static("tokengate=evil; Path=/"),
         );
+        h.append(
+            SET_COOKIE,
+            HeaderValue::from_bytes(b"tokengate=x; X=\xe9").expect("v"),
+        );
+        h.append(
+            SET_COOKIE,
+            HeaderValue::from_static("__host-http-tokengate=x"),
+        );
+        h.append(
+            SET_COOKIE,
+            HeaderValue::from_static("tokengate-login-abc=x"),
+        );
         h.append(SET_COOKIE, HeaderValue::from_static("app=1; Path=/"));
-        protect_own_cookies(&mut h);
+        assert_eq!(rewrite_response(&mut h, false), Ok(()));
         let left: Vec<_> = h.get_all(SET_COOKIE).iter().collect();
         assert_eq!(left, vec![HeaderValue::from_static("app=1; Path=/")]);
     }

@@ -5,19 +5,20 @@
 //!    yields the `Authorization` value to send, if any. May answer 401/403/503.
 //! 3. [`prepare`] — the upstream URI and the header rewrite of [`headers`]; takes the
 //!    client side of a WebSocket upgrade. Changes only the request.
-//! 4. [`send`] — the route's upstream pool ([`pool`]), bounded by
+//! 4. [`send`] — the route's upstream pool ([`pool`]: hyper's client), bounded by
 //!    `upstream.response_timeout`. May answer 502/504.
-//! 5. [`respond`] — response hop-by-hop headers out, our cookie names protected, the body
-//!    streamed back untouched; a `101` is wired into a tunnel.
+//! 5. [`respond`] — ambiguous framing refused (502), response hop-by-hop headers out, our
+//!    cookie names protected, the body streamed back untouched; a `101` is wired into a
+//!    tunnel.
 //!
 //! Bodies are never buffered: the request's `Incoming` goes upstream as it arrives and
-//! the upstream's body comes back the same way.
+//! the upstream's body comes back the same way, both under `upstream.read_timeout`
+//! ([`timeout`]).
 
-pub mod chunked;
 pub mod dpop;
-pub mod h1;
 pub mod headers;
 pub mod pool;
+pub mod timeout;
 pub mod upgrade;
 pub mod upstream;
 
@@ -38,6 +39,7 @@ use crate::route::Route;
 use crate::server::listener::ConnInfo;
 use crate::server::{Body, Reject};
 use pool::PooledBody;
+use timeout::TimedBody;
 use upstream::UpstreamBody;
 
 /// The phases, in order; a [`Reject`] is the caller's to turn into its response.
@@ -69,7 +71,7 @@ pub fn forward<'a>(
             // it would be moved about by the requests that carry no proof too.
             Some(binding) => Box::pin(send_with_proof(gw, route, binding, upstream_req)).await?,
         };
-        Ok(respond(resp, client_upgrade))
+        respond(resp, client_upgrade)
     }
 }
 
@@ -200,38 +202,37 @@ fn prepare(
 ) -> Result<(Request<UpstreamBody>, Option<OnUpgrade>), Reject> {
     let upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    // Read before the URI becomes the upstream's: HTTP/2 has no `Host` header and carries
-    // the browser's host in the `:authority` pseudo-header, which is part of the URI.
-    let original_host = parts.headers.get(http::header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
     let pq = parts
         .uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    // Origin form, as HTTP/1.1 puts it on the request line to the upstream.
-    parts.uri = route
+    let path = route
         .upstream_path(&pq)
-        .map(Uri::from)
         .map_err(|_| Reject::BadRequest("the request path cannot be forwarded"))?;
+    // HTTP/1.1 puts the origin form on the request line; HTTP/2 needs the scheme and
+    // authority for its pseudo-headers.
+    (parts.uri, parts.version) = match route.upstream.http2 {
+        false => (Uri::from(path), Version::HTTP_11),
+        true => (
+            route
+                .absolute(path)
+                .map_err(|_| Reject::BadRequest("the request path cannot be forwarded"))?,
+            Version::HTTP_2,
+        ),
+    };
     headers::rewrite_request(
         &mut parts.headers,
         &headers::RequestContext {
             route,
-            conn,
+            conn: &conn,
             bearer,
-            original_host,
-            proto: gw.forwarded_proto.clone(),
+            forwarding: &gw.forwarding,
             upgrade: upgrade.is_some(),
             cookies,
         },
     );
-    // The pools speak HTTP/1.1 to upstreams.
-    parts.version = Version::HTTP_11;
+    let body = TimedBody::new(body, gw.config.upstream.read_timeout);
     Ok((Request::from_parts(parts, Either::Left(body)), upgrade))
 }
 
@@ -271,16 +272,24 @@ fn upstream_failed(e: pool::SendError) -> Reject {
     Reject::UpstreamUnreachable
 }
 
-/// Phase 5: the response as the browser will see it.
-fn respond(mut resp: Response<PooledBody>, client_upgrade: Option<OnUpgrade>) -> Response<Body> {
+/// Phase 5: the response as the browser will see it. A `101` the browser did not ask for
+/// would leave its connection in no protocol at all: refused.
+fn respond(
+    mut resp: Response<PooledBody>,
+    client_upgrade: Option<OnUpgrade>,
+) -> Result<Response<Body>, Reject> {
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    match (switching, client_upgrade) {
-        (true, Some(client)) => {
-            let upstream = hyper::upgrade::on(&mut resp);
-            tokio::spawn(upgrade::tunnel(client, upstream));
-        }
-        _ => headers::strip_hop_by_hop(resp.headers_mut(), false),
+    if switching && client_upgrade.is_none() {
+        tracing::warn!("upstream switched protocols unasked; answered 502");
+        return Err(Reject::UpstreamInvalid);
     }
-    headers::protect_own_cookies(resp.headers_mut());
-    resp.map(Either::Left)
+    if let Err(fault) = headers::rewrite_response(resp.headers_mut(), switching) {
+        tracing::warn!(%fault, "upstream response refused; answered 502");
+        return Err(Reject::UpstreamInvalid);
+    }
+    if let (true, Some(client)) = (switching, client_upgrade) {
+        let upstream = hyper::upgrade::on(&mut resp);
+        tokio::spawn(upgrade::tunnel(client, upstream));
+    }
+    Ok(resp.map(Either::Left))
 }

@@ -9,13 +9,16 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls_pki_types::CertificateDer;
 
+use super::timeout::TimedBody;
 use crate::config::{TlsIdentity, UpstreamConfig};
 
 pub type Connector = HttpsConnector<HttpConnector>;
 
-/// The body of a proxied request: the browser's, streamed through as hyper `Incoming`,
-/// or none (a request sent again after a DPoP nonce challenge).
-pub type UpstreamBody = http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>;
+/// The body of a proxied request: the browser's, streamed through as hyper `Incoming`
+/// under `upstream.read_timeout`, or none (a request sent again after a DPoP nonce
+/// challenge).
+pub type UpstreamBody =
+    http_body_util::Either<TimedBody<Incoming>, http_body_util::Empty<bytes::Bytes>>;
 
 /// rustls client configuration on the ring provider with the Mozilla root set (from
 /// `webpki-roots`: the same roots in every container image, no OpenSSL, no system store),
@@ -56,15 +59,22 @@ pub fn connector(connect_timeout: Duration, tls: rustls::ClientConfig) -> Connec
         .wrap_connector(tcp(connect_timeout))
 }
 
-/// The connector of the upstream pools: HTTP/1.1 only, over TCP or TLS, trusting the
-/// Mozilla roots and `upstream.tls_ca`.
-pub fn upstream_connector(config: &UpstreamConfig) -> Result<Connector, String> {
+/// The connectors of the upstream pools, over TCP or TLS, trusting the Mozilla roots and
+/// `upstream.tls_ca`: one offering HTTP/1.1 only, one HTTP/2 only (ALPN `h2` under TLS,
+/// prior knowledge over TCP).
+pub fn upstream_connectors(config: &UpstreamConfig) -> Result<(Connector, Connector), String> {
     let tls = tls_client_config(&config.extra_roots, None)?;
-    Ok(HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
+    let http1 = HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
         .https_or_http()
         .enable_http1()
-        .wrap_connector(tcp(config.connect_timeout)))
+        .wrap_connector(tcp(config.connect_timeout));
+    let http2 = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http2()
+        .wrap_connector(tcp(config.connect_timeout));
+    Ok((http1, http2))
 }
 
 fn tcp(connect_timeout: Duration) -> HttpConnector {

@@ -49,6 +49,7 @@ mod tests {
                 scope: None,
                 dpop: true,
                 methods: None,
+                http2: false,
             },
         )
         .expect("route")

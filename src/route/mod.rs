@@ -43,6 +43,8 @@ pub struct Upstream {
     pub base_path: String,
     /// The `Host` header sent upstream.
     pub host: HeaderValue,
+    /// Spoken to in HTTP/2 (`upstream_http2`, `h2c://`) rather than HTTP/1.1.
+    pub http2: bool,
 }
 
 impl Upstream {
@@ -76,6 +78,7 @@ impl Route {
                 authority,
                 base_path,
                 host,
+                http2: c.http2,
             },
             index,
         })

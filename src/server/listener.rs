@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +42,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub shutdown_grace: Duration,
+    /// Connections open at once; one more is closed as it is accepted.
+    pub max_connections: usize,
 }
 
 /// One connection's server: its own timer for request heads (see [`super::head_timer`]).
@@ -62,13 +64,18 @@ fn builder(limits: &Limits, heads: HeadTimer) -> auto::Builder<TokioExecutor> {
 }
 
 /// Connections currently open on a listener, for `/metrics` and for tests that prove a
-/// fault leaves none behind.
+/// fault leaves none behind, and those refused for `server.max_connections`.
 #[derive(Default)]
-pub struct OpenConnections(AtomicI64);
+pub struct OpenConnections(AtomicI64, AtomicU64);
 
 impl OpenConnections {
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed as they were accepted, the listener being full.
+    pub fn refused(&self) -> u64 {
+        self.1.load(Ordering::Relaxed)
     }
 }
 
@@ -116,6 +123,14 @@ pub async fn run<H, F>(
             },
             () = shutdown.wait() => break,
         };
+        if open.get() >= i64::try_from(limits.max_connections).unwrap_or(i64::MAX) {
+            // Full: closed at once, before a byte is read (nginx does the same when its
+            // worker_connections run out); the client may try again.
+            open.1.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%remote, "server.max_connections reached; connection closed");
+            drop(stream);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let info = ConnInfo {
             remote,

@@ -37,6 +37,9 @@ pub enum Reject {
     UpstreamUnreachable,
     /// The upstream did not answer in time.
     UpstreamTimeout,
+    /// The upstream's response head is one the gateway will not forward (framing that
+    /// could desynchronise the browser's connection, an upgrade nobody asked for).
+    UpstreamInvalid,
     /// The provider is down, slow, or not discovered yet; the session is kept.
     ProviderUnavailable,
     /// The provider answered with something we refuse to use; the session is kept.
@@ -102,6 +105,11 @@ impl Reject {
                 StatusCode::BAD_GATEWAY,
                 "upstream_unreachable",
                 "the upstream could not be reached",
+            ),
+            UpstreamInvalid => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_invalid",
+                "the upstream gave an answer that cannot be forwarded",
             ),
             UpstreamTimeout => (
                 StatusCode::GATEWAY_TIMEOUT,

@@ -219,7 +219,8 @@ async fn a_connection_still_carrying_an_upload_keeps_no_request_waiting() {
 /// length and ends its body by closing; `/chunked` is chunked with an extension and a
 /// trailer; `/interim` sends `103 Early Hints` first; `/garbage` is not HTTP; `/echo`
 /// answers with the body it was sent (by its `Content-Length`); `/refuse` answers `413`
-/// and closes without reading the body. Everything else is `200 ok`, keep-alive. Counts
+/// without reading the body, then closes as a well-behaved server does (RFC 9112 §9.6:
+/// its side first, then reading what still comes, so no reset destroys the answer). Everything else is `200 ok`, keep-alive. Counts
 /// the connections it accepted.
 async fn bare_upstream() -> (
     std::net::SocketAddr,
@@ -297,6 +298,14 @@ async fn bare_upstream() -> (
                         _ => (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false),
                     };
                     if conn.write_all(answer).await.is_err() || close {
+                        if path == "/refuse" {
+                            let _ = conn.shutdown().await;
+                            while let Ok(n) = conn.read(&mut buf).await {
+                                if n == 0 {
+                                    break;
+                                }
+                            }
+                        }
                         return;
                     }
                 }
