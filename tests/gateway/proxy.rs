@@ -387,7 +387,7 @@ async fn dot_segments_cannot_walk_out_of_a_route() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn http2_requests_get_the_browsers_host_as_x_forwarded_host() {
+async fn http2_requests_get_the_public_host_as_x_forwarded_host() {
     let gw = TestGateway::start().await;
     // HTTP/2 has no Host header: the browser's host travels in `:authority`.
     let client = reqwest::Client::builder()
@@ -406,7 +406,7 @@ async fn http2_requests_get_the_browsers_host_as_x_forwarded_host() {
     assert_eq!(
         h["x-forwarded-host"][0],
         gw.addr.to_string(),
-        "X-Forwarded-Host must be the host the browser asked for: {h}"
+        "X-Forwarded-Host must be public_url's host: {h}"
     );
     assert_eq!(h["host"][0], gw.upstream.addr.to_string());
 }
@@ -447,8 +447,11 @@ async fn http2_split_cookie_headers_find_the_session_and_lose_the_gateways_cooki
 }
 
 /// An HTTPS upstream with a certificate from the test CA, answering every request with
-/// its path. Returns its address and the count of TLS connections it accepted.
-async fn tls_upstream() -> (
+/// its path and HTTP version. Returns its address and the count of TLS connections it
+/// accepted. With `h2`, it offers HTTP/2 by ALPN.
+async fn tls_upstream(
+    h2: bool,
+) -> (
     std::net::SocketAddr,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
@@ -468,6 +471,10 @@ async fn tls_upstream() -> (
     .with_no_client_auth()
     .with_single_cert(certs, key)
     .expect("server config");
+    let mut config = config;
+    if h2 {
+        config.alpn_protocols = vec![b"h2".to_vec()];
+    }
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -486,15 +493,20 @@ async fn tls_upstream() -> (
                 count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let svc = hyper::service::service_fn(
                     |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let body = format!("tls {}", req.uri().path());
+                        let body = match req.version() {
+                            http::Version::HTTP_2 => format!("tls h2 {}", req.uri().path()),
+                            _ => format!("tls {}", req.uri().path()),
+                        };
                         Ok::<_, std::convert::Infallible>(hyper::Response::new(
                             http_body_util::Full::new(bytes::Bytes::from(body)),
                         ))
                     },
                 );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                    .await;
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                .await;
             });
         }
     });
@@ -503,7 +515,7 @@ async fn tls_upstream() -> (
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_https_upstream_is_reached_through_upstream_tls_ca_and_refused_without_it() {
-    let (addr, accepted) = tls_upstream().await;
+    let (addr, accepted) = tls_upstream(false).await;
     let route =
         format!("[[route]]\npath = \"/\"\nupstream = \"https://{addr}\"\ntoken = \"none\"\n");
     let gw = TestGateway::start_with(Setup {
@@ -540,5 +552,64 @@ async fn an_https_upstream_is_reached_through_upstream_tls_ca_and_refused_withou
     assert_eq!(resp.status(), 502);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"], "upstream_unreachable");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_h2c_upstream_carries_concurrent_requests_on_one_connection() {
+    // `{upstream}` is the test upstream's http:// URL; `upstream_http2` makes it h2c.
+    let gw = TestGateway::start_with(Setup {
+        routes: "[[route]]\npath = \"/api\"\nupstream = \"{upstream}\"\ntoken = \"user\"\n\
+                 upstream_http2 = true\n"
+            .into(),
+        ..Setup::default()
+    })
+    .await;
+    let upstream = &gw.upstream;
+    let browser = gw.logged_in("alice").await;
+    let calls = (0..8).map(|i| {
+        let browser = &browser;
+        let url = gw.url(&format!("/api/h2/{i}"));
+        async move { browser.api_response(&url).await.status() }
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        upstream.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "eight requests at once share one HTTP/2 connection"
+    );
+    let seen = upstream.last("/api/h2/").expect("seen");
+    let token = seen.token.expect("the bearer travels over HTTP/2 too");
+    let claims = upstream.verify(&token).await.expect("a valid token");
+    assert_eq!(claims["sub"], "alice");
+    let cookie = seen.headers.get("cookie").map(|v| v.as_bytes().to_vec());
+    assert!(
+        cookie.is_none_or(|c| !c.windows(9).any(|w| w == b"tokengate")),
+        "no gateway cookie over HTTP/2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_upstream_speaks_http2_when_the_route_asks() {
+    let (addr, accepted) = tls_upstream(true).await;
+    let gw = TestGateway::start_with(Setup {
+        routes: format!(
+            "[[route]]\npath = \"/\"\nupstream = \"https://{addr}\"\ntoken = \"none\"\nupstream_http2 = true\n"
+        ),
+        extra: format!(
+            "[upstream]\ntls_ca = \"{}\"\n",
+            crate::support::pki().ca.display()
+        ),
+        ..Setup::default()
+    })
+    .await;
+    for i in 0..3 {
+        let resp = reqwest::get(gw.url(&format!("/two/{i}")))
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.expect("body"), format!("tls h2 /two/{i}"));
+    }
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
