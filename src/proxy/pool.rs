@@ -38,8 +38,8 @@ use crate::route::Route;
 /// Idle connections kept per upstream origin at most.
 const MAX_IDLE: usize = 256;
 
-/// The largest response head accepted from an upstream (hyper's read buffer while it
-/// parses one); a larger one is a 502.
+/// The largest response head accepted from an upstream, status line included (and the
+/// largest chunked trailer section); a larger one is a 502.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// Why an upstream exchange failed before its response head arrived.
@@ -331,8 +331,8 @@ impl Pool {
     async fn connect_http1(&self) -> Result<Conn, SendError> {
         let io = self.dial().await?;
         let (sender, conn) = http1::Builder::new()
-            // The whole response head must fit: a larger one is refused, not read on.
-            .max_buf_size(MAX_RESPONSE_HEAD)
+            // The whole response head, status line included: a larger one is refused.
+            .max_header_size(MAX_RESPONSE_HEAD)
             .handshake(io)
             .await?;
         let task = tokio::spawn(async move {
