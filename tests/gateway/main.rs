@@ -5,12 +5,14 @@ mod support;
 
 mod admin;
 mod backchannel;
+mod client_bytes;
 mod client_security;
 mod config_check;
 mod cookies;
 mod docs;
 mod embedded_store;
 mod faults;
+mod hostile_upstream;
 mod lifetime;
 mod login;
 mod pool;
