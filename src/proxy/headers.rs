@@ -136,19 +136,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         headers.remove(CONNECTION);
     }
     if fixed {
-        let present: Vec<HeaderName> = headers
-            .keys()
-            .filter(|n| is_fixed_hop_by_hop(n))
-            .cloned()
-            .collect();
-        for name in present {
-            headers.remove(&name);
-        }
+        remove_where(headers, is_fixed_hop_by_hop);
     }
     if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     } else if upgrade {
         headers.remove(UPGRADE);
+    }
+}
+
+/// Removes every header whose name `pick` picks.
+fn remove_where(headers: &mut HeaderMap, pick: fn(&HeaderName) -> bool) {
+    let picked: Vec<HeaderName> = headers.keys().filter(|n| pick(n)).cloned().collect();
+    for name in picked {
+        headers.remove(&name);
     }
 }
 
@@ -201,14 +202,7 @@ fn set_forwarding(headers: &mut HeaderMap, conn: &ConnInfo, fw: &Forwarding) {
         forwarded = joined(headers, &FORWARDED, b", ");
         real_ip = headers.get(&X_REAL_IP).cloned();
     } else {
-        let claims: Vec<HeaderName> = headers
-            .keys()
-            .filter(|n| is_client_forwarding_claim(n))
-            .cloned()
-            .collect();
-        for name in claims {
-            headers.remove(&name);
-        }
+        remove_where(headers, is_client_forwarding_claim);
     }
     let ip = conn.client_ip.clone();
     let xff = match forwarded_for {
