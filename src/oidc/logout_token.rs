@@ -27,7 +27,7 @@ pub struct LogoutClaims {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogoutTokenError {
-    #[error("typ is not logout+jwt")]
+    #[error("typ is neither logout+jwt, JWT nor absent")]
     Type,
     #[error("claims are not a JSON object of the expected shape")]
     Shape,
@@ -71,8 +71,7 @@ pub fn validate(
     now: u64,
 ) -> Result<LogoutClaims, LogoutTokenError> {
     if let Some(typ) = &header.typ {
-        let t = typ.to_ascii_lowercase();
-        if t != "logout+jwt" && t != "application/logout+jwt" {
+        if !accepted_type(typ) {
             return Err(LogoutTokenError::Type);
         }
     }
@@ -124,6 +123,19 @@ pub fn validate(
         return Err(LogoutTokenError::Subject);
     }
     Ok(LogoutClaims { sub, sid, jti })
+}
+
+/// Whether a `typ` header may head a logout token. Back-Channel Logout 1.0 §2.4 only
+/// *recommends* explicit typing; its validation steps (§2.6) do not check `typ`, and many
+/// providers send the generic `JWT`, which JOSE libraries treat like an absent `typ`.
+/// Any *other* explicit type (`at+jwt`, an ID token's `id_token+jwt`…) names a different
+/// kind of token and is refused; the `events` claim and the no-`nonce` rule stop an
+/// untyped ID token. Media types compare case-insensitively (RFC 7515 §4.1.9), with or
+/// without the `application/` prefix.
+fn accepted_type(typ: &str) -> bool {
+    let t = typ.to_ascii_lowercase();
+    let t = t.strip_prefix("application/").unwrap_or(&t);
+    t == "logout+jwt" || t == "jwt"
 }
 
 /// A NumericDate: a non-negative JSON number (fractions are cut).
@@ -266,15 +278,66 @@ mod tests {
         for (claims, expected) in cases {
             assert_eq!(check(&claims), Err(expected.clone()), "{claims}");
         }
-        let payload = serde_json::to_vec(&good()).expect("json");
-        assert_eq!(
-            validate(&header(Some("JWT")), &payload, ISS, "gateway", NOW),
-            Err(Type)
-        );
-        assert!(validate(&header(None), &payload, ISS, "gateway", NOW).is_ok());
         assert_eq!(
             validate(&header(None), b"[1,2]", ISS, "gateway", NOW),
             Err(Shape)
+        );
+    }
+
+    #[test]
+    fn generic_and_absent_types_pass_other_types_do_not() {
+        let payload = serde_json::to_vec(&good()).expect("json");
+        for typ in [
+            Some("logout+jwt"),
+            Some("application/logout+jwt"),
+            Some("Logout+JWT"),
+            Some("JWT"),
+            Some("jwt"),
+            Some("Jwt"),
+            Some("application/jwt"),
+            None,
+        ] {
+            assert!(
+                validate(&header(typ), &payload, ISS, "gateway", NOW).is_ok(),
+                "{typ:?} should be accepted"
+            );
+        }
+        for typ in [
+            "at+jwt",
+            "application/at+jwt",
+            "id_token+jwt",
+            "secevent+jwt",
+            "JOSE",
+            "",
+            "jwt+logout",
+        ] {
+            assert_eq!(
+                validate(&header(Some(typ)), &payload, ISS, "gateway", NOW),
+                Err(LogoutTokenError::Type),
+                "{typ:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn an_untyped_id_token_is_still_refused() {
+        // An ID token has no `events`; one that has them is still refused for its nonce.
+        let id_token = with(|m| {
+            m.remove("events");
+            m.insert("nonce".into(), json!("n"));
+        });
+        let payload = serde_json::to_vec(&id_token).expect("json");
+        assert_eq!(
+            validate(&header(Some("JWT")), &payload, ISS, "gateway", NOW),
+            Err(LogoutTokenError::Event)
+        );
+        let with_events = with(|m| {
+            m.insert("nonce".into(), json!("n"));
+        });
+        let payload = serde_json::to_vec(&with_events).expect("json");
+        assert_eq!(
+            validate(&header(None), &payload, ISS, "gateway", NOW),
+            Err(LogoutTokenError::Nonce)
         );
     }
 }

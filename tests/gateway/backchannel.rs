@@ -132,7 +132,18 @@ async fn invalid_logout_tokens_are_400_and_end_nothing() {
             good.clone(),
             false,
         ),
-        ("wrong typ", json!({ "typ": "JWT" }), good.clone(), false),
+        (
+            "typed as an access token",
+            json!({ "typ": "at+jwt" }),
+            good.clone(),
+            false,
+        ),
+        (
+            "typed as an ID token",
+            json!({ "typ": "id_token+jwt" }),
+            good.clone(),
+            false,
+        ),
     ];
     for (what, header, claims, foreign) in cases {
         let token = gw.op.sign(header, claims, foreign).await;
@@ -151,6 +162,34 @@ async fn invalid_logout_tokens_are_400_and_end_nothing() {
         alice.api(&gw.url("/api/x")).await.0,
         200,
         "no invalid token ended the session"
+    );
+}
+
+/// Interop: many providers type their logout tokens with the generic `JWT` (Back-Channel
+/// Logout 1.0 only recommends `logout+jwt`), some send no `typ`; both must end the session.
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_tokens_typed_jwt_or_untyped_end_the_session() {
+    let gw = TestGateway::start().await;
+    let bob = gw.logged_in("bob").await;
+    for typ in [json!({ "typ": "JWT" }), json!({ "typ": "jwt" }), json!({})] {
+        let alice = gw.logged_in("alice").await;
+        let sid = provider_sid(&gw, &alice).await;
+        assert_eq!(alice.api(&gw.url("/api/x")).await.0, 200);
+        let token = gw
+            .op
+            .sign(typ.clone(), claims(&gw, &sid, "alice"), false)
+            .await;
+        assert_eq!(post_logout_token(&gw, &token).await, 200, "header {typ}");
+        assert_eq!(
+            alice.api(&gw.url("/api/x")).await.0,
+            401,
+            "header {typ}: alice's session ended"
+        );
+    }
+    assert_eq!(
+        bob.api(&gw.url("/api/x")).await.0,
+        200,
+        "bob's session lives"
     );
 }
 
