@@ -57,6 +57,15 @@
 //   OP_DPOP                       1: the client must use DPoP (RFC 9449); nonces required
 //   OP_PAR                        on: pushed authorization requests (RFC 9126) offered;
 //                                 required: and required of the client
+//   OP_RFC8414_ONLY               interop test setting: comma-separated metadata fields
+//                                 (e.g. `revocation_endpoint`) left out of the OpenID
+//                                 discovery document and published only in the RFC 8414
+//                                 authorization-server metadata,
+//                                 /.well-known/oauth-authorization-server (served only
+//                                 with this setting), as some providers do
+//   OP_DROP_ERROR_ISS             interop test setting: 1 leaves `iss` out of authorization
+//                                 error responses (RFC 9207), though discovery still
+//                                 promises it, as some providers do
 //   OP_STATE_DIR                  keep the signing key and every record (sessions, grants,
 //                                 codes, refresh tokens, ...) in JSON files in this
 //                                 directory, so that a restart on the same OP_PORT carries on
@@ -133,6 +142,9 @@ if (!['127.0.0.1', 'localhost'].includes(HOST)) fail(`OP_HOST must be 127.0.0.1 
 const REFRESH_TOKEN_TTL = seconds('OP_REFRESH_TOKEN_TTL', 0);
 const DISABLED = new Set(list(env.OP_DISABLE));
 for (const d of DISABLED) if (!['revocation', 'end_session'].includes(d)) fail(`OP_DISABLE: unknown endpoint ${JSON.stringify(d)}`);
+// Interop settings: deviations of other providers, reproduced on demand.
+const RFC8414_ONLY = new Set(list(env.OP_RFC8414_ONLY));
+const DROP_ERROR_ISS = env.OP_DROP_ERROR_ISS === '1';
 // The scope of the API audience (a resource server scope, not an OpenID Connect one).
 const API_SCOPE = 'api';
 
@@ -492,6 +504,23 @@ provider.use(async (ctx, next) => {
       tamper = null;
     }
   }
+  // OP_RFC8414_ONLY: the fields move from discovery to the RFC 8414 metadata, which is the
+  // discovery document served at its own path (see the request handler).
+  if (route === 'discovery' && RFC8414_ONLY.size && ctx.body && typeof ctx.body === 'object') {
+    const rfc8414 = ctx.req.rfc8414 === true;
+    const body = { ...ctx.body };
+    if (!rfc8414) for (const field of RFC8414_ONLY) delete body[field];
+    ctx.body = body;
+  }
+  // OP_DROP_ERROR_ISS: an error redirected to the client loses its `iss`.
+  if (DROP_ERROR_ISS && ctx.status >= 300 && ctx.status < 400) {
+    const location = ctx.response.get('location');
+    const target = location && URL.parse(location);
+    if (target && REDIRECT_URIS.includes(`${target.origin}${target.pathname}`) && target.searchParams.has('error')) {
+      target.searchParams.delete('iss');
+      ctx.response.set('location', target.href);
+    }
+  }
   // The revocation endpoint has no success event; note what it received once it answered.
   if (route === 'revocation' && ctx.status === 200) {
     stats.revocations++;
@@ -803,6 +832,12 @@ server.on('request', async (req, res) => {
     if (interaction) {
       await handleInteraction(req, res, decodeURIComponent(interaction[1]), interaction[2]);
       return;
+    }
+    // OP_RFC8414_ONLY: RFC 8414 metadata is the discovery document (every field kept),
+    // answered by oidc-provider under the discovery route.
+    if (url.pathname === '/.well-known/oauth-authorization-server' && RFC8414_ONLY.size) {
+      req.url = '/.well-known/openid-configuration';
+      req.rfc8414 = true;
     }
     if (url.pathname === '/token' && tokenFault && await applyFault(req, res)) return;
     if (await refuseOtherClientAuth(req, res, url)) return;

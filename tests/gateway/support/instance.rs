@@ -26,7 +26,7 @@ enum Run {
     },
     Process {
         child: Option<Child>,
-        /// The config file and the child's stderr live here.
+        /// The config file, the child's stderr and its log (stdout) live here.
         dir: tempfile::TempDir,
     },
 }
@@ -123,6 +123,17 @@ impl Instance {
         }
     }
 
+    /// What the gateway process has logged so far (its stdout). Only a process instance
+    /// has a log of its own: in-process gateways share the test's.
+    pub fn log(&self) -> String {
+        match &self.run {
+            Run::Process { dir, .. } => {
+                std::fs::read_to_string(dir.path().join("stdout")).unwrap_or_default()
+            }
+            Run::InProcess { .. } => panic!("only a gateway process (Setup::process) has a log"),
+        }
+    }
+
     /// `kill -9`: the process ends at once, mid-whatever-it-was-doing.
     pub fn kill9(&mut self) {
         if let Run::Process { child, .. } = &mut self.run {
@@ -176,12 +187,13 @@ fn spawn_binary(toml: &str, dir: &tempfile::TempDir) -> Child {
         .and_then(|mut f| f.write_all(toml.as_bytes()))
         .expect("write the config");
     let stderr = std::fs::File::create(dir.path().join("stderr")).expect("stderr file");
+    let stdout = std::fs::File::create(dir.path().join("stdout")).expect("stdout file");
     Command::new(env!("CARGO_BIN_EXE_tokengate"))
         .arg("run")
         .arg("--config")
         .arg(&config)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(stderr)
         .spawn()
         .expect("start the tokengate binary")

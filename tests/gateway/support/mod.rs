@@ -62,7 +62,8 @@ pub struct Setup {
     pub server_extra: String,
     /// Extra keys inside `[session]` (e.g. `idle_timeout`).
     pub session_extra: String,
-    /// Extra keys inside `[oidc]` (e.g. `logout_id_token_hint = true`).
+    /// Extra keys inside `[oidc]` (e.g. `logout_id_token_hint = true`); `{issuer}` stands
+    /// for the provider's issuer.
     pub oidc_extra: String,
     /// `https` makes the public URL https (for a TLS listener).
     pub public_scheme: &'static str,
@@ -175,7 +176,7 @@ impl TestGateway {
             extra = setup.extra,
             server_extra = setup.server_extra,
             session_extra = setup.session_extra,
-            oidc_extra = setup.oidc_extra,
+            oidc_extra = setup.oidc_extra.replace("{issuer}", &op.issuer),
             routes = setup.routes.replace("{upstream}", &upstream.url()),
         );
         let main = if setup.process {
@@ -268,6 +269,11 @@ impl TestGateway {
             "login sets the session cookie"
         );
         b
+    }
+
+    /// What the gateway process (`Setup::process`) has logged so far.
+    pub fn log(&self) -> String {
+        self.main.log()
     }
 
     /// Stops the gateway and waits for it to drain.

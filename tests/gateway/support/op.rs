@@ -41,6 +41,12 @@ pub struct OpOptions {
     pub dpop: bool,
     /// Pushed authorization requests: "" off, "on" offered, "required".
     pub par: &'static str,
+    /// Interop: metadata fields (comma-separated, e.g. `revocation_endpoint`) left out of
+    /// the discovery document and published only in RFC 8414 metadata (`OP_RFC8414_ONLY`).
+    pub rfc8414_only: &'static str,
+    /// Interop: authorization error responses without `iss`, though discovery promises it
+    /// (`OP_DROP_ERROR_ISS`).
+    pub drop_error_iss: bool,
 }
 
 impl Default for OpOptions {
@@ -57,6 +63,8 @@ impl Default for OpOptions {
             client_key: None,
             dpop: false,
             par: "",
+            rfc8414_only: "",
+            drop_error_iss: false,
         }
     }
 }
@@ -230,7 +238,12 @@ fn spawn(gateway_origin: &str, opts: &OpOptions, port: u16) -> (Child, String, u
         None => cmd.env_remove("OP_CLIENT_KEY_FILE"),
     };
     cmd.env("OP_DPOP", if opts.dpop { "1" } else { "0" })
-        .env("OP_PAR", opts.par);
+        .env("OP_PAR", opts.par)
+        .env("OP_RFC8414_ONLY", opts.rfc8414_only)
+        .env(
+            "OP_DROP_ERROR_ISS",
+            if opts.drop_error_iss { "1" } else { "0" },
+        );
     match opts.refresh_token_ttl {
         Some(ttl) => cmd.env("OP_REFRESH_TOKEN_TTL", ttl.to_string()),
         None => cmd.env_remove("OP_REFRESH_TOKEN_TTL"),
