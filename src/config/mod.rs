@@ -114,6 +114,53 @@ pub struct OidcConfig {
     /// Longest exchange with the provider (discovery, token, revocation, PAR); exceeded →
     /// the provider counts as unavailable.
     pub timeout: Duration,
+    /// Endpoints named in the configuration (`oidc.token_endpoint`, …): they win over the
+    /// provider's discovery document and its RFC 8414 metadata.
+    pub endpoints: Vec<(ProviderEndpoint, url::Url)>,
+}
+
+impl OidcConfig {
+    /// The endpoint the configuration names for `which`, if any.
+    pub fn endpoint(&self, which: ProviderEndpoint) -> Option<&url::Url> {
+        self.endpoints
+            .iter()
+            .find_map(|(w, u)| (*w == which).then_some(u))
+    }
+}
+
+/// The provider endpoints the gateway calls or sends the browser to. Each has the same
+/// name in the configuration (`oidc.<name>`), in OpenID discovery and in RFC 8414 metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProviderEndpoint {
+    Authorization,
+    Token,
+    Jwks,
+    Revocation,
+    EndSession,
+    PushedAuthorizationRequest,
+}
+
+impl ProviderEndpoint {
+    pub const ALL: [ProviderEndpoint; 6] = [
+        ProviderEndpoint::Authorization,
+        ProviderEndpoint::Token,
+        ProviderEndpoint::Jwks,
+        ProviderEndpoint::Revocation,
+        ProviderEndpoint::EndSession,
+        ProviderEndpoint::PushedAuthorizationRequest,
+    ];
+
+    /// The metadata name, which is also the key under `[oidc]`.
+    pub fn key(self) -> &'static str {
+        match self {
+            ProviderEndpoint::Authorization => "authorization_endpoint",
+            ProviderEndpoint::Token => "token_endpoint",
+            ProviderEndpoint::Jwks => "jwks_uri",
+            ProviderEndpoint::Revocation => "revocation_endpoint",
+            ProviderEndpoint::EndSession => "end_session_endpoint",
+            ProviderEndpoint::PushedAuthorizationRequest => "pushed_authorization_request_endpoint",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

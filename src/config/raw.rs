@@ -79,6 +79,12 @@ pub struct RawOidc {
     pub tls_ca: Option<String>,
     pub dpop: Option<bool>,
     pub par: Option<bool>,
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub revocation_endpoint: Option<String>,
+    pub end_session_endpoint: Option<String>,
+    pub pushed_authorization_request_endpoint: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

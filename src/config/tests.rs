@@ -315,3 +315,53 @@ fn edge_limits_and_trust_have_defaults_and_name_their_keys() {
     assert!(c.routes[0].http2, "h2c:// is HTTP/2");
     assert_eq!(c.routes[0].upstream.scheme_str(), Some("http"));
 }
+
+#[test]
+fn provider_endpoints_can_be_named_and_each_is_checked_by_its_key() {
+    let c = load(MINIMAL).expect("valid");
+    assert!(c.oidc.endpoints.is_empty(), "none named by default");
+
+    let named = MINIMAL.replace(
+        "client_id = \"gateway\"",
+        "client_id = \"gateway\"\n\
+         revocation_endpoint = \"https://op.example/oauth2/revoke\"\n\
+         end_session_endpoint = \"https://op.example/logout?realm=a\"\n\
+         token_endpoint = \"https://op.example/oauth2/token\"",
+    );
+    let c = load(&named).expect("valid");
+    assert_eq!(
+        c.oidc
+            .endpoint(ProviderEndpoint::Revocation)
+            .map(url::Url::as_str),
+        Some("https://op.example/oauth2/revoke")
+    );
+    assert_eq!(
+        c.oidc
+            .endpoint(ProviderEndpoint::EndSession)
+            .map(url::Url::as_str),
+        Some("https://op.example/logout?realm=a"),
+        "a query is allowed"
+    );
+    assert!(c.oidc.endpoint(ProviderEndpoint::Jwks).is_none());
+
+    let wrong = MINIMAL.replace(
+        "client_id = \"gateway\"",
+        "client_id = \"gateway\"\n\
+         authorization_endpoint = \"/authorize\"\n\
+         jwks_uri = \"ftp://op.example/jwks\"\n\
+         pushed_authorization_request_endpoint = \"https://op.example/par#x\"\n\
+         revocation_endpoint = \"https://op.example/revoke\"",
+    );
+    let found = problems(&wrong);
+    for key in [
+        "oidc.authorization_endpoint",
+        "oidc.jwks_uri",
+        "oidc.pushed_authorization_request_endpoint",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(&format!("{key}: "))),
+            "{key} not named in {found:?}"
+        );
+    }
+    assert_eq!(found.len(), 3, "{found:?}");
+}

@@ -90,6 +90,28 @@ impl Checker {
         }
     }
 
+    /// A provider endpoint: an absolute http(s) URL. A query is allowed (RFC 6749 §3.1
+    /// lets an endpoint carry one; the gateway adds its parameters to it), a fragment is not.
+    fn endpoint_url(&mut self, path: &str, text: &str) -> Option<url::Url> {
+        match url::Url::parse(text) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                if u.fragment().is_some() {
+                    self.fail(path, format!("{text:?} must not have a fragment"));
+                    None
+                } else {
+                    Some(u)
+                }
+            }
+            _ => {
+                self.fail(
+                    path,
+                    format!("invalid URL {text:?} (an absolute http:// or https:// URL)"),
+                );
+                None
+            }
+        }
+    }
+
     fn int(&mut self, path: &str, value: Option<i64>, default: i64, min: i64, max: i64) -> i64 {
         let v = value.unwrap_or(default);
         if v < min || v > max {
@@ -290,6 +312,24 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         }
     }
 
+    let endpoints: Vec<(ProviderEndpoint, url::Url)> = [
+        (ProviderEndpoint::Authorization, &o.authorization_endpoint),
+        (ProviderEndpoint::Token, &o.token_endpoint),
+        (ProviderEndpoint::Jwks, &o.jwks_uri),
+        (ProviderEndpoint::Revocation, &o.revocation_endpoint),
+        (ProviderEndpoint::EndSession, &o.end_session_endpoint),
+        (
+            ProviderEndpoint::PushedAuthorizationRequest,
+            &o.pushed_authorization_request_endpoint,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(which, text)| {
+        let url = c.endpoint_url(&format!("oidc.{}", which.key()), text.as_deref()?)?;
+        Some((which, url))
+    })
+    .collect();
+
     // === [session]
     let se = &raw.session;
     let idle_timeout = c.duration("session.idle_timeout", se.idle_timeout.as_deref(), "8h");
@@ -391,6 +431,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             auth_params,
             logout_id_token_hint: o.logout_id_token_hint.unwrap_or(false),
             timeout: c.duration("oidc.timeout", o.timeout.as_deref(), "10s"),
+            endpoints,
         },
         session: SessionConfig {
             idle_timeout,

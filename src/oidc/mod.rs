@@ -8,6 +8,7 @@ pub mod grant_error;
 pub mod http_client;
 pub mod keys;
 pub mod logout_token;
+pub mod metadata;
 pub mod online_check;
 pub mod provider;
 pub mod token_endpoint;

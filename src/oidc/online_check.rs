@@ -1,10 +1,11 @@
-//! `tokengate check --online`: the provider's discovery document read against the
-//! configuration — which of the client-security features it advertises, and which that
-//! the configuration asks for it does not.
+//! `tokengate check --online`: what the provider's metadata says, read against the
+//! configuration — every endpoint the gateway uses and where it was found, the features
+//! that decide what will work with this provider, and the configured features it does
+//! not offer.
 
 use super::http_client::ProviderHttp;
-use super::provider::{capabilities, Capabilities};
-use crate::config::Config;
+use super::metadata::{self, LookFor, Metadata, Rfc8414, Source};
+use crate::config::{Config, ProviderEndpoint};
 use crate::proxy::upstream::tls_client_config;
 
 /// What the provider advertises, one line each, and the problems: configured features
@@ -21,8 +22,8 @@ pub async fn run(config: &Config) -> Report {
         Err(e) => return failed(format!("oidc.tls_client_cert: {e}")),
     };
     let http = ProviderHttp::new(config.upstream.connect_timeout, o.timeout, tls);
-    match capabilities(&o.issuer, &http).await {
-        Ok(caps) => judge(config, &caps),
+    match metadata::fetch(o, &http, LookFor::All).await {
+        Ok(found) => judge(config, &found),
         Err(e) => failed(format!("oidc.issuer: discovery failed: {e}")),
     }
 }
@@ -34,57 +35,153 @@ fn failed(problem: String) -> Report {
     }
 }
 
-fn judge(config: &Config, caps: &Capabilities) -> Report {
-    let o = &config.oidc;
-    let yes = |b: bool| if b { "yes" } else { "no" };
-    let methods = if caps.client_auth_methods.is_empty() {
-        "(not listed)".to_owned()
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
     } else {
-        caps.client_auth_methods.join(", ")
-    };
-    let lines = vec![
-        format!("client authentication methods: {methods}"),
+        "no"
+    }
+}
+
+/// A list for a line: its items, or what an empty one means.
+fn listed(items: &[String], empty: &str) -> String {
+    if items.is_empty() {
+        empty.to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn judge(config: &Config, found: &Metadata) -> Report {
+    let o = &config.oidc;
+    let methods = found.strings("token_endpoint_auth_methods_supported");
+    let dpop_algs = found.strings("dpop_signing_alg_values_supported");
+    let par = found
+        .endpoint(ProviderEndpoint::PushedAuthorizationRequest)
+        .is_some();
+    let mtls_aliases = found
+        .discovery
+        .get("mtls_endpoint_aliases")
+        .and_then(serde_json::Value::as_object)
+        .is_some_and(|a| !a.is_empty());
+
+    let mut lines = vec!["endpoints:".to_owned()];
+    for (which, url, source) in found.endpoints() {
+        let line = match (url, source) {
+            (Some(u), s) => format!("  {}: {u} (from {})", which.key(), s.describe()),
+            (None, _) => format!("  {}: absent{}", which.key(), absent_means(which)),
+        };
+        lines.push(line);
+    }
+    lines.push(match &found.rfc8414 {
+        Rfc8414::NotRead => {
+            "RFC 8414 metadata: not read (configuration and discovery name every endpoint)".into()
+        }
+        Rfc8414::Read(url) => format!("RFC 8414 metadata: read from {url}"),
+        Rfc8414::Unavailable(why) => format!("RFC 8414 metadata: unavailable ({why})"),
+    });
+    lines.extend([
+        format!(
+            "issuer in authorization responses (RFC 9207 iss): {}",
+            if found.flag("authorization_response_iss_parameter_supported") {
+                "yes (a response without it is refused)"
+            } else {
+                "not promised (a response without it is accepted; with it, it must match)"
+            }
+        ),
+        format!(
+            "back-channel logout: {}{}",
+            yes(found.flag("backchannel_logout_supported")),
+            if found.flag("backchannel_logout_session_supported") {
+                ", with sid"
+            } else {
+                ""
+            }
+        ),
+        format!(
+            "ID token signing algorithms: {}",
+            listed(
+                &found.strings("id_token_signing_alg_values_supported"),
+                "(not listed)"
+            )
+        ),
+        format!(
+            "client authentication methods: {}",
+            listed(&methods, "(not listed)")
+        ),
         format!(
             "private_key_jwt: {}",
-            yes(caps
-                .client_auth_methods
-                .iter()
-                .any(|m| m == "private_key_jwt"))
+            yes(methods.iter().any(|m| m == "private_key_jwt"))
         ),
         format!(
             "mutual TLS (tls_client_auth / self_signed_tls_client_auth): {}{}",
-            yes(caps
-                .client_auth_methods
-                .iter()
-                .any(|m| m.ends_with("tls_client_auth"))),
-            if caps.mtls_aliases {
+            yes(methods.iter().any(|m| m.ends_with("tls_client_auth"))),
+            if mtls_aliases {
                 ", with mtls_endpoint_aliases"
             } else {
                 ""
             }
         ),
-        format!("DPoP: {}", yes(caps.dpop)),
+        format!(
+            "DPoP: {}{}",
+            yes(!dpop_algs.is_empty()),
+            if dpop_algs.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", dpop_algs.join(", "))
+            }
+        ),
         format!(
             "pushed authorization requests: {}{}",
-            yes(caps.par),
-            if caps.par_required { " (required)" } else { "" }
+            yes(par),
+            if found.flag("require_pushed_authorization_requests") {
+                " (required)"
+            } else {
+                ""
+            }
         ),
-        format!("revocation endpoint: {}", yes(caps.revocation)),
-        format!("end-session endpoint: {}", yes(caps.end_session)),
-    ];
+        // No metadata field says whether refresh tokens rotate; the gateway handles both.
+        "refresh-token rotation: cannot be known in advance (the gateway keeps whichever \
+         refresh token the provider returns)"
+            .to_owned(),
+    ]);
+
     let mut problems = Vec::new();
     let method = o.client_auth.name();
-    if !caps.client_auth_methods.is_empty() && !caps.client_auth_methods.iter().any(|m| m == method)
-    {
+    if !methods.is_empty() && !methods.iter().any(|m| m == method) {
         problems.push(format!(
             "oidc.client_auth: the provider does not advertise {method:?}"
         ));
     }
-    if o.dpop && !caps.dpop {
+    if o.dpop && dpop_algs.is_empty() {
         problems.push("oidc.dpop: the provider advertises no DPoP signing algorithms".into());
     }
-    if o.par && !caps.par {
+    if o.par && !par {
         problems.push("oidc.par: the provider has no pushed_authorization_request_endpoint".into());
     }
+    for which in [
+        ProviderEndpoint::Authorization,
+        ProviderEndpoint::Token,
+        ProviderEndpoint::Jwks,
+    ] {
+        if found.source(which) == Source::Absent {
+            problems.push(format!(
+                "oidc.{key}: the provider publishes no {key}; set it here",
+                key = which.key()
+            ));
+        }
+    }
     Report { lines, problems }
+}
+
+/// What an absent endpoint means for the gateway.
+fn absent_means(which: ProviderEndpoint) -> &'static str {
+    match which {
+        ProviderEndpoint::Authorization | ProviderEndpoint::Token | ProviderEndpoint::Jwks => {
+            " (required: the gateway will not start)"
+        }
+        ProviderEndpoint::Revocation => " (logout cannot revoke the refresh token)",
+        ProviderEndpoint::EndSession => " (logout ends the gateway session only)",
+        ProviderEndpoint::PushedAuthorizationRequest => " (only needed with oidc.par)",
+    }
 }

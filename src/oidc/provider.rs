@@ -23,8 +23,9 @@ use super::dpop::Nonces;
 use super::grant_error::{self, GrantError};
 use super::http_client::ProviderHttp;
 use super::keys::{JwsError, JwsHeader, KeySet};
+use super::metadata::{self, LookFor, Source};
 use super::token_endpoint::{self, DpopKey, Grant, TokenResponse};
-use crate::config::OidcConfig;
+use crate::config::{OidcConfig, ProviderEndpoint};
 use crate::crypto::signing::SigningKey;
 
 /// Discovery fields the core metadata type does not carry.
@@ -49,19 +50,6 @@ pub struct MtlsAliases {
     token_endpoint: Option<url::Url>,
     revocation_endpoint: Option<url::Url>,
     pushed_authorization_request_endpoint: Option<url::Url>,
-}
-
-/// What a provider's discovery document says it supports of what the gateway can use,
-/// for `tokengate check --online`.
-#[derive(Debug, Serialize)]
-pub struct Capabilities {
-    pub client_auth_methods: Vec<String>,
-    pub dpop: bool,
-    pub par: bool,
-    pub par_required: bool,
-    pub mtls_aliases: bool,
-    pub revocation: bool,
-    pub end_session: bool,
 }
 
 impl AdditionalProviderMetadata for ExtraMetadata {}
@@ -157,37 +145,48 @@ impl Provider {
         redirect_uri: &str,
         http: Arc<ProviderHttp>,
     ) -> Result<Provider, String> {
-        let issuer = IssuerUrl::new(config.issuer.clone()).map_err(|e| e.to_string())?;
-        let metadata = Metadata::discover_async(issuer, &*http)
+        let found = metadata::fetch(config, &http, LookFor::Used).await?;
+        for which in [
+            ProviderEndpoint::Authorization,
+            ProviderEndpoint::Token,
+            ProviderEndpoint::Jwks,
+        ] {
+            if found.endpoint(which).is_none() {
+                let key = which.key();
+                return Err(format!(
+                    "the provider publishes no {key} (in discovery or RFC 8414 metadata); \
+                     set oidc.{key}"
+                ));
+            }
+        }
+        let mut metadata: Metadata = serde_json::from_value(found.merged_document())
+            .map_err(|e| format!("discovery document: {e}"))?;
+        let jwks = CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), &*http)
             .await
-            .map_err(|e| discovery_error(&e))?;
+            .map_err(|e| format!("jwks_uri: {}", discovery_error(&e)))?;
+        metadata = metadata.set_jwks(jwks);
         let extra = metadata.additional_metadata().clone();
         // With a client certificate, the provider's mTLS aliases (RFC 8705 §5) where it
-        // publishes them.
+        // publishes them — unless the configuration names the endpoint itself.
         let mtls = config.tls.identity.is_some();
-        let alias = |a: &Option<url::Url>, plain: Option<url::Url>| match a {
-            Some(u) if mtls => Some(u.clone()),
-            _ => plain,
+        let pick = |which: ProviderEndpoint, alias: &Option<url::Url>| match alias {
+            Some(u) if mtls && found.source(which) != Source::Config => Some(u.clone()),
+            _ => found.endpoint(which).cloned(),
         };
         let aliases = &extra.mtls_endpoint_aliases;
-        let token_url = alias(
-            &aliases.token_endpoint,
-            metadata.token_endpoint().map(|u| u.url().clone()),
-        )
-        .ok_or("discovery document has no token_endpoint")?;
-        let revocation_endpoint = alias(
-            &aliases.revocation_endpoint,
-            extra.revocation_endpoint.clone(),
-        );
-        let par_endpoint = alias(
+        let token_url = pick(ProviderEndpoint::Token, &aliases.token_endpoint)
+            .ok_or("the provider publishes no token_endpoint")?;
+        let revocation_endpoint = pick(ProviderEndpoint::Revocation, &aliases.revocation_endpoint);
+        let par_endpoint = pick(
+            ProviderEndpoint::PushedAuthorizationRequest,
             &aliases.pushed_authorization_request_endpoint,
-            extra.pushed_authorization_request_endpoint.clone(),
         );
         let use_par = config.par || extra.require_pushed_authorization_requests;
         if use_par && par_endpoint.is_none() {
             return Err(
                 "pushed authorization requests are asked for, but the provider \
-                        publishes no pushed_authorization_request_endpoint"
+                 publishes no pushed_authorization_request_endpoint; set \
+                 oidc.pushed_authorization_request_endpoint"
                     .into(),
             );
         }
@@ -218,7 +217,7 @@ impl Provider {
             id_token_algs,
             scopes: config.scopes.clone(),
             auth_params: config.auth_params.clone(),
-            end_session_endpoint: extra.end_session_endpoint,
+            end_session_endpoint: found.endpoint(ProviderEndpoint::EndSession).cloned(),
             revocation_endpoint,
             iss_parameter_supported: extra.authorization_response_iss_parameter_supported,
             dpop_nonces: Nonces::default(),
@@ -486,35 +485,6 @@ fn token_set(
         id_token: response.id_token,
         id_claims,
     }
-}
-
-/// Fetches the discovery document and says what the provider supports (`check --online`).
-pub async fn capabilities(issuer: &str, http: &ProviderHttp) -> Result<Capabilities, String> {
-    let issuer = IssuerUrl::new(issuer.to_owned()).map_err(|e| e.to_string())?;
-    let metadata = Metadata::discover_async(issuer, http)
-        .await
-        .map_err(|e| discovery_error(&e))?;
-    let extra = metadata.additional_metadata();
-    let a = &extra.mtls_endpoint_aliases;
-    Ok(Capabilities {
-        client_auth_methods: metadata
-            .token_endpoint_auth_methods_supported()
-            .map(|methods| {
-                methods
-                    .iter()
-                    .filter_map(|m| serde_json::to_value(m).ok())
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        dpop: !extra.dpop_signing_alg_values_supported.is_empty(),
-        par: extra.pushed_authorization_request_endpoint.is_some(),
-        par_required: extra.require_pushed_authorization_requests,
-        mtls_aliases: a.token_endpoint.is_some()
-            || a.pushed_authorization_request_endpoint.is_some(),
-        revocation: extra.revocation_endpoint.is_some(),
-        end_session: extra.end_session_endpoint.is_some(),
-    })
 }
 
 fn discovery_error<E: std::error::Error>(e: &E) -> String {

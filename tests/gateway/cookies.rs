@@ -3,7 +3,7 @@
 use reqwest::{Method, Url};
 use serde_json::Value;
 
-use crate::support::{browser::urlencode, Browser, Setup, TestGateway};
+use crate::support::{browser::urlencode, Browser, OpOptions, Setup, TestGateway};
 
 async fn status_with_cookie(gw: &TestGateway, path: &str, cookie: &str) -> (u16, Value) {
     let resp = reqwest::Client::new()
@@ -357,4 +357,91 @@ async fn logout_completes_when_the_provider_is_down() {
         "revocation failing does not stop logout"
     );
     assert_eq!(status_with_cookie(&gw, "/api/x", &cookie).await.0, 401);
+}
+
+/// Logs `b` out by POST; returns the end-session redirect.
+async fn log_out(gw: &TestGateway, b: &Browser) -> String {
+    let resp = b
+        .send(
+            Method::POST,
+            &gw.url("/bff/logout"),
+            &[("x-csrf", "1"), ("origin", &gw.url(""))],
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 302);
+    resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned()
+}
+
+/// Interop: a provider that publishes its revocation endpoint only in its RFC 8414
+/// metadata, not in OpenID discovery. Logout still revokes the refresh token there.
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_revokes_at_an_endpoint_published_only_in_rfc8414_metadata() {
+    let gw = TestGateway::start_with(Setup {
+        op: OpOptions {
+            rfc8414_only: "revocation_endpoint",
+            ..OpOptions::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let get = |path: &'static str| {
+        let url = format!("{}{path}", gw.op.issuer);
+        async move {
+            let v: Value = reqwest::get(url)
+                .await
+                .expect("metadata")
+                .json()
+                .await
+                .expect("metadata JSON");
+            v
+        }
+    };
+    let discovery = get("/.well-known/openid-configuration").await;
+    assert!(
+        discovery.get("revocation_endpoint").is_none(),
+        "the case reproduced: {discovery}"
+    );
+    let rfc8414 = get("/.well-known/oauth-authorization-server").await;
+    assert!(rfc8414["revocation_endpoint"].is_string(), "{rfc8414}");
+
+    let b = gw.logged_in("alice").await;
+    let refresh = gw
+        .op
+        .issued()
+        .await
+        .last()
+        .and_then(|t| t["refresh_token"].as_str().map(str::to_owned))
+        .expect("the login's refresh token");
+    log_out(&gw, &b).await;
+    let revoked = gw.op.revocations().await;
+    assert_eq!(
+        revoked.last().and_then(|r| r["token"].as_str()),
+        Some(refresh.as_str()),
+        "the refresh token was revoked at the RFC 8414 endpoint: {revoked:?}"
+    );
+}
+
+/// An endpoint named in the configuration wins over the one discovery publishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_end_session_endpoint_wins_over_discovery() {
+    let gw = TestGateway::start_with(Setup {
+        oidc_extra: "end_session_endpoint = \"{issuer}/session/end?from=config\"".into(),
+        ..Setup::default()
+    })
+    .await;
+    let b = gw.logged_in("alice").await;
+    let location = log_out(&gw, &b).await;
+    assert!(
+        location.starts_with(&format!("{}/session/end?from=config&", gw.op.issuer)),
+        "{location}"
+    );
+    assert_eq!(
+        gw.op.revocations().await.len(),
+        1,
+        "revocation from discovery"
+    );
 }
