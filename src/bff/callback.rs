@@ -77,6 +77,25 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
             return refused("The sign-in response came from an unexpected identity provider.");
         }
         None if provider.requires_iss() => {
+            let error = query_param(req, "error");
+            let is_error_response = error.is_some() && query_param(req, "code").is_none();
+            // A silent renewal's error response without `iss`: it cannot be trusted (it may
+            // come from another provider), so what it says is not acted on — but it carries
+            // no code, so nothing is redeemed and nothing is at risk. A 400 page would strand
+            // the user inside the SPA's renewal; the SPA is told to log in instead, the one
+            // safe step whatever the real answer was.
+            if login.silent && is_error_response {
+                tracing::warn!(
+                    error = error.as_deref().map_or("", known_error),
+                    "silent renewal answered with an error but without the iss the provider \
+                     promised (RFC 9207): not trusted; the SPA is asked to log in"
+                );
+                return back_to_spa(&login.return_url);
+            }
+            tracing::warn!(
+                error_response = is_error_response,
+                "sign-in response without the iss the provider promised (RFC 9207) refused"
+            );
             return refused("The sign-in response lacks the issuer the provider promised to send.");
         }
         _ => {}
@@ -84,12 +103,7 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
     if let Some(error) = query_param(req, "error") {
         if login.silent && SILENT_FAILURES.contains(&error.as_str()) {
             // The SPA asked for a silent renewal; tell it, on its own page, to log in.
-            let sep = if login.return_url.contains('?') {
-                '&'
-            } else {
-                '?'
-            };
-            return redirect(&format!("{}{sep}error=login_required", login.return_url));
+            return back_to_spa(&login.return_url);
         }
         let detail = query_param(req, "error_description").unwrap_or_default();
         return error_page(
@@ -188,6 +202,37 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
         resp.headers_mut().append(http::header::SET_COOKIE, v);
     }
     resp
+}
+
+/// The SPA's own page with `error=login_required`, what its helper takes as "log in
+/// interactively" (examples/spa/src/bff.ts, `takeLoginError`).
+fn back_to_spa(return_url: &str) -> Response<Body> {
+    let sep = if return_url.contains('?') { '&' } else { '?' };
+    redirect(&format!("{return_url}{sep}error=login_required"))
+}
+
+/// An `error` value fit for the log: one of the codes OAuth 2.0 and OpenID Connect
+/// define, or a placeholder, so that an unauthenticated request cannot write what it
+/// likes into the log.
+fn known_error(error: &str) -> &'static str {
+    const KNOWN: [&str; 12] = [
+        "login_required",
+        "consent_required",
+        "interaction_required",
+        "account_selection_required",
+        "invalid_request",
+        "unauthorized_client",
+        "access_denied",
+        "unsupported_response_type",
+        "invalid_scope",
+        "server_error",
+        "temporarily_unavailable",
+        "invalid_request_uri",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|k| *k == error)
+        .unwrap_or("(another value)")
 }
 
 fn refused(detail: &str) -> Response<Body> {

@@ -2,7 +2,7 @@
 
 use reqwest::{Method, Url};
 
-use crate::support::TestGateway;
+use crate::support::{Browser, OpOptions, Setup, TestGateway};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn login_gives_claims_at_bff_user_and_no_token() {
@@ -225,4 +225,123 @@ async fn on_https_the_session_cookie_is_host_prefixed_and_secure() {
     let (status, seen) = b.api(&format!("{base}/api/x")).await;
     assert_eq!(status, 200, "{seen}");
     assert_eq!(seen["token"]["valid"], true);
+}
+
+/// Interop: a provider whose discovery promises `iss` (RFC 9207) but whose error responses
+/// lack it. Such a response is not trusted — no code could be redeemed from it anyway —
+/// yet a silent renewal must not strand the SPA on an error page: the browser goes back
+/// to `returnUrl` with the `login_required` the SPA helper handles, and the log says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_renewal_error_without_the_promised_iss_returns_login_required_and_warns() {
+    let gw = TestGateway::start_with(Setup {
+        op: OpOptions {
+            drop_error_iss: true,
+            ..OpOptions::default()
+        },
+        process: true,
+        ..Setup::default()
+    })
+    .await;
+    let discovery: serde_json::Value =
+        reqwest::get(format!("{}/.well-known/openid-configuration", gw.op.issuer))
+            .await
+            .expect("discovery")
+            .json()
+            .await
+            .expect("discovery JSON");
+    assert_eq!(
+        discovery["authorization_response_iss_parameter_supported"], true,
+        "the provider promises iss"
+    );
+
+    let b = Browser::default();
+    let start = gw.url("/bff/login?returnUrl=%2Fapp%3Fx%3D1&prompt=none");
+    let to_provider = b.send(Method::GET, &start, &[], None).await;
+    assert_eq!(to_provider.status(), 302);
+    let authorize = location(&to_provider);
+    let to_callback = b.send(Method::GET, &authorize, &[], None).await;
+    let callback = Url::parse(&location(&to_callback)).expect("callback URL");
+    assert!(
+        callback.as_str().starts_with(&gw.url("/bff/callback")),
+        "{callback}"
+    );
+    let params: Vec<(String, String)> = callback.query_pairs().into_owned().collect();
+    assert!(
+        params
+            .iter()
+            .any(|(k, v)| k == "error" && v == "login_required"),
+        "an error response: {callback}"
+    );
+    assert!(
+        !params.iter().any(|(k, _)| k == "iss" || k == "code"),
+        "without iss and without a code: {callback}"
+    );
+
+    let landed = b.follow(authorize, to_callback).await;
+    assert_eq!(
+        landed.url,
+        gw.url("/app?x=1&error=login_required"),
+        "{}",
+        landed.body
+    );
+    assert!(b.cookie("tokengate").is_none(), "no session");
+    let stats = gw.op.stats().await;
+    assert_eq!(stats["grants"]["authorization_code"], 0, "{stats}");
+    crate::support::wait_until(
+        std::time::Duration::from_secs(5),
+        "the warning in the gateway's log",
+        || async {
+            gw.log().lines().any(|l| {
+                l.contains("WARN")
+                    && l.contains("without the iss the provider promised")
+                    && l.contains("login_required")
+            })
+        },
+    )
+    .await;
+}
+
+/// A provider that promises `iss`: an interactive login's error response without it is
+/// still refused with an error page (the user is in front of it and can start again),
+/// and so is a silent renewal's answer that carries a code but no `iss`.
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_without_the_promised_iss_are_refused_outside_silent_errors() {
+    let gw = TestGateway::start().await;
+    for (start, answer) in [
+        ("/bff/login?returnUrl=%2Fapp", "error=access_denied"),
+        ("/bff/login?returnUrl=%2Fapp&prompt=none", "code=some-code"),
+    ] {
+        let b = Browser::default();
+        let to_provider = b.send(Method::GET, &gw.url(start), &[], None).await;
+        let authorize = Url::parse(&location(&to_provider)).expect("authorize URL");
+        let state = authorize
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+            .expect("state");
+        let callback = format!(
+            "{}?{answer}&state={}",
+            gw.url("/bff/callback"),
+            crate::support::browser::urlencode(&state)
+        );
+        let landed = b.navigate(&callback).await;
+        assert_eq!(landed.status, 400, "{start} {answer}: {}", landed.body);
+        assert!(
+            landed.body.contains("lacks the issuer"),
+            "{start} {answer}: {}",
+            landed.body
+        );
+        assert!(b.cookie("tokengate").is_none(), "no session");
+    }
+    // Not even tried: a redeemed `some-code` would show as a refused grant.
+    let stats = gw.op.stats().await;
+    assert_eq!(stats["grants"]["authorization_code"], 0, "{stats}");
+    assert_eq!(stats["grant_errors"], serde_json::json!({}), "{stats}");
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()["location"]
+        .to_str()
+        .expect("ascii location")
+        .to_owned()
 }
