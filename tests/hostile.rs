@@ -877,8 +877,9 @@ async fn backchannel_logout_tokens() {
                 .await,
         ),
         post(
-            "typ JWT",
-            &op.sign(json!({ "typ": "JWT" }), good.clone(), false).await,
+            "typ at+jwt (an access token)",
+            &op.sign(json!({ "typ": "at+jwt" }), good.clone(), false)
+                .await,
         ),
         post("alg none", "eyJhbGciOiJub25lIn0.e30."),
         post("garbage", "not.a.jwt"),
