@@ -75,7 +75,12 @@ pub fn validate(
             return Err(LogoutTokenError::Type);
         }
     }
-    let raw: Raw = serde_json::from_slice(payload).map_err(|_| LogoutTokenError::Shape)?;
+    // A claim set is a JSON object (RFC 7519 §7.2): a derived `Deserialize` would also
+    // take an array of the fields in order.
+    let object: serde_json::Map<String, Value> =
+        serde_json::from_slice(payload).map_err(|_| LogoutTokenError::Shape)?;
+    let raw: Raw =
+        serde_json::from_value(Value::Object(object)).map_err(|_| LogoutTokenError::Shape)?;
     if raw.iss.as_deref() != Some(issuer) {
         return Err(LogoutTokenError::Issuer);
     }
@@ -339,5 +344,25 @@ mod tests {
             validate(&header(None), &payload, ISS, "gateway", NOW),
             Err(LogoutTokenError::Nonce)
         );
+    }
+
+    #[test]
+    fn a_claim_set_must_be_an_object_not_an_array_of_the_claims_in_order() {
+        let array = serde_json::json!([
+            ISS,
+            "gateway",
+            NOW,
+            NOW + 60,
+            "jti-array",
+            { BACKCHANNEL_EVENT: {} },
+            "alice",
+            null,
+            null
+        ]);
+        let payload = serde_json::to_vec(&array).expect("json");
+        assert!(matches!(
+            validate(&header(Some("logout+jwt")), &payload, ISS, "gateway", NOW),
+            Err(LogoutTokenError::Shape)
+        ));
     }
 }

@@ -271,7 +271,7 @@ pub enum ResponseFault {
 /// (RFC 9112 §6.3: a message with both `Transfer-Encoding` and `Content-Length` "ought to
 /// be handled as an error", as nginx does; a transfer coding hyper did not decode would
 /// reach the browser as if it were the content), otherwise stripped of hop-by-hop
-/// headers (not for a `101`, whose `Upgrade` the browser needs) and of any `Set-Cookie`
+/// headers (a `101` keeps its `Upgrade`, which the browser needs) and of any `Set-Cookie`
 /// for one of our names.
 pub fn rewrite_response(headers: &mut HeaderMap, switching: bool) -> Result<(), ResponseFault> {
     let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
@@ -298,9 +298,9 @@ pub fn rewrite_response(headers: &mut HeaderMap, switching: bool) -> Result<(), 
             return Err(ResponseFault::UnknownTransferCoding);
         }
     }
-    if !switching {
-        strip_hop_by_hop(headers, false);
-    }
+    // A `101` keeps `Upgrade` and `Connection: upgrade`, which the browser needs, and
+    // loses every other hop-by-hop header like any response.
+    strip_hop_by_hop(headers, switching);
     drop_own_set_cookies(headers);
     Ok(())
 }
@@ -584,6 +584,23 @@ mod tests {
             h.get(CONNECTION).map(|v| v.as_bytes()),
             Some(&b"upgrade"[..])
         );
+    }
+
+    #[test]
+    fn a_switching_response_keeps_its_upgrade_and_loses_every_other_hop_by_hop_header() {
+        // Fuzzing regression (response_headers): a 101 kept Proxy-Authenticate and the rest.
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("Upgrade, x-hop"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(PROXY_AUTHENTICATE, HeaderValue::from_static(""));
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("sec-websocket-accept", HeaderValue::from_static("abc"));
+        assert_eq!(rewrite_response(&mut h, true), Ok(()));
+        let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["connection", "sec-websocket-accept", "upgrade"]);
+        assert_eq!(h[CONNECTION], "upgrade");
     }
 
     #[test]

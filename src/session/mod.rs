@@ -215,7 +215,8 @@ impl Sessions {
             Box::pin(self.end(key, reason)).await?;
             return Ok(None);
         }
-        if slide && now >= live.record.last_seen + self.touch_after {
+        // Saturating: a record's times are data (sealed, but data), never a reason to panic.
+        if slide && now >= live.record.last_seen.saturating_add(self.touch_after) {
             return Box::pin(self.update(key, |s| s.last_seen = now)).await;
         }
         Ok(Some(live))

@@ -204,6 +204,22 @@ async fn use_slides_last_seen_forward() {
 }
 
 #[tokio::test]
+async fn a_last_seen_at_the_end_of_time_is_read_without_overflow() {
+    // Fuzzing regression (session_record): `last_seen + touch_after` overflowed.
+    let f = fixture(&[[1; 32]]);
+    let mut r = record("alice");
+    r.last_seen = u64::MAX - 10;
+    let (id, _) = f.sessions.create(r).await.expect("create");
+    let live = f
+        .sessions
+        .find_by_cookie(id.secret())
+        .await
+        .expect("lookup")
+        .expect("live until its absolute end");
+    assert_eq!(live.record.last_seen, u64::MAX - 10, "not slid backwards");
+}
+
+#[tokio::test]
 async fn the_cache_holds_each_access_token_once_and_writes_keep_it_whole() {
     let f = fixture(&[[1; 32]]);
     let mut r = record("alice");
