@@ -2,14 +2,20 @@
 //! read as another origin or a header split.
 #![no_main]
 
+mod common;
+
 use libfuzzer_sys::fuzz_target;
 use tokengate::bff::return_url::is_local;
 
+const LABELS: &[&str] = &["accepted, invariants checked"];
+
 fuzz_target!(|data: &[u8]| {
+    common::input("return_url", LABELS, data);
     let Ok(url) = std::str::from_utf8(data) else {
         return;
     };
     if is_local(url) {
+        common::hit(0);
         assert!(url.starts_with('/'));
         assert!(!url.starts_with("//") && !url.starts_with("/\\"));
         assert!(!url.contains(['\r', '\n', '\\', '\0']));
