@@ -18,9 +18,8 @@
 //!   other `Set-Cookie` arrives as sent, in order;
 //! - no hop-by-hop header (`Connection`, `Keep-Alive`, `Proxy-Connection`, `TE`,
 //!   `Trailer`, `Transfer-Encoding`, `Upgrade`, `Proxy-Authorization`,
-//!   `Proxy-Authenticate`) and no header `Connection` listed; on a `101`, `Connection`
-//!   and `Upgrade` as sent and no other hop-by-hop header (held back by
-//!   `TOKENGATE_FUZZ_KNOWN=101-hop-by-hop`);
+//!   `Proxy-Authenticate`) and no header `Connection` listed; on a `101`, `Upgrade` as
+//!   sent, `Connection: upgrade`, and no other hop-by-hop or listed header;
 //! - every other header arrives as sent.
 #![no_main]
 
@@ -358,7 +357,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // Kept in order (unless `Connection` listed them all); beyond ours, the gateway may
     // drop only what no browser reads as a name (no `=`) yet spells one of ours.
-    if !switching && listed.iter().any(|n| n == http::header::SET_COOKIE) {
+    if listed.iter().any(|n| n == http::header::SET_COOKIE) {
         kept_expected.clear();
     }
     let mut expected = kept_expected.iter().peekable();
@@ -385,9 +384,9 @@ fuzz_target!(|data: &[u8]| {
 
     // Hop by hop.
     if switching {
-        // The browser needs `Connection` and `Upgrade` of a `101`; nothing else that is
-        // hop by hop is for it.
-        assert_eq!(values(&out, "connection"), values(&sent, "connection"));
+        // The browser needs `Upgrade` and `Connection: upgrade` of a `101`; nothing else
+        // that is hop by hop, or that `Connection` listed, is for it.
+        assert_eq!(values(&out, "connection"), [&b"upgrade"[..]]);
         assert_eq!(values(&out, "upgrade"), values(&sent, "upgrade"));
         if !common::known("101-hop-by-hop") {
             for name in HOP_BY_HOP
@@ -395,6 +394,9 @@ fuzz_target!(|data: &[u8]| {
                 .filter(|n| !matches!(**n, "connection" | "upgrade"))
             {
                 assert!(!out.contains_key(*name), "{name} forwarded on a 101");
+            }
+            for name in listed.iter().filter(|n| *n != http::header::UPGRADE) {
+                assert!(!out.contains_key(name), "{name} was listed in Connection of a 101");
             }
         }
     } else {
@@ -409,9 +411,7 @@ fuzz_target!(|data: &[u8]| {
     // Everything else, as sent.
     for name in sent.keys() {
         let n = name.as_str();
-        let ruled = n == "set-cookie"
-            || HOP_BY_HOP.contains(&n)
-            || (!switching && listed.iter().any(|l| l == name));
+        let ruled = n == "set-cookie" || HOP_BY_HOP.contains(&n) || listed.iter().any(|l| l == name);
         if !ruled {
             assert_eq!(values(&out, n), values(&sent, n), "{n} changed");
         }
