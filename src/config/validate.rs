@@ -93,23 +93,7 @@ impl Checker {
     /// A provider endpoint: an absolute http(s) URL. A query is allowed (RFC 6749 §3.1
     /// lets an endpoint carry one; the gateway adds its parameters to it), a fragment is not.
     fn endpoint_url(&mut self, path: &str, text: &str) -> Option<url::Url> {
-        match url::Url::parse(text) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
-                if u.fragment().is_some() {
-                    self.fail(path, format!("{text:?} must not have a fragment"));
-                    None
-                } else {
-                    Some(u)
-                }
-            }
-            _ => {
-                self.fail(
-                    path,
-                    format!("invalid URL {text:?} (an absolute http:// or https:// URL)"),
-                );
-                None
-            }
-        }
+        self.absolute_url(path, text, true)
     }
 
     fn int(&mut self, path: &str, value: Option<i64>, default: i64, min: i64, max: i64) -> i64 {
@@ -122,10 +106,20 @@ impl Checker {
     }
 
     fn http_url(&mut self, path: &str, text: &str) -> Option<url::Url> {
+        self.absolute_url(path, text, false)
+    }
+
+    /// An absolute `http(s)` URL without a fragment, and without a query unless `query`.
+    fn absolute_url(&mut self, path: &str, text: &str, query: bool) -> Option<url::Url> {
         match url::Url::parse(text) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
-                if u.query().is_some() || u.fragment().is_some() {
-                    self.fail(path, format!("{text:?} must not have a query or fragment"));
+                if u.fragment().is_some() || (!query && u.query().is_some()) {
+                    let what = if query {
+                        "a fragment"
+                    } else {
+                        "a query or fragment"
+                    };
+                    self.fail(path, format!("{text:?} must not have {what}"));
                     None
                 } else {
                     Some(u)
