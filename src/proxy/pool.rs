@@ -130,7 +130,26 @@ enum Connections {
     /// Idle HTTP/1.1 connections, oldest first; taken from the end (most recent first).
     Http1(Mutex<Vec<Idle>>),
     /// The one HTTP/2 connection, shared (its handle is a cheap clone).
-    Http2(Mutex<Option<http2::SendRequest<UpstreamBody>>>),
+    Http2(Http2Conn),
+}
+
+struct Http2Conn {
+    /// The connection in use; a std mutex, held only to clone or replace the handle.
+    current: Mutex<Option<http2::SendRequest<UpstreamBody>>>,
+    /// Held while a connection is made (an async mutex: across the connect), so that
+    /// requests finding none at once wait for one connection rather than each make one.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Http2Conn {
+    fn open(&self) -> Option<http2::SendRequest<UpstreamBody>> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|s| !s.is_closed())
+            .cloned()
+    }
 }
 
 pub struct Pool {
@@ -147,7 +166,10 @@ impl Pool {
     fn new(origin: Uri, http2: bool, connector: Connector, timeouts: Timeouts) -> Arc<Pool> {
         let conns = match http2 {
             false => Connections::Http1(Mutex::new(Vec::new())),
-            true => Connections::Http2(Mutex::new(None)),
+            true => Connections::Http2(Http2Conn {
+                current: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+            }),
         };
         let pool = Arc::new(Pool {
             origin,
@@ -350,13 +372,13 @@ impl Pool {
         let Connections::Http2(shared) = &self.conns else {
             return Err(SendError::Connect("not an HTTP/2 pool".into()));
         };
-        if let Some(sender) = shared
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .filter(|s| !s.is_closed())
-        {
-            return Ok(sender.clone());
+        if let Some(sender) = shared.open() {
+            return Ok(sender);
+        }
+        let _connecting = shared.connecting.lock().await;
+        // Another request may have made one while this one waited.
+        if let Some(sender) = shared.open() {
+            return Ok(sender);
         }
         let io = self.dial().await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
@@ -369,8 +391,7 @@ impl Pool {
                 tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
             }
         });
-        // Two requests that found no connection at once both made one; the later stays.
-        *shared.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
+        *shared.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
         Ok(sender)
     }
 
