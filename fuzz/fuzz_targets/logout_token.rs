@@ -18,6 +18,8 @@
 
 mod common;
 
+use common::{object, Json};
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -99,40 +101,6 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// Any JSON value.
-#[derive(Arbitrary, Debug)]
-enum Json {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn value(&self) -> Value {
-        match self {
-            Json::Null => Value::Null,
-            Json::Bool(b) => Value::from(*b),
-            Json::Int(i) => Value::from(*i),
-            Json::Float(f) => Value::from(*f),
-            Json::Str(s) => Value::from(s.as_str()),
-            Json::Arr(a) => Value::Array(a.iter().map(Json::value).collect()),
-            Json::Obj(o) => object(o),
-        }
-    }
-}
-
-fn object(members: &[(String, Json)]) -> Value {
-    Value::Object(
-        members
-            .iter()
-            .map(|(k, v)| (k.clone(), v.value()))
-            .collect(),
-    )
-}
 
 /// A string claim: the right one, another string, or anything else.
 #[derive(Arbitrary, Debug)]

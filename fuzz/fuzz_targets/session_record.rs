@@ -20,6 +20,8 @@
 
 mod common;
 
+use common::Json;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -76,33 +78,6 @@ fn fixture() -> &'static Fixture {
             dpop_key: b64url(&pkcs8),
         }
     })
-}
-
-/// Any JSON value (claims).
-#[derive(Arbitrary, Debug)]
-enum Json {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn value(&self) -> serde_json::Value {
-        use serde_json::Value;
-        match self {
-            Json::Null => Value::Null,
-            Json::Bool(b) => Value::from(*b),
-            Json::Int(i) => Value::from(*i),
-            Json::Float(f) => Value::from(*f),
-            Json::Str(s) => Value::from(s.as_str()),
-            Json::Arr(a) => Value::Array(a.iter().map(Json::value).collect()),
-            Json::Obj(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), v.value())).collect()),
-        }
-    }
 }
 
 /// A time around now, or any at all.

@@ -98,3 +98,35 @@ pub fn known(finding: &str) -> bool {
         .iter()
         .any(|k| k == finding)
 }
+
+/// Any JSON value, from the fuzzer's bytes.
+#[derive(arbitrary::Arbitrary, Debug)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    pub fn value(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::from(*b),
+            Json::Int(i) => Value::from(*i),
+            Json::Float(f) => Value::from(*f),
+            Json::Str(s) => Value::from(s.as_str()),
+            Json::Arr(a) => Value::Array(a.iter().map(Json::value).collect()),
+            Json::Obj(o) => object(o),
+        }
+    }
+}
+
+/// A JSON object of `members`, in order (a later duplicate key wins).
+pub fn object(members: &[(String, Json)]) -> serde_json::Value {
+    serde_json::Value::Object(members.iter().map(|(k, v)| (k.clone(), v.value())).collect())
+}
