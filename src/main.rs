@@ -95,21 +95,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// A tokio runtime: one thread for a command; for serving, see [`runtime_builder`].
-fn runtime(serving: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
-    let mut builder = if serving {
-        runtime_builder()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-    };
-    builder.enable_all().build().map_err(|e| {
-        eprintln!("tokengate: cannot start the runtime: {e}");
-        ExitCode::FAILURE
-    })
+/// The runtime of a command, and of the first worker when serving (see `app::serve`):
+/// one thread, tokio's current-thread scheduler.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("tokengate: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 fn check_online(path: &std::path::Path, config: &Config) -> ExitCode {
-    let runtime = match runtime(false) {
+    let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -129,28 +128,6 @@ fn check_online(path: &std::path::Path, config: &Config) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// The tokio runtime: one worker thread per CPU this process may use (its affinity and
-/// CPU quota), or `TOKIO_WORKER_THREADS`. With a single thread, the current-thread
-/// scheduler: on one core the multi-thread scheduler with one worker served about 30 %
-/// fewer proxied requests per second for the same instructions per request — its cost
-/// is in how it parks and wakes, not in our code (bench/proxy.sh, docs/benchmarks.md).
-/// Nothing in the gateway blocks a worker (`block_in_place` is never used), so either
-/// scheduler runs it unchanged.
-fn runtime_builder() -> tokio::runtime::Builder {
-    let threads = std::env::var("TOKIO_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(threads);
-        builder
-    }
-}
-
 fn run(path: &std::path::Path) -> ExitCode {
     tokengate::logging::init();
     let config = match Config::load(path) {
@@ -163,14 +140,31 @@ fn run(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match runtime(true) {
+    // Workers: `server.workers`, or one per CPU this process may use (its affinity and
+    // CPU quota), as nginx's `worker_processes auto`.
+    let workers = config
+        .server
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let listen = config.server.listen;
+    let listeners = match tokengate::app::bind_public(listen, workers) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("tokengate: server.listen: cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };
     runtime.block_on(async {
-        let listen = config.server.listen;
         let admin_listen = config.server.admin_listen;
-        let listener = match tokio::net::TcpListener::bind(listen).await {
+        let listeners = match listeners
+            .into_iter()
+            .map(tokio::net::TcpListener::from_std)
+            .collect::<Result<Vec<_>, _>>()
+        {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("tokengate: server.listen: cannot listen on {listen}: {e}");
@@ -184,8 +178,8 @@ fn run(path: &std::path::Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(%listen, admin = %admin_listen, "tokengate listening");
-        match tokengate::app::serve(config, listener, admin, tokengate::shutdown::signal()).await {
+        tracing::info!(%listen, admin = %admin_listen, workers, "tokengate listening");
+        match tokengate::app::serve(config, listeners, admin, tokengate::shutdown::signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tokengate: {e}");

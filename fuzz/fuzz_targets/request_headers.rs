@@ -395,6 +395,7 @@ fuzz_target!(|data: &[u8]| {
         remote: SocketAddr::new(ip, 50_000),
         client_ip: HeaderValue::from_str(&ip.to_string()).expect("ip"),
         tls: false,
+        worker: 0,
     };
     let mix = cookie::scan(&sent, "__Host-Http-tokengate").mix;
     let upgrade = headers::is_upgrade(&sent);

@@ -113,10 +113,13 @@ pub struct Metrics {
     pub connections: Arc<OpenConnections>,
     /// By route index, then `/bff`, then requests no route matched.
     routes: Vec<RouteStats>,
+    /// The runtime of each worker, for the tasks alive in all of them.
+    runtimes: std::sync::Mutex<Vec<tokio::runtime::Handle>>,
 }
 
 impl Metrics {
-    pub fn new<'a>(route_prefixes: impl Iterator<Item = &'a str>) -> Metrics {
+    /// The metrics of a gateway with these routes and `workers` workers.
+    pub fn new<'a>(route_prefixes: impl Iterator<Item = &'a str>, workers: usize) -> Metrics {
         let mut routes: Vec<RouteStats> = route_prefixes.map(RouteStats::new).collect();
         routes.push(RouteStats::new("/bff"));
         routes.push(RouteStats::new("unmatched"));
@@ -126,9 +129,29 @@ impl Metrics {
             logins_completed: Counter::default(),
             logins_failed: Counter::default(),
             logouts: LogoutCounts::default(),
-            connections: Arc::default(),
+            connections: Arc::new(OpenConnections::new(workers)),
             routes,
+            runtimes: std::sync::Mutex::default(),
         }
+    }
+
+    /// Counts `runtime`'s tasks in `tokengate_tasks_alive` (each worker's, as it starts).
+    pub fn add_runtime(&self, runtime: tokio::runtime::Handle) {
+        self.runtimes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(runtime);
+    }
+
+    /// Tasks alive in the workers' runtimes (in the current one when none was added).
+    fn tasks_alive(&self) -> usize {
+        let runtimes = self.runtimes.lock().unwrap_or_else(|p| p.into_inner());
+        if runtimes.is_empty() {
+            return tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks();
+        }
+        runtimes.iter().map(|r| r.metrics().num_alive_tasks()).sum()
     }
 
     /// The figures of route `index`.
@@ -238,11 +261,20 @@ pub fn render(gw: &Gateway) -> String {
     );
     let _ = writeln!(
         out,
-        "# HELP tokengate_tasks_alive Tasks alive in the process's runtime.\n\
+        "# HELP tokengate_connections_accepted_total Connections accepted on the public listener, by worker.\n\
+         # TYPE tokengate_connections_accepted_total counter"
+    );
+    for (worker, n) in m.connections.accepted().enumerate() {
+        let _ = writeln!(
+            out,
+            "tokengate_connections_accepted_total{{worker=\"{worker}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tokengate_tasks_alive Tasks alive in the workers' runtimes.\n\
          # TYPE tokengate_tasks_alive gauge\ntokengate_tasks_alive {}",
-        tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
+        m.tasks_alive()
     );
     let _ = writeln!(
         out,

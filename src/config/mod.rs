@@ -63,6 +63,10 @@ pub struct ServerConfig {
     /// Client connections open at once on the public listener; one more is closed as it
     /// is accepted (and counted).
     pub max_connections: usize,
+    /// Worker threads serving the public listener, each with its own event loop,
+    /// listening socket and upstream connections; `None`: one per CPU the process may
+    /// use.
+    pub workers: Option<usize>,
 }
 
 #[derive(Clone, Debug)]

@@ -42,6 +42,7 @@ pub struct RawServer {
     pub shutdown_grace: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
     pub max_connections: Option<i64>,
+    pub workers: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

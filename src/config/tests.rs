@@ -283,6 +283,7 @@ fn edge_limits_and_trust_have_defaults_and_name_their_keys() {
         "nobody is trusted by default"
     );
     assert_eq!(c.server.max_connections, 10_000);
+    assert_eq!(c.server.workers, None, "one per CPU unless set");
     assert_eq!(c.upstream.read_timeout, Duration::from_secs(60));
     assert!(!c.routes[0].http2);
 
@@ -290,7 +291,7 @@ fn edge_limits_and_trust_have_defaults_and_name_their_keys() {
         .replace(
             "[oidc]",
             "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\", \"10.0.0.0/33\", \"lb\"]\n\
-             max_connections = 0\n[upstream]\nread_timeout = \"soon\"\n[oidc]",
+             max_connections = 0\nworkers = 0\n[upstream]\nread_timeout = \"soon\"\n[oidc]",
         )
         .replace("http://127.0.0.1:9100/base/", "h2c://127.0.0.1:9100/base/");
     let found = problems(&text);
@@ -298,11 +299,12 @@ fn edge_limits_and_trust_have_defaults_and_name_their_keys() {
         "server.trusted_proxies[2]",
         "server.trusted_proxies[3]",
         "server.max_connections",
+        "server.workers",
         "upstream.read_timeout",
     ] {
         assert!(found.iter().any(|p| p.starts_with(key)), "{key}: {found:?}");
     }
-    assert_eq!(found.len(), 4, "{found:?}");
+    assert_eq!(found.len(), 5, "{found:?}");
 
     let text = MINIMAL
         .replace(

@@ -218,6 +218,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         1,
         10_000_000,
     ) as usize;
+    let workers = s
+        .workers
+        .map(|n| c.int("server.workers", Some(n), 1, 1, 1024) as usize);
 
     // === [upstream]
     let u = &raw.upstream;
@@ -409,6 +412,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             shutdown_grace,
             trusted_proxies,
             max_connections,
+            workers,
         },
         upstream,
         oidc: OidcConfig {

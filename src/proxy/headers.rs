@@ -364,6 +364,7 @@ mod tests {
             remote: "192.0.2.7:50000".parse().expect("address"),
             client_ip: HeaderValue::from_static("192.0.2.7"),
             tls: false,
+            worker: 0,
         };
         let public = url::Url::parse("https://app.example").expect("url");
         let forwarding = Forwarding::new(&public, trusted);

@@ -62,14 +62,17 @@ pub fn forward<'a>(
         // One look at the cookies serves the session lookup and the upstream rewrite.
         let cookies = cookie::scan(req.headers(), gw.cookies.session());
         let mix = cookies.mix;
+        let worker = conn.worker;
         let credential = authorise(gw, route, req.headers(), cookies.named).await?;
         let (upstream_req, client_upgrade) =
             prepare(gw, route, req, conn, credential.authorization, mix)?;
         let resp = match credential.dpop {
-            None => send(gw, route, upstream_req).await?,
+            None => send(gw, route, worker, upstream_req).await?,
             // Boxed: its future holds two exchanges, and sized into every request's future
             // it would be moved about by the requests that carry no proof too.
-            Some(binding) => Box::pin(send_with_proof(gw, route, binding, upstream_req)).await?,
+            Some(binding) => {
+                Box::pin(send_with_proof(gw, route, worker, binding, upstream_req)).await?
+            }
         };
         respond(resp, client_upgrade)
     }
@@ -80,6 +83,7 @@ pub fn forward<'a>(
 async fn send_with_proof(
     gw: &Gateway,
     route: &Route,
+    worker: usize,
     binding: dpop::Binding,
     mut upstream_req: Request<UpstreamBody>,
 ) -> Result<Response<PooledBody>, Reject> {
@@ -91,10 +95,10 @@ async fn send_with_proof(
         .and_then(|path| route.absolute(path).ok())
         .ok_or(Reject::BadRequest("the request path cannot be forwarded"))?;
     let replay = dpop::sign(gw, &binding, &mut upstream_req, &target)?;
-    let resp = send(gw, route, upstream_req).await?;
+    let resp = send(gw, route, worker, upstream_req).await?;
     let again = dpop::retry(gw, &binding, replay, resp.status(), resp.headers(), &target)?;
     match again {
-        Some(req) => send(gw, route, req).await,
+        Some(req) => send(gw, route, worker, req).await,
         None => Ok(resp),
     }
 }
@@ -245,11 +249,12 @@ fn prepare(
 fn send<'a>(
     gw: &'a Gateway,
     route: &'a Route,
+    worker: usize,
     req: Request<UpstreamBody>,
 ) -> impl Future<Output = Result<Response<PooledBody>, Reject>> + 'a {
     async move {
         let started = Instant::now();
-        let sent = match gw.upstream.pool(route.index) {
+        let sent = match gw.upstream.pool(worker, route.index) {
             Ok(pool) => pool.send(req, started).await,
             Err(e) => Err(e),
         };

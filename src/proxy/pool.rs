@@ -19,7 +19,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -68,46 +68,59 @@ pub struct Timeouts {
     pub read: Duration,
 }
 
-/// The pools of every route's upstream, indexed by route.
+/// The pools of every route's upstream, for each worker, indexed by route.
+///
+/// Each worker (an event loop of its own, see `app::serve`) has pools of its own: a
+/// connection is made, driven and reused on the one thread whose requests it carries, so
+/// no request wakes another thread to reach its upstream, as nginx's workers each keep
+/// their own upstream connections.
 pub struct Upstreams {
-    by_route: Vec<Arc<Pool>>,
+    by_worker: Vec<Vec<Arc<Pool>>>,
 }
 
 impl Upstreams {
-    /// One pool per distinct upstream origin and protocol among `routes`; routes to the
-    /// same origin share it. `http1` and `http2` are the connectors for each protocol.
+    /// For each of `workers` workers, one pool per distinct upstream origin and protocol
+    /// among `routes`; routes to the same origin share it. `http1` and `http2` are the
+    /// connectors for each protocol.
     pub fn new(
         routes: &[Route],
-        http1: Connector,
-        http2: Connector,
+        http1: &Connector,
+        http2: &Connector,
         timeouts: Timeouts,
+        workers: usize,
     ) -> Upstreams {
-        let mut origins: Vec<(Uri, bool, Arc<Pool>)> = Vec::new();
-        let by_route = routes
-            .iter()
-            .map(|route| {
-                let origin = route.upstream.origin();
-                let h2 = route.upstream.http2;
-                if let Some((_, _, pool)) =
-                    origins.iter().find(|(o, p, _)| *o == origin && *p == h2)
-                {
-                    return pool.clone();
-                }
-                let connector = if h2 { http2.clone() } else { http1.clone() };
-                let pool = Pool::new(origin.clone(), h2, connector, timeouts);
-                origins.push((origin, h2, pool.clone()));
-                pool
+        let by_worker = (0..workers.max(1))
+            .map(|_| {
+                let mut origins: Vec<(Uri, bool, Arc<Pool>)> = Vec::new();
+                routes
+                    .iter()
+                    .map(|route| {
+                        let origin = route.upstream.origin();
+                        let h2 = route.upstream.http2;
+                        if let Some((_, _, pool)) =
+                            origins.iter().find(|(o, p, _)| *o == origin && *p == h2)
+                        {
+                            return pool.clone();
+                        }
+                        let connector = if h2 { http2.clone() } else { http1.clone() };
+                        let pool = Pool::new(origin.clone(), h2, connector, timeouts);
+                        origins.push((origin, h2, pool.clone()));
+                        pool
+                    })
+                    .collect()
             })
             .collect();
-        Upstreams { by_route }
+        Upstreams { by_worker }
     }
 
-    /// The pool of route `index`'s upstream origin. (A lookup, not an `async fn` that
-    /// sends: each layer of future around the exchange moves the request once more.)
-    pub fn pool(&self, index: usize) -> Result<&Arc<Pool>, SendError> {
-        self.by_route
-            .get(index)
-            // Routes and pools are built from the same list; this cannot happen.
+    /// The pool of route `index`'s upstream origin for `worker`. (A lookup, not an
+    /// `async fn` that sends: each layer of future around the exchange moves the request
+    /// once more.)
+    pub fn pool(&self, worker: usize, index: usize) -> Result<&Arc<Pool>, SendError> {
+        self.by_worker
+            .get(worker)
+            .and_then(|pools| pools.get(index))
+            // Pools are built for every worker and route at start; this cannot happen.
             .ok_or_else(|| SendError::Connect("no pool for this route".into()))
     }
 }
@@ -160,6 +173,8 @@ pub struct Pool {
     conns: Connections,
     /// Idle prunes so far; one every `prune_period(idle)`.
     sweeps: AtomicU64,
+    /// Set once the prune task runs (HTTP/1.1 pools, from their first connection).
+    pruning: Once,
 }
 
 impl Pool {
@@ -171,17 +186,23 @@ impl Pool {
                 connecting: tokio::sync::Mutex::new(()),
             }),
         };
-        let pool = Arc::new(Pool {
+        Arc::new(Pool {
             origin,
             connector,
             timeouts,
             conns,
             sweeps: AtomicU64::new(0),
-        });
-        if let (Ok(rt), false) = (tokio::runtime::Handle::try_current(), http2) {
-            let weak = Arc::downgrade(&pool);
-            let period = prune_period(timeouts.idle);
-            rt.spawn(async move {
+            pruning: Once::new(),
+        })
+    }
+
+    /// Starts pruning idle connections, on the runtime of the worker whose connections
+    /// they are (the one making its first connection); once.
+    fn start_pruning(self: &Arc<Self>) {
+        self.pruning.call_once(|| {
+            let weak = Arc::downgrade(self);
+            let period = prune_period(self.timeouts.idle);
+            tokio::spawn(async move {
                 let mut tick = tokio::time::interval(period);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 tick.tick().await;
@@ -193,8 +214,7 @@ impl Pool {
                     }
                 }
             });
-        }
-        pool
+        });
     }
 
     /// Sends `req` upstream, up to the response head, which must come within the response
@@ -350,7 +370,8 @@ impl Pool {
             .map_err(SendError::Connect)
     }
 
-    async fn connect_http1(&self) -> Result<Conn, SendError> {
+    async fn connect_http1(self: &Arc<Self>) -> Result<Conn, SendError> {
+        self.start_pruning();
         let io = self.dial().await?;
         let (sender, conn) = http1::Builder::new()
             // The whole response head, status line included: a larger one is refused.

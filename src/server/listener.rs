@@ -33,6 +33,8 @@ pub struct ConnInfo {
     /// connection, not for every request on it; cloning it is a reference count.
     pub client_ip: HeaderValue,
     pub tls: bool,
+    /// The worker that accepted the connection: whose upstream pools its requests use.
+    pub worker: usize,
 }
 
 /// Limits on what a client may send before its request is handled.
@@ -64,18 +66,42 @@ fn builder(limits: &Limits, heads: HeadTimer) -> auto::Builder<TokioExecutor> {
 }
 
 /// Connections currently open on a listener, for `/metrics` and for tests that prove a
-/// fault leaves none behind, and those refused for `server.max_connections`.
-#[derive(Default)]
-pub struct OpenConnections(AtomicI64, AtomicU64);
+/// fault leaves none behind; those refused for `server.max_connections`; and those each
+/// worker accepted (how evenly the kernel spreads them).
+pub struct OpenConnections {
+    open: AtomicI64,
+    refused: AtomicU64,
+    accepted: Box<[AtomicU64]>,
+}
+
+impl Default for OpenConnections {
+    fn default() -> Self {
+        OpenConnections::new(1)
+    }
+}
 
 impl OpenConnections {
+    /// The counts of a listener served by `workers` workers.
+    pub fn new(workers: usize) -> OpenConnections {
+        OpenConnections {
+            open: AtomicI64::new(0),
+            refused: AtomicU64::new(0),
+            accepted: (0..workers.max(1)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
     pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
+        self.open.load(Ordering::Relaxed)
     }
 
     /// Connections closed as they were accepted, the listener being full.
     pub fn refused(&self) -> u64 {
-        self.1.load(Ordering::Relaxed)
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted so far, by worker.
+    pub fn accepted(&self) -> impl Iterator<Item = u64> + '_ {
+        self.accepted.iter().map(|n| n.load(Ordering::Relaxed))
     }
 }
 
@@ -83,21 +109,26 @@ impl OpenConnections {
 struct Counted(Arc<OpenConnections>);
 
 impl Counted {
-    fn new(open: Arc<OpenConnections>) -> Counted {
-        open.0.fetch_add(1, Ordering::Relaxed);
+    fn new(open: Arc<OpenConnections>, worker: usize) -> Counted {
+        open.open.fetch_add(1, Ordering::Relaxed);
+        if let Some(n) = open.accepted.get(worker) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
         Counted(open)
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, Ordering::Relaxed);
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// Serves `listener` until `shutdown` fires, then drains.
+/// Serves `listener` until `shutdown` fires, then drains; `worker` is the worker whose
+/// runtime this runs on (see `app::serve`).
 pub async fn run<H, F>(
     listener: TcpListener,
+    worker: usize,
     tls: Option<TlsAcceptor>,
     limits: Limits,
     mut shutdown: Shutdown,
@@ -126,7 +157,7 @@ pub async fn run<H, F>(
         if open.get() >= i64::try_from(limits.max_connections).unwrap_or(i64::MAX) {
             // Full: closed at once, before a byte is read (nginx does the same when its
             // worker_connections run out); the client may try again.
-            open.1.fetch_add(1, Ordering::Relaxed);
+            open.refused.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%remote, "server.max_connections reached; connection closed");
             drop(stream);
             continue;
@@ -137,6 +168,7 @@ pub async fn run<H, F>(
             client_ip: HeaderValue::try_from(remote.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             tls: tls.is_some(),
+            worker,
         };
         let handler = handler.clone();
         // The handler's own future, mapped to hyper's `Result`: no `async` block around
@@ -146,7 +178,7 @@ pub async fn run<H, F>(
         let ticket = drain.admit();
         let tls = tls.clone();
         let handshake_limit = limits.header_read_timeout;
-        let counted = Counted::new(open.clone());
+        let counted = Counted::new(open.clone(), worker);
         tokio::spawn(async move {
             let _counted = counted;
             let result =

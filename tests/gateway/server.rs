@@ -191,3 +191,63 @@ async fn closes_within(conn: &mut tokio::net::TcpStream, limit: Duration) -> boo
     .await
     .is_ok()
 }
+
+/// `server.workers = 2`: the binary serves its port from two workers, each with a socket
+/// and runtime of its own. Requests over many connections all carry the session's token
+/// whichever worker took them, the kernel hands both workers some, and SIGTERM stops both.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_share_the_port_and_the_sessions() {
+    let mut gw = TestGateway::start_with(Setup {
+        server_extra: "workers = 2".into(),
+        process: true,
+        ..Setup::default()
+    })
+    .await;
+    let b = gw.logged_in("alice").await;
+    let cookie = format!(
+        "tokengate={}",
+        b.cookie("tokengate").expect("session cookie")
+    );
+    // No connection reuse: every request is a new connection, for the kernel to place.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    for i in 0..32 {
+        let resp = client
+            .get(gw.url(&format!("/api/worker-{i}")))
+            .header("cookie", &cookie)
+            .header("x-csrf", "1")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200, "request {i}");
+        let seen: serde_json::Value = resp.json().await.expect("json");
+        assert_eq!(seen["token"]["valid"], true, "request {i}: {seen}");
+    }
+    let metrics = gw.metrics_text().await;
+    for worker in ["0", "1"] {
+        let accepted: u64 = metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "tokengate_connections_accepted_total{{worker=\"{worker}\"}} "
+                ))?
+                .parse()
+                .ok()
+            })
+            .unwrap_or_else(|| panic!("worker {worker}'s count in /metrics:\n{metrics}"));
+        assert!(accepted > 0, "worker {worker} accepted none:\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("worker=\"2\""),
+        "two workers, not more:\n{metrics}"
+    );
+
+    gw.stop_process().await;
+    assert!(
+        tokio::net::TcpStream::connect(gw.addr).await.is_err(),
+        "the port is closed once the process has stopped"
+    );
+    assert!(!gw.log().contains("panicked"), "{}", gw.log());
+}

@@ -44,7 +44,7 @@ impl Instance {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = tokengate::app::serve(config, listener, admin, shutdown).await {
+            if let Err(e) = tokengate::app::serve(config, vec![listener], admin, shutdown).await {
                 panic!("gateway failed to start: {e}");
             }
         });
