@@ -1,12 +1,18 @@
-// A browser's login over plain HTTP, for the benchmark drivers: /bff/login → the test
-// provider's form → credentials → /bff/callback, with a cookie jar of its own, so each
-// login is a login of its own at the provider too. Every request has a 10-second limit.
+// A browser's login, for the benchmark drivers: /bff/login → the test provider's form →
+// credentials → /bff/callback, with a cookie jar of its own, so each login is a login of
+// its own at the provider too. Every request has a 10-second limit.
 
-const SESSION_COOKIE = 'tokengate';
+// The session cookie's name: with an https public URL tokengate gives it the `__Host-Http-`
+// prefix. (The jar below ignores the Secure attribute, which a browser would honour: the
+// benchmarks only ever send these cookies back to the gateway that set them.)
+export function sessionCookieName(gateway) {
+  return gateway.startsWith('https:') ? '__Host-Http-tokengate' : 'tokengate';
+}
 
-// Logs in at `gateway` (tokengate's public URL, plain http); resolves to the session
+// Logs in at `gateway` (tokengate's public URL, http or https); resolves to the session
 // cookie's value.
 export async function login(gateway, user = 'alice', password = 'alice-password') {
+  const SESSION_COOKIE = sessionCookieName(gateway);
   const jar = new Map();
   const send = async (url, init = {}) => {
     const headers = { ...init.headers };

@@ -7,11 +7,48 @@
 
 . scripts/lib.sh
 
-# Which CPU does what on a 2-core machine: the server under test gets a core of its own,
-# the load (wrk), the upstream and the provider share the other. Override with
-# PROXY_CPU / LOAD_CPU (e.g. on a bigger machine).
+# MODE — where the processes run and how many workers each server gets.
+#   auto    what a user gets: nothing pinned, every server at its default worker count —
+#           nginx with `worker_processes auto` (the proxies under test and the small
+#           upstream alike: an upstream held to one worker would be the limit of every
+#           target at once), tokengate with neither TOKIO_WORKER_THREADS nor
+#           `server.workers` (it picks its own count), wrk with one thread per core (never
+#           more threads than connections), all on the same machine.
+#   pinned  the one-core comparison: the server under test alone on PROXY_CPU — nginx
+#           with `worker_processes 1`, tokengate with one worker — and the load (wrk, one
+#           thread), the upstream (one worker) and the provider sharing LOAD_CPU.
+# bench/proxy.sh, bench/h2.sh and bench/store-miss.sh set auto before sourcing this; a
+# script that sets nothing runs pinned, as it was written for (bench/hyper-floor.sh
+# samples PROXY_CPU alone with perf).
+MODE="${MODE:-pinned}"
+case "$MODE" in
+  auto | pinned) ;;
+  *) echo "MODE must be auto or pinned, not '$MODE'" >&2; exit 2 ;;
+esac
+
+# Which CPU does what in pinned mode on a 2-core machine: the server under test gets a
+# core of its own, the load (wrk), the upstream and the provider share the other.
+# Override with PROXY_CPU / LOAD_CPU (e.g. on a bigger machine).
 PROXY_CPU="${PROXY_CPU:-1}"
 LOAD_CPU="${LOAD_CPU:-0}"
+
+# placed CPU — the words that start a command on CPU: `taskset -c CPU` in pinned mode;
+# in auto mode `env`, which only runs the command (it execs it, so a background job's
+# PID is the command's own).
+placed() {
+  if [ "$MODE" = pinned ]; then echo "taskset -c $1"; else echo env; fi
+}
+
+# mode_line [LOAD_GENERATOR] — how the processes ran, for a report (the load generator
+# is wrk unless named).
+mode_line() {
+  local load="${1:-wrk}"
+  if [ "$MODE" = pinned ]; then
+    echo "pinned: proxies on CPU $PROXY_CPU (one worker each), $load (-t1) + upstream + provider on CPU $LOAD_CPU"
+  else
+    echo "unpinned, default worker counts (nginx worker_processes auto, tokengate its own); $load -t$(nproc) (fewer at fewer connections) on the same machine"
+  fi
+}
 
 bench_init() {
   apt_install_missing curl:curl nginx:nginx wrk:wrk python3:python3
@@ -26,11 +63,11 @@ bench_init() {
 }
 
 # release_build — the release binary the benchmarks measure; sets $BIN, and $BUILD to
-# say which it is. PGO=1 (the default): the profile-guided build of scripts/build-release
-# (pgo_build). PGO=0: the plain release build.
+# say which it is. PGO=0 (the default): the plain `cargo build --release`, what a user
+# builds. PGO=1: the profile-guided build of `PGO=1 scripts/build-release` (pgo_build).
 release_build() {
-  if [ "${PGO:-1}" = 0 ]; then
-    log "building tokengate (release, no profile)"
+  if [ "${PGO:-0}" = 0 ]; then
+    log "building tokengate (release)"
     cargo build --release --quiet
     BIN="$CARGO_TARGET_DIR/release/tokengate"
     BUILD="release"
@@ -80,12 +117,13 @@ llvm_tools() {
 }
 
 # pgo_train BIN RAW_DIR — the run the profile is made of: BIN (instrumented) in front of
-# the small upstream, on PROXY_CPU as in the benchmarks; 20 logins through the provider's
-# form, then wrk on the `token = "user"` route (64 and 16 connections), the
-# `token = "none"` route and /bff/user. Stopped by SIGTERM, BIN writes its counts under
-# RAW_DIR. Everything it starts is stopped before it returns.
+# the small upstream, pinned to PROXY_CPU whatever MODE the caller runs in, so that one
+# binary always gets the same profile (pgo_build keeps it while the binary is the same);
+# 20 logins through the provider's form, then wrk on the `token = "user"` route (64 and
+# 16 connections), the `token = "none"` route and /bff/user. Stopped by SIGTERM, BIN
+# writes its counts under RAW_DIR. Everything it starts is stopped before it returns.
 pgo_train() {
-  local BIN="$1" raw="$2" up gw admin started=() url pid
+  local BIN="$1" raw="$2" up gw admin started=() url pid MODE=pinned
   up=$(free_port) gw=$(free_port) admin=$(free_port)
   log "running the instrumented build on the hot path (about 30 s)"
   upstream_start "$up" pgo-upstream
@@ -136,19 +174,28 @@ wait_http() { # wait_http URL — until it answers 2xx, up to 30 s
   exit 1
 }
 
-# A small JSON API: nginx answering every request with 200 and a fixed body, one worker
-# on LOAD_CPU, from its own config in $work (never the system's nginx service).
+# A small JSON API: nginx answering every request with 200 and a fixed body (one worker
+# on LOAD_CPU when pinned), from its own config in $work (never the system's nginx
+# service).
 UPSTREAM_BODY='{"id":42,"name":"widget","tags":["small","json"],"ok":true}'
 
-# nginx_start NAME CONFIG_BODY CPU — an nginx of its own under $work/NAME, pinned to CPU.
+# nginx_start NAME CONFIG_BODY CPU — an nginx of its own under $work/NAME: pinned, one
+# worker on CPU; in auto mode `worker_processes auto` (one per core), anywhere.
 nginx_start() {
-  local dir="$work/$1"
+  local dir="$work/$1" workers=auto
+  [ "$MODE" = pinned ] && workers=1
+  # Started as root, nginx runs its workers as nobody, and they write request bodies
+  # larger than client_body_buffer_size (16 KiB) to files under $dir/body: they must
+  # be able to pass through $work, which mktemp made for its owner alone. Each such body
+  # is also a warning in the error log; the log keeps nginx's default level, `error`, so
+  # that it does not cost a write per request.
+  chmod 711 "$work"
   mkdir -p "$dir/logs"
   cat >"$dir/nginx.conf" <<CONF
 daemon off;
-worker_processes 1;
+worker_processes $workers;
 pid $dir/nginx.pid;
-error_log $dir/logs/error.log warn;
+error_log $dir/logs/error.log error;
 events { worker_connections 4096; }
 http {
   access_log off;
@@ -161,7 +208,7 @@ http {
   $2
 }
 CONF
-  bench_bg taskset -c "$3" nginx -p "$dir" -e "$dir/logs/error.log" -c "$dir/nginx.conf"
+  bench_bg $(placed "$3") nginx -p "$dir" -e "$dir/logs/error.log" -c "$dir/nginx.conf"
 }
 
 upstream_start() { # upstream_start PORT [NAME] — NAME: its directory under $work
@@ -175,12 +222,18 @@ upstream_start() { # upstream_start PORT [NAME] — NAME: its directory under $w
   wait_http "http://127.0.0.1:$1/"
 }
 
-# provider_start GATEWAY_PORT — the test provider for a gateway on GATEWAY_PORT, pinned
-# to LOAD_CPU; sets $issuer and $op_url. OP_ACCESS_TOKEN_TTL passes through.
+# provider_start GATEWAY... — the test provider (on LOAD_CPU when pinned) for the
+# gateways named, each by its port (public URL http://127.0.0.1:PORT) or by its public
+# URL (e.g. https://…); sets $issuer and $op_url. OP_ACCESS_TOKEN_TTL passes through.
 provider_start() {
-  local out="$work/provider.out" _
-  OP_REDIRECT_URIS="http://127.0.0.1:$1/bff/callback" OP_POST_LOGOUT_REDIRECT_URIS="http://127.0.0.1:$1/" \
-    bench_bg taskset -c "$LOAD_CPU" node tests/op/server.mjs >"$out" 2>"$work/provider.log"
+  local out="$work/provider.out" _ gw redirects=() logouts=()
+  for gw in "$@"; do
+    case "$gw" in *://*) ;; *) gw="http://127.0.0.1:$gw" ;; esac
+    redirects+=("$gw/bff/callback")
+    logouts+=("$gw/")
+  done
+  OP_REDIRECT_URIS="$(IFS=,; echo "${redirects[*]}")" OP_POST_LOGOUT_REDIRECT_URIS="$(IFS=,; echo "${logouts[*]}")" \
+    bench_bg $(placed "$LOAD_CPU") node tests/op/server.mjs >"$out" 2>"$work/provider.log"
   for _ in $(seq 1 300); do grep -q '"ready":true' "$out" 2>/dev/null && break; sleep 0.1; done
   issuer="$(sed -n 's/.*"issuer":"\([^"]*\)".*/\1/p' "$out")"
   [ -n "$issuer" ] || { echo "the test provider did not start:" >&2; cat "$work/provider.log" >&2; exit 1; }
@@ -189,21 +242,37 @@ provider_start() {
 
 # gateway_config FILE GATEWAY_PORT ADMIN_PORT UPSTREAM_PORT [REFRESH_BEFORE_EXPIRY] — a
 # memory-store config: /api a `token = "user"` route, everything else `token = "none"`,
-# both to the same upstream.
+# both to the same upstream. Pinned, it asks for one worker (`server.workers`); in auto
+# mode it leaves the count to tokengate. Optional environment:
+#   GW_TLS_CERT, GW_TLS_KEY  serve TLS with these PEM files; the public URL is https
+#   GW_SESSION               the [session] lines in place of `store = "memory"`
+#   GW_KEY                   the session key (default: a fresh one), for two configs
+#                            that read the same stored sessions
 gateway_config() {
+  local scheme=http server_extra="" session="${GW_SESSION:-store = \"memory\"}" key="${GW_KEY:-}"
+  [ -n "$key" ] || key="$("$BIN" keygen)"
+  if [ -n "${GW_TLS_CERT:-}" ]; then
+    scheme=https
+    server_extra="tls = { cert = \"$GW_TLS_CERT\", key = \"$GW_TLS_KEY\" }"
+  fi
+  if [ "$MODE" = pinned ]; then
+    server_extra="$server_extra
+workers = 1"
+  fi
   cat >"$1" <<TOML
 [server]
 listen = "127.0.0.1:$2"
-public_url = "http://127.0.0.1:$2"
+public_url = "$scheme://127.0.0.1:$2"
 admin_listen = "127.0.0.1:$3"
+$server_extra
 [oidc]
 issuer = "$issuer"
 client_id = "gateway"
 client_secret = "gateway-secret"
 auth_params = { prompt = "consent" }
 [session]
-keys = ["$("$BIN" keygen)"]
-store = "memory"
+keys = ["$key"]
+$session
 [tokens]
 refresh_before_expiry = "${5:-60s}"
 [[route]]
@@ -217,14 +286,20 @@ token = "none"
 TOML
 }
 
-# gateway_start CONFIG [WRAPPER...] — tokengate ($BIN) on PROXY_CPU with one tokio worker
-# thread (the same one core nginx gets), run under WRAPPER if given (e.g. valgrind); sets
-# $gw_pid.
+# gateway_start CONFIG [WRAPPER...] — tokengate ($BIN), run under WRAPPER if given (e.g.
+# valgrind); sets $gw_pid. Pinned: on PROXY_CPU with one tokio worker thread (the same
+# one core nginx gets). Auto: anywhere, TOKIO_WORKER_THREADS taken out of its
+# environment, so the worker count is tokengate's own choice.
 gateway_start() {
-  local config="$1"
+  local config="$1" how
   shift
-  RUST_LOG="${RUST_LOG:-info}" TOKIO_WORKER_THREADS=1 \
-    bench_bg taskset -c "$PROXY_CPU" "$@" "$BIN" run --config "$config" >>"$work/gateway.log" 2>&1
+  if [ "$MODE" = pinned ]; then
+    how="env TOKIO_WORKER_THREADS=1 taskset -c $PROXY_CPU"
+  else
+    how="env -u TOKIO_WORKER_THREADS"
+  fi
+  RUST_LOG="${RUST_LOG:-info}" \
+    bench_bg $how "$@" "$BIN" run --config "$config" >>"$work/gateway.log" 2>&1
   gw_pid=$last_pid
 }
 
@@ -265,14 +340,43 @@ login_once() {
   [ "$status" = 200 ] || { echo "$2 answered $status with the session, not 200" >&2; exit 1; }
 }
 
+# cpu_ticks PID — user and system clock ticks of PID and its children so far: an nginx
+# master and all its workers; a process's line in /proc counts all its threads.
+cpu_ticks() {
+  local pid total=0 f
+  for pid in "$1" $(pgrep -P "$1"); do
+    read -ra f <"/proc/$pid/stat"
+    # Fields 14 and 15 (utime, stime), counted after the command name, which has no space.
+    total=$((total + f[13] + f[14]))
+  done
+  echo "$total"
+}
+hz=$(getconf CLK_TCK)
+
+# cpu_us_per CPU_TICKS REQUESTS — microseconds of CPU per request.
+cpu_us_per() {
+  awk -v t="$1" -v hz="$hz" -v n="$2" 'BEGIN { printf "%.2f", n ? t / hz / n * 1e6 : 0 }'
+}
+
 rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
 
-# wrk_run OUT CONNS SECONDS URL [wrk args...] — wrk on LOAD_CPU, one thread, latency
-# distribution on; its output goes to OUT.
+# load_threads CONNS — how many threads the load generator gets: one when pinned (it
+# shares LOAD_CPU); in auto mode one per core, but never more than CONNS (wrk and h2load
+# need a connection for each thread).
+load_threads() {
+  local n
+  n=$(nproc)
+  [ "$MODE" = pinned ] && n=1
+  [ "$1" -lt "$n" ] && n=$1
+  echo "$n"
+}
+
+# wrk_run OUT CONNS SECONDS URL [wrk args...] — wrk (on LOAD_CPU with one thread when
+# pinned; load_threads), latency distribution on; its output goes to OUT.
 wrk_run() {
   local out="$1" conns="$2" secs="$3" url="$4"
   shift 4
-  taskset -c "$LOAD_CPU" wrk -t1 -c "$conns" -d "${secs}s" --timeout 10s --latency "$@" "$url" >"$out"
+  $(placed "$LOAD_CPU") wrk -t"$(load_threads "$conns")" -c "$conns" -d "${secs}s" --timeout 10s --latency "$@" "$url" >"$out"
 }
 
 # wrk_figures OUT — "requests/s p50_ms p99_ms failed" from wrk's output (failed: non-2xx

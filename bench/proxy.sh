@@ -24,19 +24,26 @@
 #
 # POST_BYTES=N makes every request a POST with a JSON body of N bytes (at least 11),
 # framed by Content-Length: what an SPA's writes cost, through each proxy to the same
-# upstream.
+# upstream. nginx keeps its defaults here too: a body larger than client_body_buffer_size
+# (16 KiB) goes to a temporary file before it is sent on (POST_BYTES=65536 measures that).
 #
-# CPUs (2-core machine): the proxy under test — nginx with `worker_processes 1`, or
-# tokengate with one tokio worker thread — runs alone on PROXY_CPU (default 1); wrk (one
-# thread), the upstream nginx (one worker) and the provider share LOAD_CPU (default 0).
+# MODE=auto (the default) measures what a user gets: nothing pinned, nginx with
+# `worker_processes auto` (the proxies and the upstream), tokengate at its own worker
+# count, wrk with one thread per core (one at one connection) on the same machine; the
+# CPU column counts every nginx worker and every tokengate thread. MODE=pinned is the
+# one-core comparison: the proxy under test — nginx with `worker_processes 1`, or
+# tokengate with one worker — alone on PROXY_CPU (default 1); wrk (one thread), the
+# upstream nginx (one worker) and the provider share LOAD_CPU (default 0). See MODE in
+# bench/lib.sh.
 #
-# tokengate is the profile-guided release build of scripts/build-release; PGO=0 measures
-# the plain `cargo build --release` instead.
+# tokengate is the plain `cargo build --release`; PGO=1 measures the profile-guided build
+# of `PGO=1 scripts/build-release` instead.
 #
-#   bench/proxy.sh        env: DURATION (10), ROUNDS (3), CONNS ("1 16 64"), PGO (1),
-#                              POST_BYTES (0: GET)
+#   bench/proxy.sh        env: MODE (auto), DURATION (10), ROUNDS (3), CONNS ("1 16 64"),
+#                              PGO (0), POST_BYTES (0: GET)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+MODE="${MODE:-auto}"
 . bench/lib.sh
 DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-3}"
@@ -50,8 +57,8 @@ echo "commit:  $(git rev-parse --short HEAD); build: $BUILD"
 
 upstream_start "$UP"
 up_pid=$last_pid
-# nginx_proxy NAME PORT [DIRECTIVE] — nginx as a plain reverse proxy to the upstream, on
-# PROXY_CPU, with one more directive in its location.
+# nginx_proxy NAME PORT [DIRECTIVE] — nginx as a plain reverse proxy to the upstream (on
+# PROXY_CPU when pinned), with one more directive in its location.
 nginx_proxy() {
   nginx_start "$1" "upstream api { server 127.0.0.1:$UP; keepalive 128; }
   server {
@@ -76,10 +83,14 @@ OP_ACCESS_TOKEN_TTL=7200 provider_start "$GW"
 gateway_config "$work/gateway.toml" "$GW" "$ADMIN" "$UP"
 
 # === Start-up time to ready, five times =================================================
+# On PROXY_CPU when pinned; in auto mode anywhere, at tokengate's own worker count.
 log "start-up time to ready"
-python3 - "$BIN" "$work/gateway.toml" "$ADMIN" "$PROXY_CPU" <<'PY'
+startup_cpu=""
+[ "$MODE" = pinned ] && startup_cpu="$PROXY_CPU"
+env -u TOKIO_WORKER_THREADS python3 - "$BIN" "$work/gateway.toml" "$ADMIN" "$startup_cpu" <<'PY'
 import http.client, os, statistics, subprocess, sys, time
-binary, config, admin, cpu = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+binary, config, admin = sys.argv[1], sys.argv[2], int(sys.argv[3])
+pin = (lambda: os.sched_setaffinity(0, {int(sys.argv[4])})) if sys.argv[4] else None
 def ready():
     try:
         c = http.client.HTTPConnection("127.0.0.1", admin, timeout=1)
@@ -91,7 +102,7 @@ times = []
 for _ in range(5):
     t0 = time.monotonic()
     p = subprocess.Popen([binary, "run", "--config", config], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+                         stderr=subprocess.DEVNULL, preexec_fn=pin)
     while not ready():
         if time.monotonic() - t0 > 10:
             p.kill()
@@ -126,19 +137,9 @@ declare -A url=(
   [tg-none]="http://127.0.0.1:$GW/public/items"
 )
 targets=(upstream nginx nginx+tok tg-user tg-none)
-# The process that serves each target (nginx: its master, whose worker is counted too).
+# The process that serves each target (nginx: its master, whose workers are counted too;
+# tokengate: one process, its threads all in its figures).
 declare -A server_pid=([upstream]=$up_pid [nginx]=$ngx_pid [nginx+tok]=$ngxt_pid [tg-user]=$gw_pid [tg-none]=$gw_pid)
-# cpu_ticks PID — user and system clock ticks of PID and its children so far.
-cpu_ticks() {
-  local pid total=0 f
-  for pid in "$1" $(pgrep -P "$1"); do
-    read -ra f <"/proc/$pid/stat"
-    # Fields 14 and 15 (utime, stime), counted after the command name, which has no space.
-    total=$((total + f[13] + f[14]))
-  done
-  echo "$total"
-}
-hz=$(getconf CLK_TCK)
 
 load=("${headers[@]}")
 if [ "$POST_BYTES" -gt 0 ]; then
@@ -171,7 +172,7 @@ for round in $(seq 1 "$ROUNDS"); do
       wrk_run "$work/wrk.out" "$c" "$DURATION" "${url[$t]}" "${load[@]}"
       after=$(cpu_ticks "${server_pid[$t]}")
       requests=$(awk '/ requests in / { print $1 }' "$work/wrk.out")
-      cpu_us=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.2f", n ? t / hz / n * 1e6 : 0 }')
+      cpu_us=$(cpu_us_per $((after - before)) "$requests")
       fig="$(wrk_figures "$work/wrk.out")"
       echo "$t $c $round $fig $cpu_us" >>"$results"
       log "round $round/$ROUNDS, $c connections, $t: $fig $cpu_us (requests/s p50 p99 failed cpu-µs/request)"
@@ -183,7 +184,7 @@ loaded_rss=$(rss_kib "$gw_pid")
 # === Report =================================================================================
 echo
 echo "machine after the run: $(machine_line)"
-echo "median of $ROUNDS rounds of ${DURATION} s; proxies on CPU $PROXY_CPU, wrk + upstream + provider on CPU $LOAD_CPU"
+echo "median of $ROUNDS rounds of ${DURATION} s; $(mode_line)"
 awk -v conns="$CONNS" '
   function median(list,   n, a, i, j, t) {
     n = split(list, a, " ")
