@@ -11,8 +11,8 @@
 #   auto    what a user gets: nothing pinned, every server at its default worker count —
 #           nginx with `worker_processes auto` (the proxies under test and the small
 #           upstream alike: an upstream held to one worker would be the limit of every
-#           target at once), tokengate with neither TOKIO_WORKER_THREADS nor
-#           `server.workers` (it picks its own count), wrk with one thread per core (never
+#           target at once), tokengate without `server.workers` (one worker per core,
+#           its default), wrk with one thread per core (never
 #           more threads than connections), all on the same machine.
 #   pinned  the one-core comparison: the server under test alone on PROXY_CPU — nginx
 #           with `worker_processes 1`, tokengate with one worker — and the load (wrk, one
@@ -287,16 +287,15 @@ TOML
 }
 
 # gateway_start CONFIG [WRAPPER...] — tokengate ($BIN), run under WRAPPER if given (e.g.
-# valgrind); sets $gw_pid. Pinned: on PROXY_CPU with one tokio worker thread (the same
-# one core nginx gets). Auto: anywhere, TOKIO_WORKER_THREADS taken out of its
-# environment, so the worker count is tokengate's own choice.
+# valgrind); sets $gw_pid. Pinned: on PROXY_CPU (the config says `workers = 1`: the same
+# one core nginx gets). Auto: anywhere, at tokengate's default worker count.
 gateway_start() {
   local config="$1" how
   shift
   if [ "$MODE" = pinned ]; then
-    how="env TOKIO_WORKER_THREADS=1 taskset -c $PROXY_CPU"
+    how="taskset -c $PROXY_CPU"
   else
-    how="env -u TOKIO_WORKER_THREADS"
+    how="env"
   fi
   RUST_LOG="${RUST_LOG:-info}" \
     bench_bg $how "$@" "$BIN" run --config "$config" >>"$work/gateway.log" 2>&1

@@ -87,7 +87,7 @@ gateway_config "$work/gateway.toml" "$GW" "$ADMIN" "$UP"
 log "start-up time to ready"
 startup_cpu=""
 [ "$MODE" = pinned ] && startup_cpu="$PROXY_CPU"
-env -u TOKIO_WORKER_THREADS python3 - "$BIN" "$work/gateway.toml" "$ADMIN" "$startup_cpu" <<'PY'
+python3 - "$BIN" "$work/gateway.toml" "$ADMIN" "$startup_cpu" <<'PY'
 import http.client, os, statistics, subprocess, sys, time
 binary, config, admin = sys.argv[1], sys.argv[2], int(sys.argv[3])
 pin = (lambda: os.sched_setaffinity(0, {int(sys.argv[4])})) if sys.argv[4] else None

@@ -10,7 +10,7 @@
 # provider counts the refresh grants it issued: exactly one per session is the target,
 # with no request failing. Prints grants, requests/s and p50/p99 over the storm.
 #
-# CPUs as in bench/proxy.sh: tokengate (one tokio worker thread) on PROXY_CPU; the load,
+# CPUs as in `MODE=pinned bench/proxy.sh`: tokengate (one worker) on PROXY_CPU; the load,
 # the upstream and the provider on LOAD_CPU.
 #
 #   bench/refresh-storm.sh   env: SESSIONS (1000), PER_SESSION (4), CONNS (64),

@@ -194,7 +194,8 @@ async fn closes_within(conn: &mut tokio::net::TcpStream, limit: Duration) -> boo
 
 /// `server.workers = 2`: the binary serves its port from two workers, each with a socket
 /// and runtime of its own. Requests over many connections all carry the session's token
-/// whichever worker took them, the kernel hands both workers some, and SIGTERM stops both.
+/// whichever worker took them, as do the streams of one HTTP/2 connection; the kernel
+/// hands both workers some connections, and SIGTERM stops both.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_workers_share_the_port_and_the_sessions() {
     let mut gw = TestGateway::start_with(Setup {
@@ -225,6 +226,29 @@ async fn two_workers_share_the_port_and_the_sessions() {
         let seen: serde_json::Value = resp.json().await.expect("json");
         assert_eq!(seen["token"]["valid"], true, "request {i}: {seen}");
     }
+    // Many requests in flight on one HTTP/2 connection (served by the worker that
+    // accepted it): every one is answered, with the token.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("h2c client");
+    let streams = (0..50).map(|i| {
+        let (h2, cookie, url) = (h2.clone(), cookie.clone(), gw.url(&format!("/api/h2-{i}")));
+        async move {
+            let resp = h2
+                .get(url)
+                .header("cookie", cookie)
+                .header("x-csrf", "1")
+                .send()
+                .await
+                .expect("h2 request");
+            assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+            assert_eq!(resp.status(), 200, "stream {i}");
+            let seen: serde_json::Value = resp.json().await.expect("json");
+            assert_eq!(seen["token"]["valid"], true, "stream {i}: {seen}");
+        }
+    });
+    futures_util::future::join_all(streams).await;
     let metrics = gw.metrics_text().await;
     for worker in ["0", "1"] {
         let accepted: u64 = metrics
