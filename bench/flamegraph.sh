@@ -3,7 +3,7 @@
 # session is cached, over CONNS keep-alive connections — kernel included.
 #
 # The release build with line tables (profile "profiling") runs natively on its own core,
-# as in bench/proxy.sh; it is logged in once through the test provider and warmed up, then
+# as in `MODE=pinned bench/proxy.sh`; it is logged in once through the test provider and warmed up, then
 # `perf record` samples it (cpu-clock: a VM may have no hardware counters; call stacks
 # unwound from DWARF) while wrk loads it for SECONDS_UNDER_LOAD. inferno (a cargo crate,
 # installed on first use under the cache directory) folds the stacks and draws the SVG.
@@ -12,11 +12,11 @@
 #
 # Prints where the samples fall (kernel, tokengate's binary, libc), the TOP (20) functions
 # by samples of their own, and writes the SVG to OUT.svg (default
-# docs/flamegraph-user-route.svg).
+# flamegraph-user-route.svg in the cargo target directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
-OUT="${1:-docs/flamegraph-user-route.svg}"
+OUT="${1:-$CARGO_TARGET_DIR/flamegraph-user-route.svg}"
 SECONDS_UNDER_LOAD="${SECONDS_UNDER_LOAD:-8}"
 CONNS="${CONNS:-64}"
 ROUTE="${ROUTE:-/api/items}"
