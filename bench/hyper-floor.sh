@@ -116,8 +116,7 @@ for t in "${targets[@]}"; do wrk_on 64 2 "$t"; done
 
 : >"$work/results"
 for round in $(seq 1 "$ROUNDS"); do
-  shift_by=$(((round - 1) % ${#targets[@]}))
-  order=("${targets[@]:shift_by}" "${targets[@]:0:shift_by}")
+  round_order "$round" "${targets[@]}"
   for c in $CONNS; do
     for t in "${order[@]}"; do
       wrk_on "$c" "$DURATION" "$t"

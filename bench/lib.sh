@@ -378,6 +378,16 @@ wrk_run() {
   $(placed "$LOAD_CPU") wrk -t"$(load_threads "$conns")" -c "$conns" -d "${secs}s" --timeout 10s --latency "$@" "$url" >"$out"
 }
 
+# round_order ROUND TARGET... — sets $order: the targets, round ROUND starting one
+# further on than the round before, so that no target always follows the same one (on
+# this machine the order alone has moved a pair of figures by more than 10 %).
+round_order() {
+  local round="$1" by
+  shift
+  by=$(((round - 1) % $#))
+  order=("${@:by+1}" "${@:1:by}")
+}
+
 # wrk_figures OUT — "requests/s p50_ms p99_ms failed" from wrk's output (failed: non-2xx
 # answers plus socket errors).
 wrk_figures() {

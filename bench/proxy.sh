@@ -163,9 +163,7 @@ for t in "${targets[@]}"; do wrk_run "$work/wrk.out" 64 2 "${url[$t]}" "${load[@
 results="$work/results"
 : >"$results"
 for round in $(seq 1 "$ROUNDS"); do
-  # Each round starts one target further on: no target always follows the same one.
-  shift_by=$(((round - 1) % ${#targets[@]}))
-  order=("${targets[@]:shift_by}" "${targets[@]:0:shift_by}")
+  round_order "$round" "${targets[@]}"
   for c in $CONNS; do
     for t in "${order[@]}"; do
       before=$(cpu_ticks "${server_pid[$t]}")

@@ -138,8 +138,7 @@ targets=(hit miss)
 results="$work/results"
 : >"$results"
 for round in $(seq 1 "$ROUNDS"); do
-  shift_by=$(((round - 1) % ${#targets[@]}))
-  order=("${targets[@]:shift_by}" "${targets[@]:0:shift_by}")
+  round_order "$round" "${targets[@]}"
   for t in "${order[@]}"; do
     start_target "$t"
     for c in $CONNS; do
