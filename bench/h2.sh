@@ -186,23 +186,13 @@ for t in "${targets[@]}"; do
   esac
 done
 
+# measure TARGET CONNS — h2load on TARGET: its figures, then the requests it completed.
+measure() {
+  h2load_run "$work/h2load.out" "$2" "$DURATION" "$1"
+  echo "$(h2load_figures "$work/h2load.out") $(wc -l <"$work/h2load.out.log")"
+}
+interleaved_rounds measure "requests/s mean p50 p99 failed"
 results="$work/results"
-: >"$results"
-for round in $(seq 1 "$ROUNDS"); do
-  round_order "$round" "${targets[@]}"
-  for c in $CONNS; do
-    for t in "${order[@]}"; do
-      before=$(cpu_ticks "${server_pid[$t]}")
-      h2load_run "$work/h2load.out" "$c" "$DURATION" "$t"
-      after=$(cpu_ticks "${server_pid[$t]}")
-      fig="$(h2load_figures "$work/h2load.out")"
-      requests=$(wc -l <"$work/h2load.out.log")
-      cpu_us=$(cpu_us_per $((after - before)) "$requests")
-      echo "$t $c $round $fig $cpu_us" >>"$results"
-      log "round $round/$ROUNDS, $c connection(s), $t: $fig $cpu_us (requests/s mean p50 p99 failed cpu-µs/request)"
-    done
-  done
-done
 
 # === Report =================================================================================
 echo

@@ -388,6 +388,32 @@ round_order() {
   order=("${@:by+1}" "${@:1:by}")
 }
 
+# interleaved_rounds MEASURE WHAT — ROUNDS rounds over the targets in $targets at each of
+# $CONNS connections, the targets in round_order. `MEASURE TARGET CONNS` loads TARGET for
+# DURATION seconds and prints its figures, the last of them the requests it completed.
+# Each measurement becomes a line "TARGET CONNS ROUND FIGURES... CPU_US" of
+# $work/results, with the CPU time per request of the process ${server_pid[TARGET]};
+# WHAT names the figures in the progress log.
+interleaved_rounds() {
+  local measure="$1" what="$2" round c t before after fig requests cpu_us
+  : >"$work/results"
+  for round in $(seq 1 "$ROUNDS"); do
+    round_order "$round" "${targets[@]}"
+    for c in $CONNS; do
+      for t in "${order[@]}"; do
+        before=$(cpu_ticks "${server_pid[$t]}")
+        fig="$("$measure" "$t" "$c")"
+        after=$(cpu_ticks "${server_pid[$t]}")
+        requests="${fig##* }"
+        fig="${fig% *}"
+        cpu_us=$(cpu_us_per $((after - before)) "$requests")
+        echo "$t $c $round $fig $cpu_us" >>"$work/results"
+        log "round $round/$ROUNDS, $c connection(s), $t: $fig $cpu_us ($what cpu-µs/request)"
+      done
+    done
+  done
+}
+
 # wrk_figures OUT — "requests/s p50_ms p99_ms failed" from wrk's output (failed: non-2xx
 # answers plus socket errors).
 wrk_figures() {

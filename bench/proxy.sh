@@ -160,23 +160,13 @@ fi
 log "warming up (2 s per target)"
 for t in "${targets[@]}"; do wrk_run "$work/wrk.out" 64 2 "${url[$t]}" "${load[@]}"; done
 
+# measure TARGET CONNS — wrk on TARGET: its figures, then the requests it completed.
+measure() {
+  wrk_run "$work/wrk.out" "$2" "$DURATION" "${url[$1]}" "${load[@]}"
+  echo "$(wrk_figures "$work/wrk.out") $(awk '/ requests in / { print $1 }' "$work/wrk.out")"
+}
+interleaved_rounds measure "requests/s p50 p99 failed"
 results="$work/results"
-: >"$results"
-for round in $(seq 1 "$ROUNDS"); do
-  round_order "$round" "${targets[@]}"
-  for c in $CONNS; do
-    for t in "${order[@]}"; do
-      before=$(cpu_ticks "${server_pid[$t]}")
-      wrk_run "$work/wrk.out" "$c" "$DURATION" "${url[$t]}" "${load[@]}"
-      after=$(cpu_ticks "${server_pid[$t]}")
-      requests=$(awk '/ requests in / { print $1 }' "$work/wrk.out")
-      cpu_us=$(cpu_us_per $((after - before)) "$requests")
-      fig="$(wrk_figures "$work/wrk.out")"
-      echo "$t $c $round $fig $cpu_us" >>"$results"
-      log "round $round/$ROUNDS, $c connections, $t: $fig $cpu_us (requests/s p50 p99 failed cpu-µs/request)"
-    done
-  done
-done
 loaded_rss=$(rss_kib "$gw_pid")
 
 # === Report =================================================================================
