@@ -18,6 +18,11 @@ const CLIENT_SECRET = 'gateway-secret';
 const AUDIENCE = 'https://api.tokengate.test';
 const OTHER_AUDIENCE = 'https://other.example';
 const SCOPE = 'openid profile email offline_access api';
+// What the gateway asks for by default.
+const GATEWAY_SCOPE = 'openid profile email offline_access';
+const ACR_PASSWORD = 'urn:tokengate:password';
+const ACR_MFA = 'urn:tokengate:mfa';
+const MFA_CODE = '123456';
 
 // === Checks ============================================================================
 
@@ -211,15 +216,19 @@ function authUrl(op, extra = {}) {
 }
 
 const formAction = (html) => html.match(/<form[^>]*action="([^"]+)"/)?.[1];
+const hasCodeField = (html) => /<input id="code" name="code"/.test(html);
 
 // The whole login as the gateway and a browser do it. Returns the callback's parameters.
-async function login(op, browser, { user = 'alice', password = `${user}-password`, ...extra } = {}) {
+// `code`: the one-time code, typed when the form has a code field.
+async function login(op, browser, { user = 'alice', password = `${user}-password`, code, ...extra } = {}) {
   const auth = authUrl(op, extra);
   const page = await browser.follow(auth.url);
   if (page.final) return { auth, callback: new URL(page.final).searchParams, form: null };
   const action = formAction(page.body);
   if (!action) throw new Error(`no login form: ${page.status} ${page.body.slice(0, 300)}`);
-  const posted = await browser.post(new URL(action, op.issuer).href, { login: user, password });
+  const fields = { login: user, password };
+  if (code !== undefined && hasCodeField(page.body)) fields.code = code;
+  const posted = await browser.post(new URL(action, op.issuer).href, fields);
   let next = posted.location && new URL(posted.location, op.issuer).href;
   const done = next && (next.startsWith(REDIRECT_URI) ? { final: next } : await browser.follow(next));
   if (!done?.final) throw new Error(`login did not come back: ${posted.status} ${posted.body.slice(0, 300)}`);
@@ -498,6 +507,7 @@ async function restartWithState() {
     const res = await login(op, browser);
     const t = (await redeem(op, res.auth, res.callback.get('code'))).json;
     const kid = decodeJwt(t.access_token).header.kid;
+    await postJson(`${op.issuer}/test/claims?sub=alice`, { tenant: 'globex' });
     const exit = await op.stop('SIGTERM');
     check('state dir: stopped with SIGTERM', exit.code === 0, exit);
 
@@ -507,6 +517,8 @@ async function restartWithState() {
     check('after a restart the refresh token still works', r1.status === 200 && Boolean(r1.json.refresh_token), r1.json);
     const at = decodeJwt(r1.json.access_token);
     check('... signed with the same key, verifiable', at.header.kid === kid && await verifyJwt(op, r1.json.access_token), at.header);
+    const r1Id = decodeJwt(r1.json.id_token).payload;
+    check('... and claims changed by /test/claims are kept', r1Id.tenant === 'globex' && sameList(r1Id.groups, ['staff', 'admins']), r1Id);
     const silent = await browser.follow(authUrl(op, { prompt: 'none' }).url);
     check('... and the provider session survived (prompt=none)', Boolean(silent.final && new URL(silent.final).searchParams.get('code')), silent.final);
 
@@ -536,6 +548,197 @@ async function localhostIssuer() {
   }
 }
 
+const postJson = async (url, body) => {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  return { status: res.status, json: await res.json() };
+};
+
+async function userinfo(op, accessToken) {
+  const res = await fetch(`${op.issuer}/me`, { headers: { authorization: `Bearer ${accessToken}`, accept: 'application/json' } });
+  const text = await res.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = text;
+  }
+  return { status: res.status, json, wwwAuthenticate: res.headers.get('www-authenticate') };
+}
+
+const sameList = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+// Claims the gateway's per-route rules look at (groups, tenant), and POST /test/claims.
+async function claims() {
+  const op = await startOp();
+  try {
+    const discovery = await getJson(`${op.issuer}/.well-known/openid-configuration`);
+    check('discovery: claims_supported has groups and tenant', discovery.claims_supported.includes('groups') && discovery.claims_supported.includes('tenant'), discovery.claims_supported);
+
+    const res = await login(op, new Browser(), { scope: GATEWAY_SCOPE });
+    const t = (await redeem(op, res.auth, res.callback.get('code'))).json;
+    const id = decodeJwt(t.id_token).payload;
+    check('ID token (gateway scopes): groups staff, admins and tenant acme', sameList(id.groups, ['staff', 'admins']) && id.tenant === 'acme', id);
+    const bobRes = await login(op, new Browser(), { user: 'bob', scope: GATEWAY_SCOPE });
+    const bobId = decodeJwt((await redeem(op, bobRes.auth, bobRes.callback.get('code'))).json.id_token).payload;
+    check('bob: groups staff, tenant acme', sameList(bobId.groups, ['staff']) && bobId.tenant === 'acme', bobId);
+    const emailOnly = await login(op, new Browser(), { scope: 'openid email offline_access' });
+    const emailOnlyId = decodeJwt((await redeem(op, emailOnly.auth, emailOnly.callback.get('code'))).json.id_token).payload;
+    check('without scope profile: no groups or tenant', emailOnlyId.groups === undefined && emailOnlyId.tenant === undefined && emailOnlyId.email === 'alice@example.test', emailOnlyId);
+
+    const changed = await postJson(`${op.issuer}/test/claims?sub=alice`, { groups: ['staff'], tenant: null, department: 'sales' });
+    check('/test/claims: 200 with the merged claims', changed.status === 200 && changed.json.sub === 'alice' && sameList(changed.json.groups, ['staff'])
+      && !('tenant' in changed.json) && changed.json.department === 'sales' && changed.json.email === 'alice@example.test', changed);
+    const r1 = await refresh(op, t.refresh_token);
+    const r1Id = r1.json.id_token && decodeJwt(r1.json.id_token).payload;
+    check('after /test/claims a refresh gives an ID token with the new groups, tenant removed', r1.status === 200 && sameList(r1Id?.groups, ['staff']) && r1Id.tenant === undefined
+      && r1Id.name === 'Alice Example' && r1Id.sub === 'alice', r1Id ?? r1.json);
+    check('... a claim outside the scopes\' claims is not released', r1Id && !('department' in r1Id), r1Id);
+    const bobAgain = await login(op, new Browser(), { user: 'bob', scope: GATEWAY_SCOPE });
+    const bobAgainId = decodeJwt((await redeem(op, bobAgain.auth, bobAgain.callback.get('code'))).json.id_token).payload;
+    check('... and bob is untouched', sameList(bobAgainId.groups, ['staff']) && bobAgainId.tenant === 'acme', bobAgainId);
+    const restored = await postJson(`${op.issuer}/test/claims?sub=alice`, { groups: ['staff', 'admins'], tenant: 'acme' });
+    const r2 = await refresh(op, r1.json.refresh_token);
+    const r2Id = decodeJwt(r2.json.id_token).payload;
+    check('/test/claims again: the next refresh carries those', restored.status === 200 && sameList(r2Id.groups, ['staff', 'admins']) && r2Id.tenant === 'acme', r2Id);
+
+    const noSub = await postJson(`${op.issuer}/test/claims`, { groups: [] });
+    const unknown = await postJson(`${op.issuer}/test/claims?sub=mallory`, { groups: [] });
+    const notObject = await postJson(`${op.issuer}/test/claims?sub=alice`, ['admins']);
+    const notJson = await postJson(`${op.issuer}/test/claims?sub=alice`, 'groups=admins');
+    check('/test/claims refuses: no sub 400, unknown user 404, a body not a JSON object 400', noSub.status === 400 && unknown.status === 404 && notObject.status === 400 && notJson.status === 400,
+      [noSub.status, unknown.status, notObject.status, notJson.status]);
+  } finally {
+    await op.stop();
+  }
+}
+
+// acr_values and max_age: the one-time code, the re-prompt of a weaker session.
+async function stepUp() {
+  const op = await startOp();
+  try {
+    const discovery = await getJson(`${op.issuer}/.well-known/openid-configuration`);
+    check('discovery: acr_values_supported password and mfa', sameList(discovery.acr_values_supported, [ACR_PASSWORD, ACR_MFA]), discovery.acr_values_supported);
+
+    // A plain login.
+    const browser = new Browser();
+    const plainPage = await browser.follow(authUrl(op, { scope: GATEWAY_SCOPE }).url);
+    check('plain login form: no one-time code field', formAction(plainPage.body) && !/name="code"/.test(plainPage.body), plainPage.body.slice(0, 300));
+    const plain = await login(op, browser, { scope: GATEWAY_SCOPE });
+    const pt = (await redeem(op, plain.auth, plain.callback.get('code'))).json;
+    const pid = decodeJwt(pt.id_token).payload;
+    const now = Math.floor(Date.now() / 1000);
+    check('plain login: acr password, amr [pwd], auth_time', pid.acr === ACR_PASSWORD && sameList(pid.amr, ['pwd']) && Number.isInteger(pid.auth_time) && Math.abs(pid.auth_time - now) < 10, pid);
+    const pr = await refresh(op, pt.refresh_token);
+    const prid = decodeJwt(pr.json.id_token).payload;
+    check('... and the refresh\'s ID token: the same acr, amr, auth_time', prid.acr === ACR_PASSWORD && sameList(prid.amr, ['pwd']) && prid.auth_time === pid.auth_time, prid);
+
+    // The same session asked for mfa: the form again, with a code field.
+    const stepAuth = authUrl(op, { scope: GATEWAY_SCOPE, acr_values: ACR_MFA });
+    const stepPage = await browser.follow(stepAuth.url);
+    const stepAction = formAction(stepPage.body);
+    check('password session asked for acr mfa: the login form again (no silent answer)', !stepPage.final && Boolean(stepAction), stepPage.final ?? stepPage.status);
+    check('... with <input id="code" name="code"> and the code in the hint', hasCodeField(stepPage.body) && stepPage.body.includes(`<code>${MFA_CODE}</code>`), stepPage.body);
+    const stepUrl = new URL(stepAction, op.issuer).href;
+    const wrongCode = await browser.post(stepUrl, { login: 'alice', password: 'alice-password', code: '654321' });
+    check('wrong code: the form again with an error and the code field', wrongCode.status === 200 && wrongCode.body.includes('Invalid one-time code') && hasCodeField(wrongCode.body) && formAction(wrongCode.body) === stepAction, wrongCode.status);
+    const noCode = await browser.post(stepUrl, { login: 'alice', password: 'alice-password', code: '' });
+    check('no code when only mfa is asked for: the form again', noCode.status === 200 && noCode.body.includes('One-time code required') && hasCodeField(noCode.body), noCode.status);
+    const wrongPassword = await browser.post(stepUrl, { login: 'alice', password: 'nope', code: MFA_CODE });
+    check('wrong password with the right code: Invalid login, code field kept', wrongPassword.status === 200 && wrongPassword.body.includes('Invalid login') && hasCodeField(wrongPassword.body), wrongPassword.status);
+    const rightCode = await browser.post(stepUrl, { login: 'alice', password: 'alice-password', code: MFA_CODE });
+    const stepBack = rightCode.location && await browser.follow(new URL(rightCode.location, op.issuer).href);
+    const stepCb = stepBack?.final && new URL(stepBack.final).searchParams;
+    check('right code: back at the client with a code', Boolean(stepCb?.get('code')), rightCode.status);
+    const mt = (await redeem(op, stepAuth, stepCb.get('code'))).json;
+    const mid = decodeJwt(mt.id_token).payload;
+    check('mfa login: acr mfa, amr [pwd, otp], a new auth_time', mid.acr === ACR_MFA && sameList(mid.amr, ['pwd', 'otp']) && mid.auth_time >= pid.auth_time && mid.sub === 'alice', mid);
+    const mr = await refresh(op, mt.refresh_token);
+    const mrid = decodeJwt(mr.json.id_token).payload;
+    check('... and the refresh\'s ID token: acr mfa, amr, auth_time kept', mr.status === 200 && mrid.acr === ACR_MFA && sameList(mrid.amr, ['pwd', 'otp']) && mrid.auth_time === mid.auth_time, mrid);
+    const again = await login(op, browser, { scope: GATEWAY_SCOPE, acr_values: ACR_MFA });
+    const aid = decodeJwt((await redeem(op, again.auth, again.callback.get('code'))).json.id_token).payload;
+    check('mfa session asked for mfa again: no form, acr mfa', again.form === null && aid.acr === ACR_MFA, { form: again.form !== null, aid });
+    const plainAgain = await login(op, browser, { scope: GATEWAY_SCOPE });
+    const paid = decodeJwt((await redeem(op, plainAgain.auth, plainAgain.callback.get('code'))).json.id_token).payload;
+    check('mfa session, no acr_values: no form, acr mfa', plainAgain.form === null && paid.acr === ACR_MFA, paid);
+
+    // prompt=none cannot step up.
+    const pwBrowser = new Browser();
+    await login(op, pwBrowser, { scope: GATEWAY_SCOPE });
+    const silent = await pwBrowser.follow(authUrl(op, { scope: GATEWAY_SCOPE, prompt: 'none', acr_values: ACR_MFA }).url);
+    check('password session, prompt=none, acr_values mfa: login_required', silent.final && new URL(silent.final).searchParams.get('error') === 'login_required', silent.final);
+    const either = await login(op, pwBrowser, { scope: GATEWAY_SCOPE, acr_values: `${ACR_PASSWORD} ${ACR_MFA}` });
+    const eid = decodeJwt((await redeem(op, either.auth, either.callback.get('code'))).json.id_token).payload;
+    check('password session, acr_values "password mfa": no form, acr password', either.form === null && eid.acr === ACR_PASSWORD, eid);
+    const eitherFresh = await login(op, new Browser(), { scope: GATEWAY_SCOPE, acr_values: `${ACR_PASSWORD} ${ACR_MFA}`, code: '' });
+    const efid = decodeJwt((await redeem(op, eitherFresh.auth, eitherFresh.callback.get('code'))).json.id_token).payload;
+    check('acr_values "password mfa", no code typed: acr password', hasCodeField(eitherFresh.form.body) && efid.acr === ACR_PASSWORD && sameList(efid.amr, ['pwd']), efid);
+    const fresh = await login(op, new Browser(), { user: 'bob', scope: GATEWAY_SCOPE, acr_values: ACR_MFA, code: MFA_CODE });
+    const fid = decodeJwt((await redeem(op, fresh.auth, fresh.callback.get('code'))).json.id_token).payload;
+    check('no session, acr_values mfa: one form with the code, acr mfa', fresh.form !== null && fid.acr === ACR_MFA && fid.sub === 'bob', fid);
+    const unknownAcr = await login(op, pwBrowser, { scope: GATEWAY_SCOPE, acr_values: 'urn:example:unknown' });
+    const uid = decodeJwt((await redeem(op, unknownAcr.auth, unknownAcr.callback.get('code'))).json.id_token).payload;
+    check('acr_values naming no supported value: no form, the session\'s acr', unknownAcr.form === null && uid.acr === ACR_PASSWORD, uid);
+
+    // max_age (oidc-provider's own): an older session logs in again.
+    const recent = await login(op, pwBrowser, { scope: GATEWAY_SCOPE, max_age: '3600' });
+    const rid = decodeJwt((await redeem(op, recent.auth, recent.callback.get('code'))).json.id_token).payload;
+    check('max_age=3600 with a fresh session: no form, auth_time in the ID token', recent.form === null && Number.isInteger(rid.auth_time), rid);
+    await sleep(2100);
+    const old = await login(op, pwBrowser, { scope: GATEWAY_SCOPE, max_age: '1' });
+    const oid = decodeJwt((await redeem(op, old.auth, old.callback.get('code'))).json.id_token).payload;
+    check('max_age=1 with an older session: the form again, a newer auth_time', old.form !== null && oid.auth_time > rid.auth_time && oid.acr === ACR_PASSWORD, { form: old.form !== null, oid, before: rid.auth_time });
+  } finally {
+    await op.stop();
+  }
+}
+
+// OP_USERINFO_CLAIMS=1: claims at userinfo, not in the ID token.
+async function userinfoClaims() {
+  const op = await startOp({ OP_USERINFO_CLAIMS: '1' });
+  try {
+    const discovery = await getJson(`${op.issuer}/.well-known/openid-configuration`);
+    check('OP_USERINFO_CLAIMS: discovery names the userinfo endpoint', discovery.userinfo_endpoint === `${op.issuer}/me`, discovery.userinfo_endpoint);
+    const res = await login(op, new Browser(), { scope: GATEWAY_SCOPE });
+    const t = (await redeem(op, res.auth, res.callback.get('code'))).json;
+    const id = decodeJwt(t.id_token).payload;
+    const released = ['name', 'given_name', 'family_name', 'preferred_username', 'groups', 'tenant', 'email', 'email_verified'];
+    check('... ID token: sub, acr, amr, auth_time, nonce; none of the profile, email, groups, tenant claims', id.sub === 'alice' && id.acr === ACR_PASSWORD && sameList(id.amr, ['pwd'])
+      && Number.isInteger(id.auth_time) && id.nonce === res.auth.params.nonce && released.every((c) => !(c in id)), id);
+    check('... the access token without resource has no audience: opaque', t.access_token.split('.').length === 1, t.access_token.length);
+    const ui = await userinfo(op, t.access_token);
+    check('... userinfo: sub, profile, email, groups, tenant', ui.status === 200 && ui.json.sub === 'alice' && ui.json.name === 'Alice Example' && ui.json.email === 'alice@example.test'
+      && ui.json.email_verified === true && sameList(ui.json.groups, ['staff', 'admins']) && ui.json.tenant === 'acme', ui);
+
+    const api = await refresh(op, t.refresh_token, { resource: AUDIENCE });
+    const apiAt = api.json.access_token && decodeJwt(api.json.access_token).payload;
+    const apiId = api.json.id_token && decodeJwt(api.json.id_token).payload;
+    check('... refresh with resource: a JWT for that audience', api.status === 200 && apiAt?.aud === AUDIENCE && apiAt.sub === 'alice' && await verifyJwt(op, api.json.access_token), api.json);
+    check('... whose ID token still has none of the userinfo claims', apiId && released.every((c) => !(c in apiId)) && apiId.acr === ACR_PASSWORD && apiId.auth_time === id.auth_time, apiId);
+    const refused = await userinfo(op, api.json.access_token);
+    check('... that JWT is refused at userinfo (it has an audience)', refused.status === 401 && /invalid_token/.test(refused.wwwAuthenticate || ''), refused);
+    const other = await refresh(op, api.json.refresh_token, { resource: OTHER_AUDIENCE });
+    check('... refresh with another https resource: a JWT for it', other.status === 200 && decodeJwt(other.json.access_token).payload.aud === OTHER_AUDIENCE, other.json);
+
+    await postJson(`${op.issuer}/test/claims?sub=alice`, { groups: ['staff'] });
+    const plain = await refresh(op, other.json.refresh_token);
+    check('... refresh without resource: opaque again', plain.status === 200 && plain.json.access_token.split('.').length === 1, plain.json);
+    const ui2 = await userinfo(op, plain.json.access_token);
+    check('... and userinfo with it after a refresh: the claims as /test/claims left them', ui2.status === 200 && sameList(ui2.json.groups, ['staff']) && ui2.json.tenant === 'acme', ui2);
+
+    const withApi = await login(op, new Browser(), { scope: SCOPE });
+    const wt = (await redeem(op, withApi.auth, withApi.callback.get('code'))).json;
+    check('... scope api, no resource: still an opaque token that userinfo takes', wt.access_token.split('.').length === 1 && (await userinfo(op, wt.access_token)).status === 200, wt.scope);
+    const wapi = await refresh(op, wt.refresh_token, { resource: AUDIENCE });
+    const wapiAt = decodeJwt(wapi.json.access_token).payload;
+    check('... refresh for the API audience: its JWT with scope api', wapi.status === 200 && wapiAt.aud === AUDIENCE && wapiAt.scope === 'api', wapiAt);
+    const cc = await token(op, { grant_type: 'client_credentials' });
+    check('... client_credentials without resource: a JWT for the API audience, as without the setting', cc.status === 200 && decodeJwt(cc.json.access_token).payload.aud === AUDIENCE, cc.json);
+  } finally {
+    await op.stop();
+  }
+}
+
 async function badEnvironment() {
   const child = spawn(process.execPath, [SERVER], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -549,7 +752,7 @@ async function badEnvironment() {
   check('OP_HOST other than 127.0.0.1 or localhost: exits non-zero', badHostCode !== 0, badHostCode);
 }
 
-for (const test of [mainFlow, scopesWithoutApi, postAuthWithoutRotation, restartWithState, localhostIssuer, badEnvironment]) {
+for (const test of [mainFlow, scopesWithoutApi, postAuthWithoutRotation, restartWithState, localhostIssuer, claims, stepUp, userinfoClaims, badEnvironment]) {
   console.log(`# ${test.name}`);
   try {
     await test();

@@ -66,13 +66,40 @@
 //   OP_DROP_ERROR_ISS             interop test setting: 1 leaves `iss` out of authorization
 //                                 error responses (RFC 9207), though discovery still
 //                                 promises it, as some providers do
+//   OP_USERINFO_CLAIMS            interop test setting: 1 keeps the user's claims out of the
+//                                 ID token (only sub and protocol claims: iss, aud, exp,
+//                                 iat, auth_time, acr, amr, nonce, sid, ...); profile,
+//                                 email, groups and tenant are released at the userinfo
+//                                 endpoint (/me) only, as some providers do. oidc-provider
+//                                 refuses at userinfo any access token with an audience,
+//                                 so in this mode an access token asked for without
+//                                 `resource` (code grant, refresh) has none: an opaque
+//                                 token, for userinfo (no API takes it). One asked for with
+//                                 `resource` (OP_API_AUDIENCE, any https:// URL) is the
+//                                 usual JWT for that audience.
 //   OP_STATE_DIR                  keep the signing key and every record (sessions, grants,
 //                                 codes, refresh tokens, ...) in JSON files in this
 //                                 directory, so that a restart on the same OP_PORT carries on
 //                                 where the previous process stopped. Unset: a new key at
 //                                 every start, records in memory only.
 //
-// Test users: alice / alice-password and bob / bob-password (sub = the login name).
+// Test users: alice / alice-password and bob / bob-password (sub = the login name). Their
+// claims: name, given_name, family_name, preferred_username, groups (alice: staff, admins;
+// bob: staff) and tenant (acme) with scope profile; email, email_verified with scope email.
+//
+// Authentication context (acr_values_supported): a login with username and password ends
+// with acr urn:tokengate:password (amr ["pwd"]). When the authorization request's
+// acr_values (space-separated) names urn:tokengate:mfa, the login form also asks for a
+// one-time code (<input id="code" name="code">; the code is 123456): with it the login
+// ends with acr urn:tokengate:mfa (amr ["pwd", "otp"]). A wrong code shows the form again;
+// so does an empty one unless acr_values also names urn:tokengate:password. A request whose
+// acr_values names supported values, none of them the provider session's acr (a password
+// session asked for mfa), shows the login form again instead of answering with the old
+// session's acr (prompt=none: login_required); acr_values naming no supported value are
+// ignored. max_age is oidc-provider's own: a session older than that logs in again. ID
+// tokens always carry acr, amr and auth_time, after a refresh too (the values of the login
+// that started the grant).
+//
 // Test endpoints (for tests only; no authentication):
 //   GET  /test/stats               counts of grants, refused grants, revocations, logouts
 //   GET  /test/revocations         what the revocation endpoint received, in order
@@ -84,13 +111,19 @@
 //                                  tamperIdToken)
 //   POST /test/sign                {header, claims, foreign_key} → {token}: a JWT signed
 //                                  with the provider's key (or, foreign_key, another one)
+//   POST /test/claims?sub=         a JSON object merged into that user's claims (a null
+//                                  value removes the claim), e.g. {"groups":["staff"]};
+//                                  answers 200 with the user's claims. Tokens issued
+//                                  afterwards (the ID token of the next refresh, userinfo)
+//                                  carry the new values; those issued before keep theirs.
+//                                  With OP_STATE_DIR the claims survive a restart.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
 
-import Provider, { errors } from 'oidc-provider';
+import Provider, { errors, interactionPolicy } from 'oidc-provider';
 
 const log = (...args) => console.error('[op]', ...args);
 // stdout carries the ready line and nothing else: oidc-provider's notices (console.info)
@@ -145,6 +178,7 @@ for (const d of DISABLED) if (!['revocation', 'end_session'].includes(d)) fail(`
 // Interop settings: deviations of other providers, reproduced on demand.
 const RFC8414_ONLY = new Set(list(env.OP_RFC8414_ONLY));
 const DROP_ERROR_ISS = env.OP_DROP_ERROR_ISS === '1';
+const USERINFO_CLAIMS = env.OP_USERINFO_CLAIMS === '1';
 // The scope of the API audience (a resource server scope, not an OpenID Connect one).
 const API_SCOPE = 'api';
 
@@ -158,6 +192,8 @@ const USERS = {
       given_name: 'Alice',
       family_name: 'Example',
       preferred_username: 'alice',
+      groups: ['staff', 'admins'],
+      tenant: 'acme',
       email: 'alice@example.test',
       email_verified: true,
     },
@@ -169,11 +205,19 @@ const USERS = {
       given_name: 'Bob',
       family_name: 'Example',
       preferred_username: 'bob',
+      groups: ['staff'],
+      tenant: 'acme',
       email: 'bob@example.test',
       email_verified: true,
     },
   },
 };
+
+// Authentication context classes (acr) and what a login needs for each.
+const ACR_PASSWORD = 'urn:tokengate:password';
+const ACR_MFA = 'urn:tokengate:mfa';
+const ACR_VALUES = [ACR_PASSWORD, ACR_MFA];
+const MFA_CODE = '123456';
 
 // === Storage ===========================================================================
 // Every model (Session, Interaction, Grant, AuthorizationCode, RefreshToken, ...) lives in a
@@ -262,6 +306,34 @@ class FileAdapter {
     }
     if (changed) persist(this.model);
   }
+}
+
+// === Claims changed by tests ===========================================================
+// POST /test/claims merges claims into a user's; with OP_STATE_DIR every user's claims are
+// kept in <dir>/claims.json, so a restart carries on with the changed ones.
+
+const CLAIMS_FILE = STATE_DIR && path.join(STATE_DIR, 'claims.json');
+if (CLAIMS_FILE && fs.existsSync(CLAIMS_FILE)) {
+  for (const [sub, claims] of Object.entries(JSON.parse(fs.readFileSync(CLAIMS_FILE, 'utf8')))) {
+    if (Object.hasOwn(USERS, sub)) USERS[sub].claims = claims;
+  }
+}
+
+/// Merges `patch` into the claims of `sub` (JSON merge patch, one level: null removes a
+/// claim, any other value replaces it). Returns the user's claims.
+function mergeClaims(sub, patch) {
+  const { claims } = USERS[sub];
+  for (const [name, value] of Object.entries(patch)) {
+    if (name === 'sub') continue; // the subject is the login name, always
+    if (value === null) delete claims[name];
+    else claims[name] = structuredClone(value);
+  }
+  if (CLAIMS_FILE) {
+    const all = Object.fromEntries(Object.entries(USERS).map(([id, user]) => [id, user.claims]));
+    fs.writeFileSync(`${CLAIMS_FILE}.tmp`, JSON.stringify(all));
+    fs.renameSync(`${CLAIMS_FILE}.tmp`, CLAIMS_FILE);
+  }
+  return { sub, ...claims };
 }
 
 // === Signing key =======================================================================
@@ -373,6 +445,35 @@ function resourceServerInfo(audience) {
   };
 }
 
+// oidc-provider's prompts, with one more check on login: a request whose acr_values names
+// supported values, none of them the provider session's acr (a password session asked for
+// mfa), logs in again. oidc-provider itself only does so for essential acr claims (the
+// `claims` parameter); for acr_values, which are voluntary, it would answer with the old
+// session's acr. A login just made (its result in this very request) stands, as with
+// max_age: the form has asked for what acr_values allows.
+function interactionPolicyWithAcr() {
+  const { Check } = interactionPolicy;
+  const policy = interactionPolicy.base();
+  policy.get('login').checks.add(new Check(
+    'acr_values',
+    'requested ACR could not be obtained',
+    'login_required',
+    (ctx) => {
+      const { oidc } = ctx;
+      const wanted = requestedAcrs(oidc.params.acr_values);
+      if (wanted.length === 0 || !oidc.session.accountId || oidc.result?.login) return Check.NO_NEED_TO_PROMPT;
+      return wanted.includes(oidc.acr) ? Check.NO_NEED_TO_PROMPT : Check.REQUEST_PROMPT;
+    },
+    ({ oidc }) => ({ acr_values: oidc.params.acr_values }),
+  ));
+  return policy;
+}
+
+/// The supported acr values among a space-separated acr_values parameter.
+function requestedAcrs(acrValues) {
+  return String(acrValues || '').split(' ').filter((v) => ACR_VALUES.includes(v));
+}
+
 const jwks = signingKeys();
 const provider = new Provider(issuer, {
   adapter: FileAdapter,
@@ -382,20 +483,38 @@ const provider = new Provider(issuer, {
   scopes: ['openid', 'profile', 'email', 'offline_access'],
   claims: {
     openid: ['sub'],
-    profile: ['name', 'given_name', 'family_name', 'preferred_username'],
+    profile: ['name', 'given_name', 'family_name', 'preferred_username', 'groups', 'tenant'],
     email: ['email', 'email_verified'],
+    // Protocol claims of every ID token.
+    acr: null,
+    amr: null,
+    auth_time: null,
   },
-  // The ID token carries every claim of the granted scopes (the gateway shows them).
-  conformIdTokenClaims: false,
+  // The ID token carries every claim of the granted scopes (the gateway shows them);
+  // OP_USERINFO_CLAIMS: only sub and protocol claims, the others at userinfo.
+  conformIdTokenClaims: USERINFO_CLAIMS,
+  acrValues: ACR_VALUES,
+  // Looked up at every use (token requests, userinfo), so claims changed with
+  // POST /test/claims reach the tokens issued afterwards.
   async findAccount(_ctx, sub) {
-    const user = USERS[sub];
-    if (!user) return undefined;
-    return { accountId: sub, claims: async () => ({ sub, ...user.claims }) };
+    if (!Object.hasOwn(USERS, sub)) return undefined;
+    return { accountId: sub, claims: async () => ({ ...structuredClone(USERS[sub].claims), sub }) };
   },
   responseTypes: ['code'],
-  interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+  interactions: {
+    url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+    policy: interactionPolicyWithAcr(),
+  },
   pkce: { required: () => true },
   rotateRefreshToken: () => ROTATE_REFRESH,
+  // An API can judge how the user signed in (RFC 9068 §2.2.1: acr, auth_time), and ask
+  // for more with an RFC 9470 challenge: access tokens carry the login's acr and
+  // auth_time, from the code or refresh token they were issued for.
+  async extraTokenClaims(ctx) {
+    const source = ctx?.oidc?.entities?.AuthorizationCode || ctx?.oidc?.entities?.RefreshToken;
+    if (!source?.acr) return undefined;
+    return { acr: source.acr, ...(source.authTime ? { auth_time: source.authTime } : {}) };
+  },
   ttl: {
     AccessToken: ACCESS_TOKEN_TTL,
     ClientCredentials: ACCESS_TOKEN_TTL,
@@ -429,12 +548,15 @@ const provider = new Provider(issuer, {
     resourceIndicators: {
       enabled: true,
       // No `resource` parameter: the API audience (at the authorization endpoint, and for
-      // client credentials); at the token endpoint, the one resource that was granted.
+      // client credentials); at the token endpoint, the one resource that was granted
+      // (OP_USERINFO_CLAIMS: none, see useGrantedResource).
       defaultResource: async (_ctx, _client, oneOf) => {
         if (!oneOf) return AUDIENCE;
         return oneOf.includes(AUDIENCE) ? AUDIENCE : oneOf[0];
       },
-      useGrantedResource: async () => true,
+      // OP_USERINFO_CLAIMS: without `resource` at the token endpoint, no audience either
+      // (an opaque token that userinfo accepts), whatever the authorization granted.
+      useGrantedResource: async () => !USERINFO_CLAIMS,
       getResourceServerInfo: async (_ctx, resource) => {
         if (resource === AUDIENCE || isHttpsUrl(resource)) return resourceServerInfo(resource);
         throw new errors.InvalidTarget();
@@ -469,6 +591,20 @@ provider.Grant.prototype.getResourceScope = function getResourceScope(resource) 
   const own = grantedResourceScope.call(this, resource);
   if (own || resource === AUDIENCE || !isHttpsUrl(resource)) return own;
   return grantedResourceScope.call(this, AUDIENCE);
+};
+
+// Every ID token carries acr, amr and auth_time: oidc-provider puts them in only when the
+// authorization request asked (acr_values, max_age, prompt=login, the claims parameter).
+// OP_USERINFO_CLAIMS: oidc-provider conforms an ID token only when the access token beside
+// it can reach userinfo (has no audience); the ID token of a refresh with `resource` would
+// carry the scopes' claims again. Keep every ID token to sub and protocol claims.
+const issueIdToken = provider.IdToken.prototype.issue;
+provider.IdToken.prototype.issue = function issue(options = {}) {
+  if (options.use === 'idtoken') {
+    this.mask = { acr: null, amr: null, auth_time: null, ...this.mask };
+    if (USERINFO_CLAIMS) this.scope = 'openid';
+  }
+  return issueIdToken.call(this, options);
 };
 
 // === Events ============================================================================
@@ -565,7 +701,9 @@ code{background:#f1f3f6;padding:.05rem .3rem;border-radius:.25rem;white-space:no
 </html>`;
 }
 
-function loginPage(uid, { error, login } = {}) {
+// `mfa`: the request's acr_values names urn:tokengate:mfa, so the form asks for a
+// one-time code too.
+function loginPage(uid, { error, login, mfa = false } = {}) {
   return page('Sign in', `<h1>Sign in</h1>
 <p class="brand">tokengate test provider</p>
 ${error ? `<p class="err">${escapeHtml(error)}</p>` : ''}
@@ -574,10 +712,13 @@ ${error ? `<p class="err">${escapeHtml(error)}</p>` : ''}
 <input id="login" name="login" value="${escapeHtml(login || '')}"${login ? '' : ' autofocus'} required>
 <label for="password">Password</label>
 <input id="password" name="password" type="password"${login ? ' autofocus' : ''} required>
-<button type="submit">Sign in</button>
+${mfa ? `<label for="code">One-time code</label>
+<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code">
+` : ''}<button type="submit">Sign in</button>
 </form>
 <p class="hint">Test users: <code>alice</code> / <code>alice-password</code><br>
-<code>bob</code> / <code>bob-password</code></p>`);
+<code>bob</code> / <code>bob-password</code>${mfa ? `<br>
+One-time code: <code>${MFA_CODE}</code>` : ''}</p>`);
 }
 
 // RP-initiated logout: oidc-provider's confirmation form, signed out of the provider too
@@ -652,23 +793,38 @@ async function handleInteraction(req, res, uid, action) {
     return;
   }
 
+  // What acr_values asks of this login: a one-time code field when it names mfa, and the
+  // code required unless it names password too.
+  const wanted = requestedAcrs(interaction.params.acr_values);
+  const mfa = wanted.includes(ACR_MFA);
+  const codeRequired = mfa && !wanted.includes(ACR_PASSWORD);
+
   if (req.method === 'GET' && !action) {
     if (interaction.prompt.name === 'consent') {
       await grantConsent(req, res, interaction);
     } else {
-      send(res, 200, 'text/html; charset=utf-8', loginPage(uid));
+      send(res, 200, 'text/html; charset=utf-8', loginPage(uid, { mfa }));
     }
     return;
   }
 
   if (req.method === 'POST' && action === 'login') {
-    const { login = '', password = '' } = await readForm(req);
+    const { login = '', password = '', code = '' } = await readForm(req);
     const user = Object.hasOwn(USERS, login) ? USERS[login] : undefined;
     if (!user || user.password !== password) {
-      send(res, 200, 'text/html; charset=utf-8', loginPage(uid, { error: 'Invalid login', login }));
+      send(res, 200, 'text/html; charset=utf-8', loginPage(uid, { error: 'Invalid login', login, mfa }));
       return;
     }
-    await provider.interactionFinished(req, res, { login: { accountId: login } }, { mergeWithLastSubmission: false });
+    const otp = mfa && code.trim() !== '';
+    if ((otp && code.trim() !== MFA_CODE) || (codeRequired && !otp)) {
+      const error = otp ? 'Invalid one-time code' : 'One-time code required';
+      send(res, 200, 'text/html; charset=utf-8', loginPage(uid, { error, login, mfa }));
+      return;
+    }
+    const result = otp
+      ? { accountId: login, acr: ACR_MFA, amr: ['pwd', 'otp'] }
+      : { accountId: login, acr: ACR_PASSWORD, amr: ['pwd'] };
+    await provider.interactionFinished(req, res, { login: result }, { mergeWithLastSubmission: false });
     return;
   }
 
@@ -755,6 +911,24 @@ async function handleTest(req, res, url) {
       if (!TAMPER_MODES.includes(mode)) return json(400, { error: `id_token must be one of ${TAMPER_MODES.join(', ')}` });
       tamper = mode;
       return json(200, { tamper });
+    }
+    case 'POST /test/claims': {
+      // Merges a JSON object into the user's claims: tokens issued from now on carry them.
+      const sub = url.searchParams.get('sub');
+      if (!sub) return json(400, { error: 'sub is required' });
+      if (!Object.hasOwn(USERS, sub)) return json(404, { error: `no user ${sub}` });
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      let patch;
+      try {
+        patch = JSON.parse(body);
+      } catch (err) {
+        return json(400, { error: `body is not JSON: ${err.message}` });
+      }
+      if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) {
+        return json(400, { error: 'body must be a JSON object of claims' });
+      }
+      return json(200, mergeClaims(sub, patch));
     }
     case 'POST /test/revoke-refresh': {
       // Destroys every refresh token of the account: its next refresh is invalid_grant.

@@ -177,6 +177,40 @@ impl Browser {
         self.follow(post_url, resp).await
     }
 
+    /// A login that starts at `start_url`, an absolute URL (e.g. the gateway's origin
+    /// joined with the `login_url` of a `step_up_required` answer, such as
+    /// `/bff/login?acr_values=urn%3Atokengate%3Amfa&returnUrl=%2F`). When the navigation
+    /// ends at the provider's login form, it fills in `user` and `password`, and `code`
+    /// when the form has a one-time code field (the provider shows one when `acr_values`
+    /// names [`super::op::ACR_MFA`]; the right code is [`super::op::MFA_CODE`]), posts it
+    /// and follows the redirects. When the provider still has a session that suffices and
+    /// answers without a form, nothing is filled in. Returns where the browser landed: the
+    /// return URL, the gateway's error answer, or the provider's form again (a wrong
+    /// password or code, or a code that was needed and not given).
+    pub async fn login_from(
+        &self,
+        start_url: &str,
+        user: &str,
+        password: &str,
+        code: Option<&str>,
+    ) -> Landed {
+        let page = self.navigate(start_url).await;
+        if !is_login_form(&page.body) {
+            return page;
+        }
+        let action = form_action(&page.body).expect("login form has an action");
+        let post_url = reqwest::Url::parse(&page.url)
+            .and_then(|b| b.join(&action))
+            .expect("action resolves")
+            .to_string();
+        let mut fields = vec![("login", user), ("password", password)];
+        if let Some(code) = code.filter(|_| has_code_field(&page.body)) {
+            fields.push(("code", code));
+        }
+        let resp = self.send(Method::POST, &post_url, &[], Some(&fields)).await;
+        self.follow(post_url, resp).await
+    }
+
     /// A login up to, not including, the gateway's callback: returns the callback URL the
     /// provider redirected to, code and state in it.
     pub async fn login_until_callback(&self, gateway: &str, user: &str, password: &str) -> String {
@@ -282,6 +316,17 @@ fn hidden_fields(html: &str) -> Vec<(String, String)> {
 
 pub fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Whether `html` is the test provider's login form (username and password fields).
+pub fn is_login_form(html: &str) -> bool {
+    html.contains("<form") && html.contains("name=\"login\"") && html.contains("name=\"password\"")
+}
+
+/// Whether `html` is a login form with the one-time code field (`acr_values` asked for
+/// [`super::op::ACR_MFA`]).
+pub fn has_code_field(html: &str) -> bool {
+    is_login_form(html) && html.contains("name=\"code\"")
 }
 
 fn form_action(html: &str) -> Option<String> {

@@ -12,6 +12,13 @@ pub const CLIENT_SECRET: &str = "gateway-secret";
 pub const API_AUDIENCE: &str = "https://api.tokengate.test";
 /// Another audience a route can ask for with `resource` (RFC 8707).
 pub const OTHER_AUDIENCE: &str = "https://other.tokengate.test";
+/// The `acr` of a login with username and password (amr `["pwd"]`).
+pub const ACR_PASSWORD: &str = "urn:tokengate:password";
+/// The `acr` of a login with the one-time code too (amr `["pwd", "otp"]`): the provider's
+/// form asks for the code when the authorization request's `acr_values` names this.
+pub const ACR_MFA: &str = "urn:tokengate:mfa";
+/// The one-time code the provider's login form accepts.
+pub const MFA_CODE: &str = "123456";
 
 /// How long the provider may take to print its ready line.
 const READY_LIMIT: Duration = Duration::from_secs(30);
@@ -47,6 +54,11 @@ pub struct OpOptions {
     /// Interop: authorization error responses without `iss`, though discovery promises it
     /// (`OP_DROP_ERROR_ISS`).
     pub drop_error_iss: bool,
+    /// Interop: the ID token carries only `sub` and protocol claims (acr, amr, auth_time,
+    /// ...); profile, email, groups and tenant come from the userinfo endpoint. An access
+    /// token asked for without `resource` then has no audience (opaque, for userinfo);
+    /// with `resource` it is the usual JWT for that audience (`OP_USERINFO_CLAIMS`).
+    pub userinfo_claims: bool,
 }
 
 impl Default for OpOptions {
@@ -65,6 +77,7 @@ impl Default for OpOptions {
             par: "",
             rfc8414_only: "",
             drop_error_iss: false,
+            userinfo_claims: false,
         }
     }
 }
@@ -195,6 +208,25 @@ impl Op {
             .expect("provider /test/revoke-refresh is JSON");
         v["revoked"].as_u64().expect("revoked is a number")
     }
+
+    /// Merges `claims` (a JSON object; a `null` value removes that claim) into the claims
+    /// of `sub` at the provider (`POST /test/claims`). Tokens issued afterwards carry them:
+    /// the ID token of the next refresh, userinfo answers.
+    pub async fn set_claims(&self, sub: &str, claims: Value) {
+        let resp = super::http_client()
+            .post(format!(
+                "{}/test/claims?sub={}",
+                self.issuer,
+                super::browser::urlencode(sub)
+            ))
+            .json(&claims)
+            .send()
+            .await
+            .expect("provider /test/claims answers");
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "provider /test/claims for {sub}: {body}");
+    }
 }
 
 impl Drop for Op {
@@ -243,6 +275,10 @@ fn spawn(gateway_origin: &str, opts: &OpOptions, port: u16) -> (Child, String, u
         .env(
             "OP_DROP_ERROR_ISS",
             if opts.drop_error_iss { "1" } else { "0" },
+        )
+        .env(
+            "OP_USERINFO_CLAIMS",
+            if opts.userinfo_claims { "1" } else { "0" },
         );
     match opts.refresh_token_ttl {
         Some(ttl) => cmd.env("OP_REFRESH_TOKEN_TTL", ttl.to_string()),
