@@ -440,7 +440,7 @@ async fn login_and_callback() {
         ),
         get(
             "an unknown prompt",
-            "/bff/login?returnUrl=/&prompt=login",
+            "/bff/login?returnUrl=/&prompt=create",
             &[],
             400,
         ),

@@ -17,7 +17,7 @@ use crate::crypto::{self, cookie};
 use crate::oidc::GrantError;
 use crate::server::respond::{error_page, redirect};
 use crate::server::Body;
-use crate::session::{bearer_header, unix_now, Claims, EndReason, Session};
+use crate::session::{bearer_header, unix_now, EndReason, Session};
 
 /// Errors a `prompt=none` renewal reports back to the SPA instead of an error page.
 const SILENT_FAILURES: [&str; 4] = [
@@ -145,6 +145,7 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
             return refused("The sign-in could not be completed. Please sign in again.");
         }
     };
+    let mut tokens = tokens;
     if bearer_header(&tokens.access_token).is_none() {
         return refused("The identity provider issued an unusable access token.");
     }
@@ -156,6 +157,30 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
     else {
         return refused("The ID token has no subject.");
     };
+    if let Err(why) = authentication_as_asked(login, &claims) {
+        tracing::warn!(
+            why,
+            "sign-in refused: the provider did not authenticate as asked"
+        );
+        return refused(
+            "The identity provider did not sign you in the way this page asks for. Please try again.",
+        );
+    }
+    match provider.userinfo(&tokens.access_token, &sub).await {
+        Ok(userinfo) => tokens.userinfo = userinfo,
+        Err(GrantError::Unavailable(e)) => {
+            tracing::warn!(error = %e, "userinfo unavailable at login");
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is unavailable",
+                "The identity provider cannot be reached. Please try again.",
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "userinfo refused at login");
+            return refused("The sign-in could not be completed. Please sign in again.");
+        }
+    }
     let now = unix_now();
     let mut record = Session {
         sub,
@@ -163,7 +188,11 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
             .get("sid")
             .and_then(|v| v.as_str())
             .map(str::to_owned),
-        claims: Claims::from_map(&claims),
+        acr: claims
+            .get("acr")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        auth_time: claims.get("auth_time").and_then(|v| v.as_u64()),
         created_at: now,
         last_seen: now,
         dpop_key: login.dpop_key.clone(),
@@ -204,6 +233,37 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
     resp
 }
 
+/// How long before the login started an `auth_time` may lie and still meet its
+/// `max_age`: the clocks of the provider and the gateway may differ this much.
+const CLOCK_SKEW_SECS: u64 = 60;
+
+/// The ID token against what the login asked for (OpenID Connect Core §3.1.2.1): an
+/// `acr` among the `acr_values`, and with `max_age` an `auth_time` no older than that
+/// before the login started. `Err` says what is missing, for the log.
+fn authentication_as_asked(
+    login: &LoginState,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), &'static str> {
+    if let Some(asked) = &login.acr_values {
+        let acr = claims.get("acr").and_then(|v| v.as_str());
+        if !acr.is_some_and(|acr| asked.split(' ').any(|a| a == acr)) {
+            return Err("the ID token's acr is none of the acr_values asked for");
+        }
+    }
+    if let Some(max_age) = login.max_age {
+        let Some(auth_time) = claims.get("auth_time").and_then(|v| v.as_u64()) else {
+            return Err("max_age was sent and the ID token has no auth_time");
+        };
+        let earliest = login
+            .created_at
+            .saturating_sub(max_age.saturating_add(CLOCK_SKEW_SECS));
+        if auth_time < earliest {
+            return Err("the ID token's auth_time is older than max_age allows");
+        }
+    }
+    Ok(())
+}
+
 /// The SPA's own page with `error=login_required`, what its helper takes as "log in
 /// interactively" (examples/spa/src/bff.ts, `takeLoginError`).
 fn back_to_spa(return_url: &str) -> Response<Body> {
@@ -237,4 +297,50 @@ fn known_error(error: &str) -> &'static str {
 
 fn refused(detail: &str) -> Response<Body> {
     error_page(StatusCode::BAD_REQUEST, "Sign-in failed", detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn login(acr_values: Option<&str>, max_age: Option<u64>) -> LoginState {
+        LoginState {
+            state: String::new(),
+            nonce: String::new(),
+            pkce_verifier: String::new(),
+            return_url: "/".into(),
+            silent: false,
+            created_at: 10_000,
+            dpop_key: None,
+            acr_values: acr_values.map(str::to_owned),
+            max_age,
+        }
+    }
+
+    fn claims(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        v.as_object().cloned().expect("object")
+    }
+
+    #[test]
+    fn the_id_token_must_carry_what_the_login_asked_for() {
+        let nothing_asked = login(None, None);
+        assert!(authentication_as_asked(&nothing_asked, &claims(json!({}))).is_ok());
+
+        let mfa = login(Some("urn:mfa urn:hw"), None);
+        assert!(authentication_as_asked(&mfa, &claims(json!({"acr": "urn:hw"}))).is_ok());
+        assert!(authentication_as_asked(&mfa, &claims(json!({"acr": "urn:pwd"}))).is_err());
+        assert!(authentication_as_asked(&mfa, &claims(json!({}))).is_err());
+        // A value is matched whole, never as part of the list's text.
+        assert!(authentication_as_asked(&mfa, &claims(json!({"acr": "urn:mfa urn:hw"}))).is_err());
+
+        let recent = login(None, Some(300));
+        assert!(authentication_as_asked(&recent, &claims(json!({}))).is_err());
+        // Authenticated within max_age before the login started (with the clock skew).
+        for ok in [10_000, 9_700, 9_640] {
+            assert!(authentication_as_asked(&recent, &claims(json!({"auth_time": ok}))).is_ok());
+        }
+        assert!(authentication_as_asked(&recent, &claims(json!({"auth_time": 9_639}))).is_err());
+        assert!(authentication_as_asked(&recent, &claims(json!({"auth_time": "9700"}))).is_err());
+    }
 }

@@ -38,3 +38,20 @@ pub fn check(gw: &Gateway, headers: &HeaderMap) -> Result<(), Reject> {
     }
     Ok(())
 }
+
+/// A protocol upgrade (WebSocket) on a `websocket = true` route. A browser cannot add
+/// `X-CSRF` to a WebSocket but always sends its page's `Origin`: an `Origin` of our own
+/// stands in for the header. An upgrade without `Origin` comes from no browser and needs
+/// the header, as any request does.
+pub fn check_upgrade(gw: &Gateway, headers: &HeaderMap) -> Result<(), Reject> {
+    match headers.get(http::header::ORIGIN) {
+        None => check(gw, headers),
+        Some(origin) if origin.as_bytes() != gw.config.server.public_origin.as_bytes() => {
+            Err(Reject::ForeignOrigin)
+        }
+        Some(_) => match headers.get(&SEC_FETCH_SITE) {
+            Some(v) if v.as_bytes() == b"cross-site" => Err(Reject::ForeignOrigin),
+            _ => Ok(()),
+        },
+    }
+}

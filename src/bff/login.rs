@@ -1,4 +1,6 @@
-//! `GET /bff/login?returnUrl=/path[&prompt=none]`: start the code flow.
+//! `GET /bff/login?returnUrl=/path[&prompt=…&acr_values=…&max_age=…&login_hint=…&ui_locales=…]`:
+//! start the code flow. The parameters besides `returnUrl` go to the provider, each
+//! checked against its syntax (`oidc::params`); any other is refused.
 //!
 //! The request's state, nonce and PKCE verifier are kept in a login-state cookie sealed by
 //! the key ring (bound to the cookie's name), so the callback can check them without any
@@ -10,10 +12,11 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
-use super::{query_param, return_url};
+use super::return_url;
 use crate::app::Gateway;
 use crate::crypto;
 use crate::crypto::signing::SigningKey;
+use crate::oidc::params::LoginParams;
 use crate::oidc::provider::AuthRequest;
 use crate::server::respond::{error_page, redirect};
 use crate::server::Body;
@@ -35,28 +38,45 @@ pub struct LoginState {
     /// `oidc.dpop` is on. Sealed with the rest of the cookie.
     #[serde(default)]
     pub dpop_key: Option<String>,
+    /// The `acr_values` asked for (space-separated): the ID token's `acr` must be one.
+    #[serde(default)]
+    pub acr_values: Option<String>,
+    /// The `max_age` asked for: the ID token must then carry `auth_time`, recent enough.
+    #[serde(default)]
+    pub max_age: Option<u64>,
+}
+
+/// `returnUrl` and the provider's parameters of a `/bff/login` query; `Err` is the page's
+/// explanation.
+fn read_query(req: &Request<Incoming>) -> Result<(String, LoginParams), &'static str> {
+    let mut return_url = None;
+    let mut params = LoginParams::default();
+    let mut seen: Vec<String> = Vec::new();
+    let query = req.uri().query().unwrap_or("");
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if seen.iter().any(|s| *s == name) {
+            return Err("A parameter is repeated.");
+        }
+        seen.push(name.clone().into_owned());
+        if name == "returnUrl" {
+            return_url = Some(value.into_owned());
+        } else {
+            params.set(&name, &value)?;
+        }
+    }
+    let return_url = return_url.unwrap_or_else(|| "/".to_owned());
+    if !return_url::is_local(&return_url) {
+        return Err("returnUrl must be a path on this site, such as /app.");
+    }
+    Ok((return_url, params))
 }
 
 pub async fn start(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
-    let return_url = query_param(req, "returnUrl").unwrap_or_else(|| "/".to_owned());
-    if !return_url::is_local(&return_url) {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "Login refused",
-            "returnUrl must be a path on this site, such as /app.",
-        );
-    }
-    let silent = match query_param(req, "prompt").as_deref() {
-        None => false,
-        Some("none") => true,
-        Some(_) => {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Login refused",
-                "prompt may only be \"none\".",
-            );
-        }
+    let (return_url, params) = match read_query(req) {
+        Ok(read) => read,
+        Err(why) => return error_page(StatusCode::BAD_REQUEST, "Login refused", why),
     };
+    let silent = params.silent();
     let Some(provider) = gw.provider.get() else {
         return unavailable();
     };
@@ -79,13 +99,15 @@ pub async fn start(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
         silent,
         created_at: unix_now(),
         dpop_key: dpop.as_ref().map(|(_, k)| k.clone()),
+        acr_values: params.acr_values.clone(),
+        max_age: params.max_age,
     };
     let url = match provider
         .login_redirect(&AuthRequest {
             state: &login.state,
             nonce: &login.nonce,
             pkce_verifier: &login.pkce_verifier,
-            silent,
+            params: &params,
             dpop_jkt: dpop.as_ref().map(|(jkt, _)| jkt.as_str()),
         })
         .await

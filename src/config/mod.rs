@@ -109,6 +109,9 @@ pub struct OidcConfig {
     pub dpop: bool,
     /// Pushed authorization requests (RFC 9126); also used when the provider requires them.
     pub par: bool,
+    /// Fetch the userinfo endpoint at login and after each refresh; its claims join the
+    /// ID token's (`/bff/user`, route `require` rules).
+    pub userinfo: bool,
     pub scopes: Vec<String>,
     /// Extra authorization-request parameters, in file order.
     pub auth_params: Vec<(String, String)>,
@@ -142,16 +145,18 @@ pub enum ProviderEndpoint {
     Revocation,
     EndSession,
     PushedAuthorizationRequest,
+    Userinfo,
 }
 
 impl ProviderEndpoint {
-    pub const ALL: [ProviderEndpoint; 6] = [
+    pub const ALL: [ProviderEndpoint; 7] = [
         ProviderEndpoint::Authorization,
         ProviderEndpoint::Token,
         ProviderEndpoint::Jwks,
         ProviderEndpoint::Revocation,
         ProviderEndpoint::EndSession,
         ProviderEndpoint::PushedAuthorizationRequest,
+        ProviderEndpoint::Userinfo,
     ];
 
     /// The metadata name, which is also the key under `[oidc]`.
@@ -163,6 +168,7 @@ impl ProviderEndpoint {
             ProviderEndpoint::Revocation => "revocation_endpoint",
             ProviderEndpoint::EndSession => "end_session_endpoint",
             ProviderEndpoint::PushedAuthorizationRequest => "pushed_authorization_request_endpoint",
+            ProviderEndpoint::Userinfo => "userinfo_endpoint",
         }
     }
 }
@@ -268,6 +274,37 @@ pub struct RouteConfig {
     /// Speak HTTP/2 to the upstream (`upstream_http2 = true`, or an `h2c://` URL, which
     /// is stored as `http://`): prior knowledge over TCP, ALPN `h2` over TLS.
     pub http2: bool,
+    /// Who may use the route: every rule must hold for the session's claims.
+    pub require: Vec<ClaimRule>,
+    /// How recently and how strongly the user must have authenticated.
+    pub step_up: StepUp,
+    /// Allow WebSocket (HTTP/1.1 `Upgrade`) requests on a token route; a browser's is
+    /// admitted by its `Origin`, since it cannot carry `X-CSRF`.
+    pub websocket: bool,
+}
+
+/// `require = { claim = [values…] }`: the claim must equal one of the values, or, for a
+/// list claim (groups, roles), hold one of them. A missing claim matches nothing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimRule {
+    pub claim: String,
+    /// Scalars only (string, boolean, number), as the configuration validates.
+    pub values: Vec<serde_json::Value>,
+}
+
+/// A route's authentication demands (`acr`, `max_age`); unmet → `step_up_required`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepUp {
+    /// The session's `acr` must be one of these.
+    pub acr: Option<Vec<String>>,
+    /// The user authenticated (`auth_time`) at most this long ago.
+    pub max_age: Option<Duration>,
+}
+
+impl StepUp {
+    pub fn is_empty(&self) -> bool {
+        self.acr.is_none() && self.max_age.is_none()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

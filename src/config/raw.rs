@@ -80,12 +80,14 @@ pub struct RawOidc {
     pub tls_ca: Option<String>,
     pub dpop: Option<bool>,
     pub par: Option<bool>,
+    pub userinfo: Option<bool>,
     pub authorization_endpoint: Option<String>,
     pub token_endpoint: Option<String>,
     pub jwks_uri: Option<String>,
     pub revocation_endpoint: Option<String>,
     pub end_session_endpoint: Option<String>,
     pub pushed_authorization_request_endpoint: Option<String>,
+    pub userinfo_endpoint: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +127,10 @@ pub struct RawRoute {
     pub dpop: Option<bool>,
     pub methods: Option<Vec<String>>,
     pub upstream_http2: Option<bool>,
+    pub require: Option<BTreeMap<String, Vec<toml::Value>>>,
+    pub acr: Option<Vec<String>>,
+    pub max_age: Option<String>,
+    pub websocket: Option<bool>,
 }
 
 /// Parses TOML text, expands `${VAR}` through `env`, and deserialises the result.

@@ -367,3 +367,81 @@ fn provider_endpoints_can_be_named_and_each_is_checked_by_its_key() {
     }
     assert_eq!(found.len(), 3, "{found:?}");
 }
+
+#[test]
+fn access_rules_step_up_and_websocket_are_read_and_each_mistake_named() {
+    let text = format!(
+        "{MINIMAL}require = {{ groups = [\"admins\", \"ops\"], email_verified = [true], level = [3] }}\n\
+         acr = [\"urn:example:mfa\"]\nmax_age = \"15m\"\nwebsocket = true\n"
+    );
+    let c = load(&text).expect("valid");
+    let r = &c.routes[0];
+    assert_eq!(r.require.len(), 3);
+    let groups = r
+        .require
+        .iter()
+        .find(|x| x.claim == "groups")
+        .expect("groups");
+    assert_eq!(
+        groups.values,
+        [serde_json::json!("admins"), serde_json::json!("ops")]
+    );
+    let verified = r.require.iter().find(|x| x.claim == "email_verified");
+    assert_eq!(
+        verified.map(|x| x.values.clone()),
+        Some(vec![serde_json::json!(true)])
+    );
+    assert_eq!(
+        r.step_up.acr.as_deref(),
+        Some(&["urn:example:mfa".to_owned()][..])
+    );
+    assert_eq!(r.step_up.max_age, Some(Duration::from_secs(900)));
+    assert!(r.websocket);
+    assert!(!load(MINIMAL).expect("valid").routes[0].websocket);
+
+    let bad = problems(
+        r#"
+[oidc]
+issuer = "http://127.0.0.1:9000"
+client_id = "gateway"
+client_secret = "x"
+userinfo = true
+dpop = true
+[session]
+keys = ["${KEY}"]
+[[route]]
+path = "/api"
+upstream = "http://127.0.0.1:9100"
+token = "user"
+require = { groups = [], tenant = [["a"]] }
+acr = ["has space"]
+max_age = "soon"
+[[route]]
+path = "/open"
+upstream = "http://127.0.0.1:9100"
+token = "user-optional"
+require = { groups = ["x"] }
+acr = ["urn:x"]
+[[route]]
+path = "/"
+upstream = "http://127.0.0.1:9100"
+token = "none"
+websocket = true
+"#,
+    );
+    for expected in [
+        "oidc.userinfo: cannot be used with oidc.dpop",
+        "route[0].require.groups: must list at least one value",
+        "route[0].require.tenant[0]: must be a string, a boolean or an integer",
+        "route[0].acr[0]: invalid acr value",
+        "route[0].max_age: invalid duration",
+        "route[1].require: applies to token = \"user\" routes only",
+        "route[1].acr: applies to token = \"user\" routes only",
+        "route[2].websocket: applies to token routes",
+    ] {
+        assert!(
+            bad.iter().any(|p| p.starts_with(expected)),
+            "{expected:?} not in {bad:#?}"
+        );
+    }
+}

@@ -309,6 +309,13 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         }
     }
 
+    if o.userinfo == Some(true) && o.dpop == Some(true) {
+        c.fail(
+            "oidc.userinfo",
+            "cannot be used with oidc.dpop (the userinfo call would need a DPoP proof)",
+        );
+    }
+
     let endpoints: Vec<(ProviderEndpoint, url::Url)> = [
         (ProviderEndpoint::Authorization, &o.authorization_endpoint),
         (ProviderEndpoint::Token, &o.token_endpoint),
@@ -319,6 +326,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             ProviderEndpoint::PushedAuthorizationRequest,
             &o.pushed_authorization_request_endpoint,
         ),
+        (ProviderEndpoint::Userinfo, &o.userinfo_endpoint),
     ]
     .into_iter()
     .filter_map(|(which, text)| {
@@ -425,6 +433,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             tls: security.tls,
             dpop: o.dpop.unwrap_or(false),
             par: o.par.unwrap_or(false),
+            userinfo: o.userinfo.unwrap_or(false),
             scopes,
             auth_params,
             logout_id_token_hint: o.logout_id_token_hint.unwrap_or(false),
@@ -664,6 +673,14 @@ fn route(c: &mut Checker, i: usize, r: &RawRoute) -> RouteConfig {
             })
             .collect()
     });
+    let (require, step_up) = access(c, i, r, token);
+    let websocket = r.websocket.unwrap_or(false);
+    if websocket && token == TokenPolicy::None {
+        c.fail(
+            &at("websocket"),
+            "applies to token routes (a token = \"none\" route tunnels upgrades as they come)",
+        );
+    }
     RouteConfig {
         path,
         upstream,
@@ -674,7 +691,67 @@ fn route(c: &mut Checker, i: usize, r: &RawRoute) -> RouteConfig {
         dpop: r.dpop.unwrap_or(true),
         methods,
         http2: h2c.is_some() || r.upstream_http2.unwrap_or(false),
+        require,
+        step_up,
+        websocket,
     }
+}
+
+/// A route's `require`, `acr` and `max_age`: rules about the user, so `token = "user"`
+/// routes only (on any other a request without a session would pass them by).
+fn access(c: &mut Checker, i: usize, r: &RawRoute, token: TokenPolicy) -> (Vec<ClaimRule>, StepUp) {
+    let at = |key: &str| format!("route[{i}].{key}");
+    for (key, set) in [
+        ("require", r.require.is_some()),
+        ("acr", r.acr.is_some()),
+        ("max_age", r.max_age.is_some()),
+    ] {
+        if set && token != TokenPolicy::User {
+            c.fail(&at(key), "applies to token = \"user\" routes only");
+        }
+    }
+    let mut require = Vec::new();
+    for (claim, values) in r.require.iter().flatten() {
+        let path = format!("route[{i}].require.{claim}");
+        if values.is_empty() {
+            c.fail(&path, "must list at least one value");
+        }
+        let mut scalars = Vec::with_capacity(values.len());
+        for (j, v) in values.iter().enumerate() {
+            match v {
+                toml::Value::String(s) => scalars.push(serde_json::Value::from(s.clone())),
+                toml::Value::Boolean(b) => scalars.push(serde_json::Value::from(*b)),
+                toml::Value::Integer(n) => scalars.push(serde_json::Value::from(*n)),
+                _ => c.fail(
+                    &format!("{path}[{j}]"),
+                    "must be a string, a boolean or an integer",
+                ),
+            }
+        }
+        require.push(ClaimRule {
+            claim: claim.clone(),
+            values: scalars,
+        });
+    }
+    let acr = r.acr.as_ref().map(|values| {
+        if values.is_empty() {
+            c.fail(&at("acr"), "must list at least one value");
+        }
+        for (j, v) in values.iter().enumerate() {
+            if !crate::oidc::params::is_acr_value(v) {
+                c.fail(
+                    &format!("route[{i}].acr[{j}]"),
+                    format!("invalid acr value {v:?} (printable ASCII, no spaces or quotes)"),
+                );
+            }
+        }
+        values.clone()
+    });
+    let max_age = r
+        .max_age
+        .as_deref()
+        .map(|text| c.duration(&at("max_age"), Some(text), text));
+    (require, StepUp { acr, max_age })
 }
 
 /// `10.0.0.0/8`, `::1/128`, or a bare address (one host).

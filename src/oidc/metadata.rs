@@ -148,10 +148,11 @@ pub async fn fetch(
         .map_err(|e| format!("{discovery_url}: {e}"))?;
     let par_used =
         config.par || discovery.get("require_pushed_authorization_requests") == Some(&true.into());
-    let wanted = |which: ProviderEndpoint| {
-        look_for == LookFor::All
-            || which != ProviderEndpoint::PushedAuthorizationRequest
-            || par_used
+    let wanted = |which: ProviderEndpoint| match which {
+        _ if look_for == LookFor::All => true,
+        ProviderEndpoint::PushedAuthorizationRequest => par_used,
+        ProviderEndpoint::Userinfo => config.userinfo,
+        _ => true,
     };
     let missing = endpoints.iter().any(|(w, u, _)| u.is_none() && wanted(*w));
     let mut rfc8414 = Rfc8414::NotRead;

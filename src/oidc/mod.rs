@@ -10,6 +10,7 @@ pub mod keys;
 pub mod logout_token;
 pub mod metadata;
 pub mod online_check;
+pub mod params;
 pub mod provider;
 pub mod token_endpoint;
 

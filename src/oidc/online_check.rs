@@ -156,6 +156,9 @@ fn judge(config: &Config, found: &Metadata) -> Report {
     if o.dpop && dpop_algs.is_empty() {
         problems.push("oidc.dpop: the provider advertises no DPoP signing algorithms".into());
     }
+    if o.userinfo && found.source(ProviderEndpoint::Userinfo) == Source::Absent {
+        problems.push("oidc.userinfo: the provider has no userinfo_endpoint".into());
+    }
     if o.par && !par {
         problems.push("oidc.par: the provider has no pushed_authorization_request_endpoint".into());
     }
@@ -183,5 +186,6 @@ fn absent_means(which: ProviderEndpoint) -> &'static str {
         ProviderEndpoint::Revocation => " (logout cannot revoke the refresh token)",
         ProviderEndpoint::EndSession => " (logout ends the gateway session only)",
         ProviderEndpoint::PushedAuthorizationRequest => " (only needed with oidc.par)",
+        ProviderEndpoint::Userinfo => " (only needed with oidc.userinfo)",
     }
 }

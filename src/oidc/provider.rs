@@ -24,6 +24,7 @@ use super::grant_error::{self, GrantError};
 use super::http_client::ProviderHttp;
 use super::keys::{JwsError, JwsHeader, KeySet};
 use super::metadata::{self, LookFor, Source};
+use super::params::{LoginParams, Prompt};
 use super::token_endpoint::{self, DpopKey, Grant, TokenResponse};
 use crate::config::{OidcConfig, ProviderEndpoint};
 use crate::crypto::signing::SigningKey;
@@ -92,6 +93,9 @@ pub struct TokenSet {
     pub id_token: Option<String>,
     /// The validated ID token's claims, as the provider sent them.
     pub id_claims: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The userinfo endpoint's claims for this access token, when `oidc.userinfo` is on
+    /// (filled in by the caller, [`Provider::userinfo`]).
+    pub userinfo: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl std::fmt::Debug for TokenSet {
@@ -125,6 +129,8 @@ pub struct Provider {
     par_endpoint: Option<url::Url>,
     /// Push authorization requests: configured, or required by the provider.
     use_par: bool,
+    /// Where the session's claims are completed, when `oidc.userinfo` is on.
+    userinfo_endpoint: Option<url::Url>,
 }
 
 /// Parameters of one authorization request.
@@ -132,8 +138,9 @@ pub struct AuthRequest<'a> {
     pub state: &'a str,
     pub nonce: &'a str,
     pub pkce_verifier: &'a str,
-    /// `prompt=none`: renew silently, never show the provider's pages.
-    pub silent: bool,
+    /// What the page asked for through `/bff/login` (`prompt=none`: renew silently,
+    /// never show the provider's pages).
+    pub params: &'a LoginParams,
     /// RFC 9449 §10: the thumbprint of the DPoP key the code will be redeemed with.
     pub dpop_jkt: Option<&'a str>,
 }
@@ -190,6 +197,13 @@ impl Provider {
                     .into(),
             );
         }
+        let userinfo_endpoint = match config.userinfo {
+            false => None,
+            true => Some(found.endpoint(ProviderEndpoint::Userinfo).cloned().ok_or(
+                "oidc.userinfo is on, but the provider publishes no userinfo_endpoint; set \
+                 oidc.userinfo_endpoint",
+            )?),
+        };
         let keys = KeySet::new(metadata.jwks_uri().clone(), metadata.jwks().clone());
         let id_token_algs = Some(
             metadata
@@ -223,7 +237,58 @@ impl Provider {
             dpop_nonces: Nonces::default(),
             par_endpoint,
             use_par,
+            userinfo_endpoint,
         })
+    }
+
+    /// The userinfo endpoint's claims for `access_token` (OpenID Connect Core §5.3), or
+    /// `None` when `oidc.userinfo` is off. An answer about anyone but `sub` is refused
+    /// (§5.3.2), as is a signed or encrypted one (not supported).
+    pub async fn userinfo(
+        &self,
+        access_token: &str,
+        sub: &str,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, GrantError> {
+        let Some(url) = &self.userinfo_endpoint else {
+            return Ok(None);
+        };
+        let mut authorization = http::HeaderValue::try_from(format!("Bearer {access_token}"))
+            .map_err(|_| GrantError::Invalid("access token is not a header value".into()))?;
+        authorization.set_sensitive(true);
+        let request = http::Request::get(url.as_str())
+            .header(http::header::AUTHORIZATION, authorization)
+            .header(http::header::ACCEPT, "application/json")
+            .body(Vec::new())
+            .map_err(|e| GrantError::Invalid(format!("userinfo request: {e}")))?;
+        let response = self.http.send(request).await?;
+        let status = response.status();
+        if !status.is_success() {
+            // The token was refused (401/403) or the endpoint is wrong: nothing a retry
+            // of the same request mends, but not the user's fault either.
+            return Err(GrantError::Invalid(format!("userinfo answered {status}")));
+        }
+        let json = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| {
+                t.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
+        if !json {
+            return Err(GrantError::Invalid(
+                "userinfo answered other than JSON (signed or encrypted answers are not supported)"
+                    .into(),
+            ));
+        }
+        let claims: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(response.body())
+                .map_err(|e| GrantError::Invalid(format!("userinfo answer: {e}")))?;
+        if claims.get("sub").and_then(|v| v.as_str()) != Some(sub) {
+            return Err(GrantError::Invalid("userinfo names another subject".into()));
+        }
+        Ok(Some(claims))
     }
 
     pub fn issuer(&self) -> &str {
@@ -264,16 +329,35 @@ impl Provider {
         for scope in self.scopes.iter().filter(|s| *s != "openid") {
             auth = auth.add_scope(Scope::new(scope.clone()));
         }
+        let asked = req.params;
         for (k, v) in &self.auth_params {
-            // A silent renew must not show a page: its `prompt=none` wins over a configured
-            // `prompt` (such as `consent`).
-            if req.silent && k == "prompt" {
+            // What the page asked for wins over the configuration; a silent renew must not
+            // show a page, so its `prompt=none` replaces a configured `prompt` (such as
+            // `consent`), while an interactive prompt joins it.
+            if k == "prompt" && asked.prompt.is_some() {
+                continue;
+            }
+            if asked.pairs().any(|(name, _)| name == k) {
                 continue;
             }
             auth = auth.add_extra_param(k.clone(), v.clone());
         }
-        if req.silent {
-            auth = auth.add_prompt(CoreAuthPrompt::None);
+        match &asked.prompt {
+            None => {}
+            Some(Prompt::None) => auth = auth.add_prompt(CoreAuthPrompt::None),
+            Some(Prompt::Interactive(p)) => {
+                let configured = self.auth_params.iter().find(|(k, _)| k == "prompt");
+                let mut values: Vec<&str> = p.split(' ').collect();
+                for v in configured.map(|(_, v)| v.as_str()).unwrap_or("").split(' ') {
+                    if !v.is_empty() && v != "none" && !values.contains(&v) {
+                        values.push(v);
+                    }
+                }
+                auth = auth.add_extra_param("prompt", values.join(" "));
+            }
+        }
+        for (k, v) in asked.pairs() {
+            auth = auth.add_extra_param(k, v);
         }
         if let Some(jkt) = req.dpop_jkt {
             auth = auth.add_extra_param("dpop_jkt", jkt.to_owned());
@@ -484,6 +568,7 @@ fn token_set(
             .map(Duration::from_secs),
         id_token: response.id_token,
         id_claims,
+        userinfo: None,
     }
 }
 

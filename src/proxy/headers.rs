@@ -357,6 +357,9 @@ mod tests {
                 dpop: false,
                 methods: None,
                 http2: false,
+                require: Vec::new(),
+                step_up: Default::default(),
+                websocket: false,
             },
         )
         .expect("route");

@@ -1,20 +1,23 @@
 //! Proxying a matched request, as named phases in the order they run (habit 3):
 //!
 //! 1. [`admit`] — is the method allowed on this route?
-//! 2. [`authorise`] — CSRF defence, session lookup, a fresh access token (maybe a refresh);
+//! 2. [`authorise`] — CSRF defence (for a WebSocket upgrade, its `Origin`), session
+//!    lookup, the route's [`access`] rules, a fresh access token (maybe a refresh);
 //!    yields the `Authorization` value to send, if any. May answer 401/403/503.
 //! 3. [`prepare`] — the upstream URI and the header rewrite of [`headers`]; takes the
 //!    client side of a WebSocket upgrade. Changes only the request.
 //! 4. [`send`] — the route's upstream pool ([`pool`]: hyper's client), bounded by
 //!    `upstream.response_timeout`. May answer 502/504.
 //! 5. [`respond`] — ambiguous framing refused (502), response hop-by-hop headers out, our
-//!    cookie names protected, the body streamed back untouched; a `101` is wired into a
-//!    tunnel.
+//!    cookie names protected, an RFC 9470 challenge turned into `step_up_required`, the
+//!    body streamed back untouched; a `101` is wired into a tunnel, which a session's
+//!    end closes.
 //!
 //! Bodies are never buffered: the request's `Incoming` goes upstream as it arrives and
 //! the upstream's body comes back the same way, both under `upstream.read_timeout`
 //! ([`timeout`]).
 
+pub mod access;
 pub mod dpop;
 pub mod headers;
 pub mod pool;
@@ -38,6 +41,7 @@ use crate::crypto::cookie;
 use crate::route::Route;
 use crate::server::listener::ConnInfo;
 use crate::server::{Body, Reject};
+use crate::session::{unix_now, StoreKey};
 use pool::PooledBody;
 use timeout::TimedBody;
 use upstream::UpstreamBody;
@@ -58,14 +62,26 @@ pub fn forward<'a>(
     conn: ConnInfo,
 ) -> impl Future<Output = Result<Response<Body>, Reject>> + 'a {
     async move {
-        admit(route, &req)?;
+        let upgrading = admit(route, &req)?;
         // One look at the cookies serves the session lookup and the upstream rewrite.
         let cookies = cookie::scan(req.headers(), gw.cookies.session());
         let mix = cookies.mix;
         let worker = conn.worker;
-        let credential = authorise(gw, route, req.headers(), cookies.named).await?;
-        let (upstream_req, client_upgrade) =
-            prepare(gw, route, req, conn, credential.authorization, mix)?;
+        let credential = authorise(gw, route, req.headers(), cookies.named, upgrading).await?;
+        // Where a step-up login returns to, should the upstream ask for one (RFC 9470).
+        let referer = credential
+            .session
+            .and_then(|_| req.headers().get(http::header::REFERER).cloned());
+        let session = credential.session;
+        let (upstream_req, client_upgrade) = prepare(
+            gw,
+            route,
+            req,
+            conn,
+            credential.authorization,
+            mix,
+            upgrading,
+        )?;
         let resp = match credential.dpop {
             None => send(gw, route, worker, upstream_req).await?,
             // Boxed: its future holds two exchanges, and sized into every request's future
@@ -74,7 +90,19 @@ pub fn forward<'a>(
                 Box::pin(send_with_proof(gw, route, worker, binding, upstream_req)).await?
             }
         };
-        respond(resp, client_upgrade)
+        if session.is_some() {
+            let origin = &gw.config.server.public_origin;
+            if let Some(step_up) =
+                access::upstream_step_up(resp.status(), resp.headers(), referer.as_ref(), origin)
+            {
+                return Err(step_up);
+            }
+        }
+        let watch = session.map(|key| upgrade::Watch {
+            sessions: gw.sessions.clone(),
+            key,
+        });
+        respond(resp, client_upgrade, watch)
     }
 }
 
@@ -109,15 +137,21 @@ async fn send_with_proof(
 struct Credential {
     authorization: Option<HeaderValue>,
     dpop: Option<dpop::Binding>,
+    /// The user session the token is from.
+    session: Option<StoreKey>,
 }
 
-/// Phase 1: the route's method list.
-fn admit(route: &Route, req: &Request<Incoming>) -> Result<(), Reject> {
-    if route.allows(req.method()) {
-        Ok(())
-    } else {
-        Err(Reject::MethodNotAllowed)
+/// Phase 1: the route's method list, and whether it takes this protocol upgrade (on a
+/// token route only with `websocket = true`). True for an upgrade.
+fn admit(route: &Route, req: &Request<Incoming>) -> Result<bool, Reject> {
+    if !route.allows(req.method()) {
+        return Err(Reject::MethodNotAllowed);
     }
+    let upgrading = headers::is_upgrade(req.headers());
+    if upgrading && !route.websocket && route.token != TokenPolicy::None {
+        return Err(Reject::UpgradeRefused);
+    }
+    Ok(upgrading)
 }
 
 /// Phase 2: the token this request carries upstream, per the route's policy.
@@ -126,21 +160,31 @@ async fn authorise(
     route: &Route,
     headers: &http::HeaderMap,
     session_cookie: cookie::Lookup<'_>,
+    upgrading: bool,
 ) -> Result<Credential, Reject> {
+    let csrf = |headers: &http::HeaderMap| match upgrading {
+        false => csrf::check(gw, headers),
+        true => csrf::check_upgrade(gw, headers),
+    };
     match route.token {
         TokenPolicy::None => Ok(Credential::default()),
         TokenPolicy::User => {
             // CSRF first: a cross-site request learns nothing, not even whether a session exists.
-            csrf::check(gw, headers)?;
+            csrf(headers)?;
             let live = gw
                 .session_named(session_cookie, true)
                 .await?
                 .ok_or(Reject::NoSession)?;
+            if !route.require.is_empty() || !route.step_up.is_empty() {
+                let referer = headers.get(http::header::REFERER);
+                let origin = &gw.config.server.public_origin;
+                access::check(route, &live, unix_now(), referer, origin)?;
+            }
             user_credential(gw, route, live).await
         }
         TokenPolicy::UserOptional => match gw.session_named(session_cookie, true).await? {
             Some(live) => {
-                csrf::check(gw, headers)?;
+                csrf(headers)?;
                 user_credential(gw, route, live).await
             }
             None => Ok(Credential::default()),
@@ -151,7 +195,7 @@ async fn authorise(
             .await
             .map(|b| Credential {
                 authorization: Some(b),
-                dpop: None,
+                ..Credential::default()
             })
             .map_err(Reject::from),
     }
@@ -162,6 +206,7 @@ async fn user_credential(
     route: &Route,
     live: std::sync::Arc<crate::session::LiveSession>,
 ) -> Result<Credential, Reject> {
+    let session = Some(live.key);
     let key = live.dpop.clone();
     let authorization = gw
         .refresher
@@ -172,6 +217,7 @@ async fn user_credential(
         return Ok(Credential {
             authorization: Some(authorization),
             dpop: None,
+            session,
         });
     };
     // A DPoP session's header is `DPoP <token>`.
@@ -187,11 +233,13 @@ async fn user_credential(
         return Ok(Credential {
             authorization: Some(bearer),
             dpop: None,
+            session,
         });
     }
     Ok(Credential {
         authorization: Some(authorization),
         dpop: Some(dpop::Binding { key, token }),
+        session,
     })
 }
 
@@ -203,8 +251,9 @@ fn prepare(
     conn: ConnInfo,
     bearer: Option<HeaderValue>,
     cookies: cookie::Mix,
+    upgrading: bool,
 ) -> Result<(Request<UpstreamBody>, Option<OnUpgrade>), Reject> {
-    let upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let pq = parts
         .uri
@@ -278,10 +327,12 @@ fn upstream_failed(e: pool::SendError) -> Reject {
 }
 
 /// Phase 5: the response as the browser will see it. A `101` the browser did not ask for
-/// would leave its connection in no protocol at all: refused.
+/// would leave its connection in no protocol at all: refused. A tunnel made for a user
+/// session is watched, and closed when the session ends.
 fn respond(
     mut resp: Response<PooledBody>,
     client_upgrade: Option<OnUpgrade>,
+    watch: Option<upgrade::Watch>,
 ) -> Result<Response<Body>, Reject> {
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching && client_upgrade.is_none() {
@@ -294,7 +345,7 @@ fn respond(
     }
     if let (true, Some(client)) = (switching, client_upgrade) {
         let upstream = hyper::upgrade::on(&mut resp);
-        tokio::spawn(upgrade::tunnel(client, upstream));
+        tokio::spawn(upgrade::tunnel(client, upstream, watch));
     }
     Ok(resp.map(Either::Left))
 }

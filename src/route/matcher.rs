@@ -50,6 +50,9 @@ mod tests {
                 dpop: true,
                 methods: None,
                 http2: false,
+                require: Vec::new(),
+                step_up: Default::default(),
+                websocket: false,
             },
         )
         .expect("route")

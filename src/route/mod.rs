@@ -10,7 +10,7 @@ use std::sync::Arc;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method};
 
-use crate::config::{RouteConfig, TokenPolicy};
+use crate::config::{ClaimRule, RouteConfig, StepUp, TokenPolicy};
 pub use matcher::RouteTable;
 
 /// One route, ready for the hot path.
@@ -29,6 +29,12 @@ pub struct Route {
     /// `None`: every method is allowed.
     pub methods: Option<Vec<Method>>,
     pub upstream: Upstream,
+    /// Claim rules the session must meet (`require`); empty: any session.
+    pub require: Vec<ClaimRule>,
+    /// `acr` / `max_age`: how the user must have signed in.
+    pub step_up: StepUp,
+    /// WebSocket upgrades allowed on this token route.
+    pub websocket: bool,
     /// Position in the configuration, for logs and metrics (`route[1]`).
     pub index: usize,
 }
@@ -80,6 +86,9 @@ impl Route {
                 host,
                 http2: c.http2,
             },
+            require: c.require.clone(),
+            step_up: c.step_up.clone(),
+            websocket: c.websocket,
             index,
         })
     }

@@ -46,6 +46,14 @@ pub enum Reject {
     ProviderInvalid,
     /// The session store is unreachable.
     StoreUnavailable,
+    /// The session's claims do not meet the route's `require` rules; holds the route's
+    /// path (never the user's claim values).
+    Forbidden(Box<str>),
+    /// The route wants a stronger or more recent sign-in (its `acr`/`max_age`, or the
+    /// upstream's RFC 9470 challenge); holds the `/bff/login` URL that asks for it.
+    StepUpRequired(Box<str>),
+    /// A protocol upgrade on a token route without `websocket = true`.
+    UpgradeRefused,
 }
 
 impl From<crate::token::refresh::RefreshError> for Reject {
@@ -64,6 +72,21 @@ impl Reject {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         use Reject::*;
         match self {
+            Forbidden(_) => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this route is not open to this user",
+            ),
+            StepUpRequired(_) => (
+                StatusCode::UNAUTHORIZED,
+                "step_up_required",
+                "this route needs a stronger or more recent sign-in; send the user to login_url",
+            ),
+            UpgradeRefused => (
+                StatusCode::FORBIDDEN,
+                "upgrade_refused",
+                "this route does not accept WebSocket upgrades",
+            ),
             BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
             NoSession => (
                 StatusCode::UNAUTHORIZED,
@@ -141,7 +164,17 @@ impl Reject {
     /// The JSON error response of DESIGN.md: `{ "error": …, "message": … }`.
     pub fn response(&self) -> Response<Body> {
         let (status, code, message) = self.parts();
-        let body = serde_json::json!({ "error": code, "message": message }).to_string();
+        let body = match self {
+            Reject::Forbidden(route) => serde_json::json!({
+                "error": code,
+                "message": format!("the route {route} is not open to this user"),
+            }),
+            Reject::StepUpRequired(login_url) => serde_json::json!({
+                "error": code, "message": message, "login_url": login_url,
+            }),
+            _ => serde_json::json!({ "error": code, "message": message }),
+        }
+        .to_string();
         let mut resp = json(status, body);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()

@@ -19,7 +19,7 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
@@ -55,6 +55,9 @@ pub struct LiveSession {
     resource_bearers: Vec<(String, HeaderValue)>,
     /// The session's DPoP key, parsed once from the record.
     pub dpop: Option<Arc<SigningKey>>,
+    /// The claims parsed, on the first request to a route with `require` rules: a session
+    /// that never meets one never pays for the map.
+    claims: OnceLock<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl LiveSession {
@@ -84,7 +87,13 @@ impl LiveSession {
             bearer,
             resource_bearers,
             dpop,
+            claims: OnceLock::new(),
         })
+    }
+
+    /// The session's claims as a map, parsed once per cached session.
+    pub fn claims(&self) -> &serde_json::Map<String, serde_json::Value> {
+        self.claims.get_or_init(|| self.record.claims.to_map())
     }
 
     /// The `Authorization` value for `resource` (`None`: the default audience) unless

@@ -174,8 +174,15 @@ pub struct Session {
     pub sub: String,
     /// The provider's session ID (`sid` claim), for back-channel logout.
     pub sid: Option<String>,
-    /// The ID token's claims, returned by `/bff/user`.
+    /// The ID token's claims, with the userinfo endpoint's when `oidc.userinfo` is on:
+    /// returned by `/bff/user`, judged by route `require` rules.
     pub claims: Claims,
+    /// How the user authenticated (the login's ID token `acr`), for route `acr` rules.
+    #[serde(default)]
+    pub acr: Option<String>,
+    /// When the user authenticated (the login's ID token `auth_time`), for `max_age`.
+    #[serde(default)]
+    pub auth_time: Option<u64>,
     /// Kept for `id_token_hint` at logout, when `oidc.logout_id_token_hint` asks for it.
     pub id_token: String,
     pub access_token: String,
@@ -216,8 +223,31 @@ impl Claims {
 
     /// The claims as a JSON value, for a response that embeds them.
     pub fn to_value(&self) -> serde_json::Value {
-        serde_json::from_str(self.0.get())
-            .unwrap_or_else(|_| serde_json::Value::Object(serde_json::Map::new()))
+        serde_json::Value::Object(self.to_map())
+    }
+
+    /// The claims as a map (empty if the stored text is not an object).
+    pub fn to_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_str(self.0.get()).unwrap_or_default()
+    }
+
+    /// The ID token's claims with the userinfo endpoint's over them: userinfo is the
+    /// fresher source, but never names anyone else (`sub` is the ID token's; the caller
+    /// has checked they agree).
+    pub fn merged(
+        id: &serde_json::Map<String, serde_json::Value>,
+        userinfo: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Claims {
+        let Some(userinfo) = userinfo else {
+            return Claims::from_map(id);
+        };
+        let mut all = id.clone();
+        for (k, v) in userinfo {
+            if k != "sub" {
+                all.insert(k.clone(), v.clone());
+            }
+        }
+        Claims::from_map(&all)
     }
 }
 

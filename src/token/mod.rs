@@ -7,7 +7,7 @@ pub mod refresh;
 use std::time::Duration;
 
 use crate::oidc::TokenSet;
-use crate::session::{AccessToken, Session};
+use crate::session::{AccessToken, Claims, Session};
 
 /// When a token issued `now` with `lifetime` is refreshed: `skew` before it expires, or at
 /// half its life when the lifetime is shorter than twice the skew (so a 5-second token
@@ -62,6 +62,16 @@ pub fn apply(
     if let Some(id) = &tokens.id_token {
         session.id_token.clone_from(id);
     }
+    // The default token's grant brings the user's current claims: a new ID token's, and
+    // userinfo's over them. (`acr` and `auth_time` stay the login's: a refresh is no
+    // new authentication.)
+    if resource.is_none() && (tokens.id_claims.is_some() || tokens.userinfo.is_some()) {
+        let id = match &tokens.id_claims {
+            Some(id) => id.clone(),
+            None => session.claims.to_map(),
+        };
+        session.claims = Claims::merged(&id, tokens.userinfo.as_ref());
+    }
     session.last_seen = now;
 }
 
@@ -101,6 +111,7 @@ mod tests {
             refresh_expires_in: forever,
             id_token: None,
             id_claims: None,
+            userinfo: None,
         };
         let mut session = Session::default();
         apply(&mut session, None, &tokens, 1000, Duration::from_secs(60));

@@ -21,7 +21,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use http::HeaderValue;
 
 use crate::admin::metrics::Counter;
-use crate::oidc::{GrantError, ProviderCell, TokenSet};
+use crate::oidc::{GrantError, Provider, ProviderCell, TokenSet};
 use crate::session::{
     bearer_header, unix_now, EndReason, LiveSession, Sessions, StoreError, StoreKey,
 };
@@ -216,7 +216,10 @@ impl Job {
             .await;
         let result = result.and_then(|tokens| check_answer(&current, tokens));
         match result {
-            Ok(tokens) => {
+            Ok(mut tokens) => {
+                if resource.is_none() {
+                    with_userinfo(&provider, &current, &mut tokens).await;
+                }
                 self.counts.success.inc();
                 tracing::info!(session = %key.short(), resource, rotated = tokens.refresh_token.is_some(), "access token refreshed");
                 let (resource, skew) = (self.resource.clone(), self.skew);
@@ -274,6 +277,22 @@ impl Job {
             ));
         }
         Ok(current)
+    }
+}
+
+/// Completes a refresh's claims from the userinfo endpoint (when `oidc.userinfo` is on).
+/// If it cannot answer, the session keeps the claims it had, whole: a new ID token's
+/// alone would drop what userinfo added, and the tokens are good either way.
+async fn with_userinfo(provider: &Provider, current: &LiveSession, tokens: &mut TokenSet) {
+    match provider
+        .userinfo(&tokens.access_token, &current.record.sub)
+        .await
+    {
+        Ok(userinfo) => tokens.userinfo = userinfo,
+        Err(e) => {
+            tracing::warn!(session = %current.key.short(), error = %e, "userinfo failed after a refresh; claims kept");
+            tokens.id_claims = None;
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod access;
 mod admin;
 mod backchannel;
 mod client_bytes;
@@ -23,3 +24,4 @@ mod server;
 mod store_conformance;
 mod telemetry;
 mod token_routes;
+mod websocket;

@@ -5,9 +5,9 @@ use std::time::Duration;
 use futures_util::stream;
 use reqwest::Method;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
-use crate::support::{Setup, TestGateway};
+use crate::support::{echoes, read_head, Setup, TestGateway};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn user_route_carries_a_verified_bearer_token_and_no_gateway_cookie() {
@@ -160,15 +160,7 @@ async fn upgrade_requests_are_tunnelled() {
     conn.write_all(request.as_bytes()).await.expect("write");
     let head = read_head(&mut conn).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    conn.write_all(b"ping through the tunnel")
-        .await
-        .expect("write");
-    let mut echo = [0u8; 23];
-    tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut echo))
-        .await
-        .expect("echo in time")
-        .expect("read echo");
-    assert_eq!(&echo, b"ping through the tunnel");
+    echoes(&mut conn, b"ping through the tunnel").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -224,7 +216,11 @@ async fn upstream_cannot_set_the_gateways_cookies() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upgrade_on_a_user_route_carries_the_token_and_not_the_cookie() {
-    let gw = TestGateway::start().await;
+    let gw = TestGateway::start_with(Setup {
+        routes: "[[route]]\npath = \"/api\"\nupstream = \"{upstream}\"\ntoken = \"user\"\nwebsocket = true\n".into(),
+        ..Setup::default()
+    })
+    .await;
     let browser = gw.logged_in("alice").await;
     let cookie = browser.cookie("tokengate").expect("cookie");
     let mut conn = tokio::net::TcpStream::connect(gw.addr)
@@ -238,13 +234,7 @@ async fn upgrade_on_a_user_route_carries_the_token_and_not_the_cookie() {
     conn.write_all(request.as_bytes()).await.expect("write");
     let head = read_head(&mut conn).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    conn.write_all(b"hello").await.expect("write");
-    let mut echo = [0u8; 5];
-    tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut echo))
-        .await
-        .expect("echo in time")
-        .expect("read echo");
-    assert_eq!(&echo, b"hello");
+    echoes(&mut conn, b"hello").await;
 
     let seen = gw
         .upstream
@@ -266,7 +256,11 @@ async fn upgrade_on_a_user_route_carries_the_token_and_not_the_cookie() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upgrade_on_a_user_route_without_a_session_is_401() {
-    let gw = TestGateway::start().await;
+    let gw = TestGateway::start_with(Setup {
+        routes: "[[route]]\npath = \"/api\"\nupstream = \"{upstream}\"\ntoken = \"user\"\nwebsocket = true\n".into(),
+        ..Setup::default()
+    })
+    .await;
     let mut conn = tokio::net::TcpStream::connect(gw.addr)
         .await
         .expect("connect");
@@ -282,20 +276,6 @@ async fn upgrade_on_a_user_route_without_a_session_is_401() {
         gw.upstream.last("/api/ws").is_none(),
         "nothing reached the upstream"
     );
-}
-
-/// Reads an HTTP/1.1 response head, byte by byte so nothing after it is consumed.
-async fn read_head(conn: &mut tokio::net::TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut byte))
-            .await
-            .expect("response head in time")
-            .expect("read");
-        head.push(byte[0]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
 }
 
 /// Routes with options: `/opt` (user-optional), `/strip` (prefix stripped onto a base

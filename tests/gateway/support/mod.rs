@@ -287,3 +287,30 @@ fn render(template: &str, addr: SocketAddr, admin: SocketAddr) -> String {
         .replace("@LISTEN@", &addr.to_string())
         .replace("@ADMIN@", &admin.to_string())
 }
+
+/// Reads an HTTP/1.1 response head, byte by byte so nothing after it is consumed.
+pub async fn read_head(conn: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut byte))
+            .await
+            .expect("response head in time")
+            .expect("read");
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Writes `bytes` into a tunnel whose far end echoes, and reads them back.
+pub async fn echoes(conn: &mut tokio::net::TcpStream, bytes: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(bytes).await.expect("write");
+    let mut echo = vec![0u8; bytes.len()];
+    tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut echo))
+        .await
+        .expect("echo in time")
+        .expect("read echo");
+    assert_eq!(echo, bytes);
+}

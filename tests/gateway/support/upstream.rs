@@ -11,7 +11,11 @@
 //! - `…/reset` drops the connection without an answer;
 //! - `…/close` echoes with `Connection: close`, and the connection ends after it;
 //! - `…/set-cookie` answers with `Set-Cookie` headers for the gateway's cookie names and
-//!   for one of the application's own.
+//!   for one of the application's own;
+//! - `…/step-up` demands a second factor the RFC 9470 way: a 401 with
+//!   `WWW-Authenticate: Bearer error="insufficient_user_authentication"` and
+//!   `acr_values="urn:tokengate:mfa"` unless the verified token's `acr` is that; `…/deny`
+//!   answers a plain 401 with `Bearer error="invalid_token"`.
 //!
 //! Everything else echoes, as JSON: method, path, query, headers (an `Authorization`
 //! value is shown as `Bearer [redacted]`), the number of body bytes and the token's
@@ -243,6 +247,23 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body>
             Err(e) => json!({ "valid": false, "error": e }),
         },
     };
+    let challenge = if path.ends_with("/deny") {
+        Some(r#"Bearer error="invalid_token", error_description="refused by the test upstream""#)
+    } else if path.ends_with("/step-up") && token_view["claims"]["acr"] != super::op::ACR_MFA {
+        Some(
+            r#"Bearer realm="api", error="insufficient_user_authentication", error_description="a second factor is required", acr_values="urn:tokengate:mfa""#,
+        )
+    } else {
+        None
+    };
+    if let Some(challenge) = challenge {
+        return Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header(http::header::WWW_AUTHENTICATE, challenge)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(full(r#"{"error":"from the upstream"}"#))
+            .expect("401");
+    }
     let mut headers = serde_json::Map::new();
     for name in req.headers().keys() {
         let values: Vec<Value> = req
