@@ -46,13 +46,13 @@ pub struct LoginState {
     pub max_age: Option<u64>,
 }
 
-/// `returnUrl` and the provider's parameters of a `/bff/login` query; `Err` is the page's
-/// explanation.
-fn read_query(req: &Request<Incoming>) -> Result<(String, LoginParams), &'static str> {
+/// `returnUrl` and the provider's parameters of a `/bff/login` query string; `Err` is
+/// the page's explanation. Every `login_url` the gateway hands out (`step_up_required`)
+/// passes here (the `step_up` fuzz target holds the two to it).
+pub fn read_query(query: &str) -> Result<(String, LoginParams), &'static str> {
     let mut return_url = None;
     let mut params = LoginParams::default();
     let mut seen: Vec<String> = Vec::new();
-    let query = req.uri().query().unwrap_or("");
     for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
         if seen.iter().any(|s| *s == name) {
             return Err("A parameter is repeated.");
@@ -72,7 +72,7 @@ fn read_query(req: &Request<Incoming>) -> Result<(String, LoginParams), &'static
 }
 
 pub async fn start(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
-    let (return_url, params) = match read_query(req) {
+    let (return_url, params) = match read_query(req.uri().query().unwrap_or("")) {
         Ok(read) => read,
         Err(why) => return error_page(StatusCode::BAD_REQUEST, "Login refused", why),
     };
