@@ -34,7 +34,9 @@ fuzz_target!(|data: &[u8]| {
         let mut headers = HeaderMap::new();
         headers.append(http::header::WWW_AUTHENTICATE, value);
         let referer = HeaderValue::from_static("https://app.example/page?x=1");
-        if let Some(reject) = upstream_step_up(StatusCode::UNAUTHORIZED, &headers, Some(&referer), ORIGIN) {
+        if let Some(reject) =
+            upstream_step_up(StatusCode::UNAUTHORIZED, &headers, Some(&referer), ORIGIN)
+        {
             common::hit(0);
             let Reject::StepUpRequired(url) = reject else {
                 panic!("an upstream challenge becomes step_up_required only");
@@ -57,7 +59,9 @@ fuzz_target!(|data: &[u8]| {
         common::hit(2);
         assert!(is_local(&return_url));
         if let Some(Prompt::Interactive(p)) = &asked.prompt {
-            assert!(p.split(' ').all(|v| ["login", "consent", "select_account"].contains(&v)));
+            assert!(p
+                .split(' ')
+                .all(|v| ["login", "consent", "select_account"].contains(&v)));
         }
         if let Some(acr) = &asked.acr_values {
             assert!(acr.split(' ').all(params::is_acr_value));
