@@ -19,6 +19,9 @@ ensure_npm_deps() {
 # npm dependencies of the test provider.
 ensure_op_deps() { ensure_npm_deps tests/op "the test provider"; }
 
+# The example API's npm packages (`ws`, for its WebSocket feed).
+ensure_api_deps() { ensure_npm_deps examples/api "the example API"; }
+
 # The example SPA, built (TypeScript → examples/spa/dist) from its locked dependencies.
 build_spa() {
   ensure_npm_deps examples/spa "the example SPA"

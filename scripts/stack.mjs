@@ -223,6 +223,9 @@ export async function startStack({ bin, logDir, free = true, progress = () => {}
     return piece;
   };
   try {
+    if (!fs.existsSync(path.join(ROOT, 'examples/api/node_modules/ws'))) {
+      throw new Error('the example API\'s packages are not installed: run `npm ci` in examples/api (scripts/demo and scripts/test do)');
+    }
     const gatewayPort = free ? await freePort() : portOf(want.public_url);
     const adminPort = free ? await freePort() : Number(want.admin_listen.split(':').pop());
     const publicUrl = free ? `http://127.0.0.1:${gatewayPort}` : want.public_url;

@@ -3,27 +3,33 @@
 // free loopback ports by the demo's own start-up code (scripts/stack.mjs).
 //
 // It logs in on the provider's login page, sees the SPA show the user, calls the API
-// through the gateway, renews the session silently, follows a 401 back through login,
-// logs out, and tries a silent renewal with no provider session left. Then it proves the
-// browser never held a token: every response the browser received (status, headers and
-// body, the provider's own included), every URL it asked for, its cookie jar,
-// document.cookie, localStorage, sessionStorage and the page at each step are searched
-// for the exact access, refresh and ID tokens the provider issued and for anything
-// shaped like a JWT. Screenshots of each step are written to the output folder.
+// through the gateway, uses the live feed (a WebSocket through the gateway to the API),
+// sees a page on another origin refused that WebSocket, logs out in a second tab and sees
+// the first tab's feed closed within a second, makes a payment that asks for a step-up to
+// a second factor, renews the session silently, follows a 401 back through login, logs
+// out, and tries a silent renewal with no provider session left.
+// Then it proves the browser never held a token: every response the browser received
+// (status, headers and body, the provider's own included), every WebSocket frame, every
+// URL it asked for, its cookie jar, document.cookie, localStorage, sessionStorage and the
+// page at each step are searched for the exact access, refresh and ID tokens the provider
+// issued and for anything shaped like a JWT. Screenshots of each step are written to the
+// output folder.
 //
 //   TOKENGATE_BIN  the tokengate binary (default: $CARGO_TARGET_DIR/debug/tokengate)
 //   CHROMIUM       the browser (default /usr/bin/chromium)
 //   E2E_OUTPUT     screenshots, the record of responses and the processes' logs
 //                  (default tests/e2e/output)
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { chromium } from 'playwright-core';
 
-import { ROOT, startStack } from '../../scripts/stack.mjs';
+import { ROOT, readAddresses, startStack } from '../../scripts/stack.mjs';
 
 const TARGET = process.env.CARGO_TARGET_DIR ?? path.join(os.homedir(), '.cache/tokengate/target');
 const BIN = process.env.TOKENGATE_BIN ?? path.join(TARGET, 'debug', 'tokengate');
@@ -51,11 +57,24 @@ function hold(where, text) {
  *  Fetch domain, paused at the response stage), so that no body is missed: not even that
  *  of a page that navigates away at once, like the provider's self-submitting logout.
  *  The Fetch domain shows no cookie headers, so the raw headers of every request and
- *  response (Set-Cookie and Cookie included) come from the Network domain. */
-async function recordResponses(context, page) {
+ *  response (Set-Cookie and Cookie included) come from the Network domain, and so do
+ *  WebSocket handshakes and frames, which the Fetch domain does not see. A second page
+ *  adds to the `record` of the first. */
+async function recordResponses(context, page, record = { responses: [], rawHeaders: [], frames: [] }) {
   const cdp = await context.newCDPSession(page);
-  const responses = [];
-  const rawHeaders = [];
+  const { responses, rawHeaders, frames } = record;
+  const frame = (direction) => (ev) => {
+    frames.push({ step, direction, payload: ev.response.payloadData });
+    hold(`WebSocket frame ${direction} (${step})`, ev.response.payloadData);
+  };
+  cdp.on('Network.webSocketFrameReceived', frame('received'));
+  cdp.on('Network.webSocketFrameSent', frame('sent'));
+  cdp.on('Network.webSocketWillSendHandshakeRequest', (ev) => {
+    hold(`WebSocket handshake request (${step})`, JSON.stringify(ev.request));
+  });
+  cdp.on('Network.webSocketHandshakeResponseReceived', (ev) => {
+    hold(`WebSocket handshake response (${step})`, JSON.stringify(ev.response));
+  });
   cdp.on('Network.responseReceivedExtraInfo', (ev) => {
     rawHeaders.push({ step, headers: ev.headers });
     hold(`raw response headers (${step})`, `${JSON.stringify(ev.headers)}\n${ev.headersText ?? ''}`);
@@ -84,7 +103,63 @@ async function recordResponses(context, page) {
     hold(`response ${status} ${request.url}`, `${headers}\n\n${entry.body}`);
   });
   await cdp.send('Fetch.enable', { patterns: [{ urlPattern: '*', requestStage: 'Response' }] });
-  return { responses, rawHeaders };
+  return record;
+}
+
+/** Put in every page before its own scripts: each WebSocket the page opens is recorded in
+ *  `window.sockets` with when it opened and closed, on a clock that all tabs share
+ *  (performance.timeOrigin + performance.now(), in ms), its close code and what it
+ *  received. */
+function recordSockets() {
+  const Native = window.WebSocket;
+  const now = () => performance.timeOrigin + performance.now();
+  window.sockets = [];
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      const socket = { url: String(args[0]), opened: null, closed: null, code: null, error: false, received: [] };
+      window.sockets.push(socket);
+      this.addEventListener('open', () => { socket.opened = now(); });
+      this.addEventListener('error', () => { socket.error = true; });
+      this.addEventListener('message', (ev) => socket.received.push(String(ev.data)));
+      this.addEventListener('close', (ev) => {
+        socket.closed = now();
+        socket.code = ev.code;
+      });
+    }
+  };
+}
+
+/** The gateway's answer to a WebSocket upgrade request sent from Node, with headers a
+ *  browser would not let a page set: `{ status }` for a 101 (the connection is then
+ *  dropped), `{ status, body }` otherwise. */
+function upgrade(url, headers) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, {
+      headers: {
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'sec-websocket-version': '13',
+        'sec-websocket-key': crypto.randomBytes(16).toString('base64'),
+        ...headers,
+      },
+    });
+    req.setTimeout(WAIT_MS, () => req.destroy(new Error(`no answer to the upgrade of ${url}`)));
+    req.on('error', reject);
+    req.on('upgrade', (res, socket) => {
+      socket.destroy();
+      resolve({ status: res.statusCode });
+    });
+    req.on('response', (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => {
+        body += d;
+      });
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.end();
+  });
 }
 
 /** The page and storage as they are now: HTML, document.cookie, both storages, and the
@@ -113,6 +188,7 @@ describe('the example SPA in Chromium, behind tokengate', { timeout: 180000 }, (
   let browser;
   let context;
   let page;
+  let record;
   let responses;
   let rawHeaders;
   let shot = 0;
@@ -121,6 +197,21 @@ describe('the example SPA in Chromium, behind tokengate', { timeout: 180000 }, (
   const onGateway = (url) => new URL(url).origin === stack.url;
   const onProvider = (url) => new URL(url).origin === new URL(stack.issuer).origin;
   const app = (state) => page.locator(`#app[data-state="${state}"]`).waitFor({ timeout: WAIT_MS });
+  const wsUrl = (p) => `${stack.url.replace(/^http/, 'ws')}${p}`;
+
+  /** The newest WebSocket to the live feed that `p` opened (see recordSockets). */
+  const feedSocket = (p) => p.evaluate((url) => window.sockets.filter((s) => s.url === url).at(-1) ?? null, wsUrl('/api/feed'));
+
+  /** Another tab in the same browser (same cookies), recorded like the first. It stays
+   *  open until the end: closed, it could take with it a response (its favicon) whose body
+   *  the record has not read yet. */
+  async function newTab() {
+    const tab = await context.newPage();
+    tab.setDefaultTimeout(WAIT_MS);
+    tab.setDefaultNavigationTimeout(WAIT_MS);
+    await recordResponses(context, tab, record);
+    return tab;
+  }
 
   /** Ends a step: screenshot, then a snapshot of the page and storage. */
   async function done(name) {
@@ -148,10 +239,12 @@ describe('the example SPA in Chromium, behind tokengate', { timeout: 180000 }, (
       ],
     });
     context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+    await context.addInitScript(recordSockets);
     page = await context.newPage();
     page.setDefaultTimeout(WAIT_MS);
     page.setDefaultNavigationTimeout(WAIT_MS);
-    ({ responses, rawHeaders } = await recordResponses(context, page));
+    record = await recordResponses(context, page);
+    ({ responses, rawHeaders } = record);
   });
 
   after(async () => {
@@ -204,6 +297,134 @@ describe('the example SPA in Chromium, behind tokengate', { timeout: 180000 }, (
     assert.equal(answer.cookies_received, null, 'the gateway strips its cookie; the provider\'s never come here');
     assert.equal(answer.forwarded.host, new URL(stack.url).host);
     await done('api-called');
+  });
+
+  test('the live feed: ticks from the API through the gateway, and a message comes back as an echo', async () => {
+    step = 'feed';
+    await page.locator('#feed[data-state="open"]').waitFor();
+    await page.locator('#feed-log li.tick').nth(1).waitFor();
+    await page.fill('#feed-input', 'hello through tokengate');
+    await page.click('#feed-send');
+    await page.locator('#feed-log li.echo').waitFor();
+    assert.match(await page.locator('#feed-log li.echo').textContent(), /hello through tokengate.*alice/);
+
+    const feed = await feedSocket(page);
+    assert.ok(feed?.opened && !feed.closed, JSON.stringify(feed));
+    const messages = feed.received.map((m) => JSON.parse(m));
+    const ticks = messages.filter((m) => m.type === 'tick');
+    assert.ok(ticks.length >= 2, JSON.stringify(messages));
+    assert.deepEqual(ticks.map((m) => m.n), ticks.map((_, i) => i + 1), 'a tick a second, none lost');
+    // The API verified the bearer token that the gateway added to the upgrade request:
+    // its frames carry the token's subject (and never the token).
+    assert.ok(ticks.every((m) => m.sub === 'alice'), JSON.stringify(ticks));
+    assert.deepEqual(messages.find((m) => m.type === 'echo'), { type: 'echo', text: 'hello through tokengate', sub: 'alice' });
+    await done('feed');
+  });
+
+  test('a page on another origin cannot open the feed: its upgrade is refused with 403', async () => {
+    step = 'feed-foreign-origin';
+    // The API's own origin: the same host as the gateway on another port, so the same site
+    // and the browser sends the session cookie along (SameSite does not separate ports);
+    // only the Origin check stands between such a page and the user's session.
+    const foreign = new URL(readAddresses(fs.readFileSync(stack.config, 'utf8')).api).origin;
+    const tab = await newTab();
+    // The page is not told the status; Chromium's network log is.
+    const cdp = await context.newCDPSession(tab);
+    const failures = [];
+    cdp.on('Network.webSocketFrameError', (ev) => failures.push(ev.errorMessage));
+    await cdp.send('Network.enable');
+    await tab.goto(`${foreign}/`);
+    const attempt = await tab.evaluate((url) => new Promise((resolve) => {
+      new WebSocket(url).addEventListener('close', () => resolve({ origin: location.origin, socket: window.sockets.at(-1) }));
+    }), wsUrl('/api/feed'));
+    assert.equal(attempt.origin, foreign);
+    const { opened, error, code, received } = attempt.socket;
+    assert.deepEqual({ opened, error, code, received }, { opened: null, error: true, code: 1006, received: [] }, 'it failed without opening');
+    assert.deepEqual(failures, ['Error during WebSocket handshake: Unexpected response code: 403']);
+
+    // The same at the HTTP level, with the user's live session cookie: a foreign Origin gets
+    // 403, the gateway's own origin 101.
+    const cookie = await sessionCookie();
+    const headers = { cookie: `${cookie.name}=${cookie.value}` };
+    const refused = await upgrade(`${stack.url}/api/feed`, { ...headers, origin: foreign });
+    assert.equal(refused.status, 403, JSON.stringify(refused));
+    assert.equal(typeof JSON.parse(refused.body).error, 'string', refused.body);
+    assert.equal((await upgrade(`${stack.url}/api/feed`, { ...headers, origin: stack.url })).status, 101);
+  });
+
+  test('logging out in another tab closes the first tab\'s feed within a second', async () => {
+    step = 'feed-closed';
+    const feed = await feedSocket(page);
+    assert.ok(feed?.opened && !feed.closed, 'the first tab\'s feed is open');
+    const tab = await newTab();
+    await tab.goto(gw('/'));
+    await tab.locator('#feed[data-state="open"]').waitFor();
+    // POST /bff/logout as a SPA without the provider's logout page would send it: the
+    // gateway ends the session and answers with the redirect to the provider, which is
+    // not followed (the provider's session lives on, for signing in again below).
+    const logout = await tab.evaluate(async () => {
+      const now = () => performance.timeOrigin + performance.now();
+      const sent = now();
+      const response = await fetch('/bff/logout', { method: 'POST', headers: { 'X-CSRF': '1' }, redirect: 'manual' });
+      return { sent, answered: now(), type: response.type };
+    });
+    assert.equal(logout.type, 'opaqueredirect');
+    // Polled, but the time is the close event's own (recordSockets).
+    const closed = await (await page.waitForFunction((url) => {
+      const socket = window.sockets.filter((s) => s.url === url).at(-1);
+      return socket?.closed != null && socket;
+    }, wsUrl('/api/feed'), { polling: 20, timeout: WAIT_MS })).jsonValue();
+    const latency = closed.closed - logout.answered;
+    console.log(`# feed closed ${latency.toFixed(1)} ms after the logout response (${(closed.closed - logout.sent).toFixed(1)} ms after the request)`);
+    assert.ok(latency <= 1000, `the feed closed ${latency} ms after the logout response`);
+    // No close frame: the gateway drops the connection, which the page sees as 1006.
+    assert.equal(closed.code, 1006);
+    // The SPA asks /bff/user why, and shows that the session has ended.
+    await app('signed-out');
+    assert.match(await page.locator('#notice').textContent(), /session has ended/);
+    await tab.locator('#app[data-state="signed-out"]').waitFor();
+    await done('feed-closed');
+  });
+
+  test('Sign in after that comes straight back: the provider\'s session lives on', async () => {
+    step = 'signed-in-again';
+    await page.click('#login');
+    await app('signed-in');
+    assert.equal(await page.locator('#user-name').textContent(), 'Alice Example');
+    await done('signed-in-again');
+  });
+
+  test('a payment asks for a second factor: step-up at the provider, then back to the same page', async () => {
+    step = 'step-up';
+    await page.goto(gw('/?view=payments'));
+    await app('signed-in');
+    // The API answers with an RFC 9470 challenge, which the gateway turns into 401
+    // step_up_required; the client helper follows its login_url, with this page as
+    // returnUrl.
+    const login = page.waitForRequest((r) => r.url().startsWith(gw('/bff/login')));
+    await page.click('#call-payments');
+    const loginUrl = new URL((await login).url());
+    assert.equal(loginUrl.searchParams.get('acr_values'), 'urn:tokengate:mfa');
+    assert.equal(loginUrl.searchParams.get('returnUrl'), '/?view=payments');
+    // The provider's session is a password one: its form asks again, with a one-time code.
+    await page.waitForURL((url) => onProvider(url) && url.pathname.startsWith('/interaction/'));
+    await page.fill('#login', 'alice');
+    await page.fill('#password', 'alice-password');
+    await page.fill('#code', '123456');
+    await page.click('button[type=submit]');
+    await page.waitForURL(gw('/?view=payments'));
+    await app('signed-in');
+    await page.click('#call-payments');
+    await page.locator('#api-result[data-state="done"]').waitFor();
+    const answer = JSON.parse(await page.locator('#api-body').textContent());
+    assert.equal(answer.request.path, '/api/payments');
+    assert.equal(answer.token_claims.acr, 'urn:tokengate:mfa');
+
+    const challenge = responses.find((r) => r.step === step && r.url.startsWith(gw('/api/payments')) && r.status === 401);
+    const body = JSON.parse(challenge.body);
+    assert.equal(body.error, 'step_up_required', challenge.body);
+    assert.ok(body.login_url.startsWith('/bff/login?'), body.login_url);
+    await done('step-up');
   });
 
   test('silent renew gives a new session without showing the provider', async () => {
@@ -266,8 +487,9 @@ describe('the example SPA in Chromium, behind tokengate', { timeout: 180000 }, (
   test('the browser never held a token', async () => {
     step = 'proof';
     const issued = await (await fetch(`${stack.issuer}/test/issued`)).json();
-    // Three logins: the first, the silent renewal, and the one after the 401.
-    assert.equal(issued.length, 3, JSON.stringify(issued.map((t) => t.grant_type)));
+    // Five logins: the first, the one after the logout in another tab, the step-up, the
+    // silent renewal, and the one after the 401.
+    assert.equal(issued.length, 5, JSON.stringify(issued.map((t) => t.grant_type)));
     const tokens = issued.flatMap((t) => [
       ['access token', t.access_token],
       ['ID token', t.id_token],
@@ -288,6 +510,7 @@ describe('the example SPA in Chromium, behind tokengate', { timeout: 180000 }, (
     seen((r) => r.url.startsWith(gw('/bff/user')) && r.body.includes('"claims"'), '/bff/user');
     seen((r) => r.url.startsWith(gw('/api/hello')) && r.body.includes('token_claims'), 'the API\'s answer');
     seen((r) => r.url.startsWith(gw('/bff/logout')) && r.status === 302, 'the logout redirect');
+    assert.ok(record.frames.some((f) => f.direction === 'received' && f.payload.includes('"type":"echo"')), 'the record has the feed\'s frames');
     assert.deepEqual(responses.filter((r) => r.bodyError).map((r) => `${r.url}: ${r.bodyError}`), [], 'every body was read');
     const setCookies = rawHeaders.flatMap((r) => Object.entries(r.headers))
       .filter(([name]) => name.toLowerCase() === 'set-cookie').map(([, value]) => value).join('\n');
