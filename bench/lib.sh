@@ -248,6 +248,9 @@ provider_start() {
 #   GW_SESSION               the [session] lines in place of `store = "memory"`
 #   GW_KEY                   the session key (default: a fresh one), for two configs
 #                            that read the same stored sessions
+#   GW_ACCESS_LOG            1: the access log on (`[log] access = true`); its lines go
+#                            where the gateway's standard output goes (gateway_start: a
+#                            file), in TOKENGATE_LOG_FORMAT's format
 gateway_config() {
   local scheme=http server_extra="" session="${GW_SESSION:-store = \"memory\"}" key="${GW_KEY:-}"
   [ -n "$key" ] || key="$("$BIN" keygen)"
@@ -284,6 +287,7 @@ path = "/"
 upstream = "http://127.0.0.1:$4"
 token = "none"
 TOML
+  if [ "${GW_ACCESS_LOG:-0}" = 1 ]; then printf '\n[log]\naccess = true\n' >>"$1"; fi
 }
 
 # gateway_start CONFIG [WRAPPER...] — tokengate ($BIN), run under WRAPPER if given (e.g.

@@ -9,7 +9,9 @@
 # instrumentation is on only while wrk sends CONNS connections' worth of requests for SECONDS.
 # The requests are counted by tokengate itself (`tokengate_requests_total`).
 #
-#   bench/profile.sh [OUT]     env: SECONDS_UNDER_LOAD (20), CONNS (16), ROUTE (/api/items)
+#   bench/profile.sh [OUT]     env: SECONDS_UNDER_LOAD (20), CONNS (16), ROUTE (/api/items),
+#                                   GW_ACCESS_LOG (0; 1: the access log on, its lines to a
+#                                   file, in TOKENGATE_LOG_FORMAT's format)
 #
 # Prints instructions per request and the 30 most expensive functions, inclusive and
 # exclusive (callgrind_annotate); with OUT, writes the same summary there, and the raw

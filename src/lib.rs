@@ -27,10 +27,16 @@
 //!   gateway's own [`token::client_credentials`] tokens, through [`oidc`]: the provider
 //!   client ([`oidc::token_endpoint`], [`oidc::client_auth`], [`oidc::dpop`], the
 //!   provider's [`oidc::keys`]).
-//! - [`server::respond`] is the one place errors become responses.
+//! - [`forward_auth`] answers an ingress that routes by itself (nginx `auth_request`,
+//!   Traefik ForwardAuth) on a listener of its own: the same admit and authorise phases
+//!   of [`proxy`], the token handed back for the ingress to send upstream.
+//! - [`server::respond`] is the one place errors become responses;
+//!   [`server::access_log`] writes a line per request once its response is sent (when
+//!   `[log] access` is on).
 //! - [`admin`] serves `/healthz`, `/readyz`, `/metrics` and the [`admin::api`] on the
 //!   admin listener.
-//! - [`logging`] writes the log lines, each line of a request naming its ID.
+//! - [`logging`] writes the log lines, each line of a request naming its ID;
+//!   [`telemetry`] exports the request's trace (when `[telemetry]` names a collector).
 //! - [`config`] loads and validates the configuration; [`app`] builds the [`app::Gateway`]
 //!   from it and serves; [`shutdown`] carries the drain signal.
 
@@ -44,6 +50,7 @@ pub mod app;
 pub mod bff;
 pub mod config;
 pub mod crypto;
+pub mod forward_auth;
 pub mod logging;
 pub mod oidc;
 pub mod proxy;
@@ -52,4 +59,5 @@ pub mod server;
 pub mod session;
 pub mod shutdown;
 pub mod sweep;
+pub mod telemetry;
 pub mod token;

@@ -13,11 +13,10 @@ use std::future::Future;
 use std::io::IsTerminal;
 
 use http::HeaderValue;
-use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -38,10 +37,10 @@ fn request_id() -> Option<HeaderValue> {
 }
 
 /// Sets up logging for the process: `RUST_LOG` as a level and `target=level` directives
-/// (a static filter: checking span or field filters would take a lock at every step of
-/// every request), text unless `TOKENGATE_LOG_FORMAT=json`.
+/// (a target filter: checking span or field filters would take a lock at every step of
+/// every request), text unless `TOKENGATE_LOG_FORMAT=json`. [`set_level`] changes the
+/// level later (`[log] level`, at start and on reload).
 pub fn init() {
-    use tracing_subscriber::filter::Targets;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let directives = std::env::var("RUST_LOG").unwrap_or_default();
@@ -52,10 +51,14 @@ pub fn init() {
             Targets::new().with_default(Level::INFO)
         }),
     };
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry().with(level::install(filter));
     if std::env::var("TOKENGATE_LOG_FORMAT").is_ok_and(|v| v == "json") {
         registry
-            .with(tracing_subscriber::fmt::layer().event_format(Json))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(Json)
+                    .with_writer(output::Output),
+            )
             .init();
     } else {
         // Colours only for a person at a terminal: a log file or collector gets no
@@ -65,10 +68,64 @@ pub fn init() {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(ansi)
-                    .event_format(Text),
+                    .event_format(Text)
+                    .with_writer(output::Output),
             )
             .init();
     }
+}
+
+/// Sets the log level from `directives`, as `RUST_LOG` reads them (`"info"`,
+/// `"tokengate=debug,info"`; `[log] level`), for every line from now on; an empty string
+/// restores the level the process started with (`RUST_LOG`, else `info`). The access log
+/// (`tokengate::access`) stays at `info` unless the directives name it. Directives that
+/// cannot be read are refused (`Err` says why) and the level stays as it was. Before
+/// [`init`] (a gateway served in a test's process) the directives are only checked.
+pub fn set_level(directives: &str) -> Result<(), String> {
+    let targets = match directives.trim() {
+        "" => None,
+        text => Some(parse_level(text)?),
+    };
+    level::set(targets);
+    Ok(())
+}
+
+/// `[log] level` read as [`set_level`] reads it: comma-separated `target=level`
+/// directives and at most a bare level (a bare word that is no level is refused: as a
+/// target of its own it would switch every other line off, and is most likely a typo).
+pub fn parse_level(directives: &str) -> Result<Targets, String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let text = directives.trim();
+    if text.is_empty() {
+        return Err("must not be empty (leave it out to use RUST_LOG, else info)".into());
+    }
+    for directive in text.split(',').map(str::trim) {
+        if !directive.contains('=') && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{directive:?} is not a level (trace, debug, info, warn, error, off); \
+                 name a target as target=level"
+            ));
+        }
+    }
+    text.parse::<Targets>()
+        .map_err(|e| format!("{text:?} is not a level or target=level list ({e})"))
+}
+
+mod json;
+mod level;
+mod output;
+mod time;
+
+/// Writes the access lines still gathered (see `output`): before the process ends.
+pub fn flush() {
+    output::flush();
+}
+
+/// Runs `f` (which logs a line) as part of the request `id`: the line names it as the
+/// request's other lines do. For lines written after the request's own task let go of
+/// it (the access log, when the response body ends).
+pub(crate) fn in_request<R>(id: HeaderValue, f: impl FnOnce() -> R) -> R {
+    REQUEST_ID.sync_scope(id, f)
 }
 
 /// `2026-11-24T19:05:10.123456Z  WARN request{id=…}: target: message key=value`
@@ -85,17 +142,26 @@ where
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        SystemTime.format_time(&mut w)?;
+        time::write_now(&mut w)?;
+        // Pieces written whole, not formatted: this runs for every line (and, with the
+        // access log on, for every request).
         let level = *event.metadata().level();
         if w.has_ansi_escapes() {
-            write!(w, " {}{level:>5}\x1b[0m ", colour(level))?;
+            w.write_char(' ')?;
+            w.write_str(colour(level))?;
+            w.write_str(padded(level))?;
+            w.write_str("\x1b[0m ")?;
         } else {
-            write!(w, " {level:>5} ")?;
+            w.write_char(' ')?;
+            w.write_str(padded(level))?;
+            w.write_char(' ')?;
         }
         let mut spans = 0;
         if let Some(id) = request_id() {
             // The ID is of `[A-Za-z0-9-_.:]` only (server::dispatch): written as it is.
-            write!(w, "request{{id={}}}:", id.to_str().unwrap_or("-"))?;
+            w.write_str("request{id=")?;
+            w.write_str(id.to_str().unwrap_or("-"))?;
+            w.write_str("}:")?;
             spans += 1;
         }
         // As the default format shows them.
@@ -110,10 +176,82 @@ where
         if spans > 0 {
             w.write_char(' ')?;
         }
-        write!(w, "{}: ", event.metadata().target())?;
-        ctx.format_fields(w.by_ref(), event)?;
+        let target = event.metadata().target();
+        w.write_str(target)?;
+        w.write_str(": ")?;
+        if target == crate::server::access_log::TARGET {
+            // One per request: written plainly (see `PlainFields`).
+            let mut fields = PlainFields {
+                w: &mut w,
+                first: true,
+                result: Ok(()),
+            };
+            event.record(&mut fields);
+            fields.result?;
+        } else {
+            ctx.format_fields(w.by_ref(), event)?;
+        }
         writeln!(w)
     }
+}
+
+/// The fields of an access line, `name=value` each, as the default format writes them
+/// without colours: the default's styling machinery costs more than the line's fields
+/// themselves, even when it has no colour to add. Access lines hold numbers, methods,
+/// paths and tags: nothing a colour or quotes would help with.
+struct PlainFields<'a, 'w> {
+    w: &'a mut Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl PlainFields<'_, '_> {
+    /// ` name=`, then `value`, unless writing failed already.
+    fn field(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_err() {
+            return;
+        }
+        let separator = if std::mem::take(&mut self.first) {
+            ""
+        } else {
+            " "
+        };
+        self.result = (self.w.write_str(separator))
+            .and_then(|()| self.w.write_str(field.name()))
+            .and_then(|()| self.w.write_char('='))
+            .and_then(|()| value(self.w));
+    }
+}
+
+impl Visit for PlainFields<'_, '_> {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, |w| write_u64(w, value));
+    }
+    /// As it is, unquoted: an access line's strings are methods, paths, routes and tags,
+    /// none with a space or a control character (the `http` crate refuses them in a
+    /// request line), so a line stays one line of `name=value` pairs.
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field(field, |w| w.write_str(value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, |w| write!(w, "{value:?}"));
+    }
+}
+
+/// `n` in decimal, without the formatting machinery (a line's numbers are many).
+fn write_u64(w: &mut impl fmt::Write, mut n: u64) -> fmt::Result {
+    let mut text = [0u8; 20];
+    let mut start = text.len();
+    loop {
+        start -= 1;
+        text[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Digits only.
+    w.write_str(std::str::from_utf8(&text[start..]).map_err(|_| fmt::Error)?)
 }
 
 /// The spans other code opened around an event (tokengate opens none), outermost first:
@@ -137,6 +275,17 @@ where
         .collect()
 }
 
+/// The level right-aligned in five columns, as `{level:>5}` writes it.
+fn padded(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "ERROR",
+        Level::WARN => " WARN",
+        Level::INFO => " INFO",
+        Level::DEBUG => "DEBUG",
+        Level::TRACE => "TRACE",
+    }
+}
+
 fn colour(level: Level) -> &'static str {
     match level {
         Level::ERROR => "\x1b[31m",
@@ -157,70 +306,71 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
+    /// Written member by member, in the order a map sorted by key had them before
+    /// (`fields`, `level`, `span`, `spans`, `target`, `timestamp`); the fields in the
+    /// order the event has them.
     fn format_event(
         &self,
         ctx: &FmtContext<'_, S, N>,
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let mut timestamp = String::new();
-        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
-        let mut fields = JsonFields(Map::new());
+        w.write_str("{\"fields\":{")?;
+        let mut fields = json::Fields::new(&mut w);
         event.record(&mut fields);
-        let mut spans = Vec::new();
-        if let Some(id) = request_id() {
-            spans.push(serde_json::json!({ "name": "request", "id": id.to_str().unwrap_or("-") }));
-        }
-        for (name, fields) in open_spans(ctx) {
-            let mut entry = Map::new();
-            entry.insert("name".into(), name.into());
-            if !fields.is_empty() {
-                entry.insert("fields".into(), fields.into());
+        fields.finish()?;
+        w.write_str("},\"level\":\"")?;
+        w.write_str(event.metadata().level().as_str())?;
+        w.write_char('"')?;
+        let id = request_id();
+        let open = open_spans(ctx);
+        // A span entry: the request's (`{"id":…,"name":"request"}`) or another's.
+        let entry = |w: &mut Writer<'_>, i: usize| -> fmt::Result {
+            match (&id, i) {
+                (Some(id), 0) => {
+                    w.write_str("{\"id\":")?;
+                    json::string(w, id.to_str().unwrap_or("-"))?;
+                    w.write_str(",\"name\":\"request\"}")
+                }
+                _ => {
+                    let (name, fields) = &open[i - usize::from(id.is_some())];
+                    w.write_char('{')?;
+                    if !fields.is_empty() {
+                        w.write_str("\"fields\":")?;
+                        json::string(w, fields)?;
+                        w.write_char(',')?;
+                    }
+                    w.write_str("\"name\":")?;
+                    json::string(w, name)?;
+                    w.write_char('}')
+                }
             }
-            spans.push(Value::Object(entry));
+        };
+        let spans = usize::from(id.is_some()) + open.len();
+        if spans > 0 {
+            w.write_str(",\"span\":")?;
+            entry(&mut w, spans - 1)?;
+            w.write_str(",\"spans\":[")?;
+            for i in 0..spans {
+                if i > 0 {
+                    w.write_char(',')?;
+                }
+                entry(&mut w, i)?;
+            }
+            w.write_char(']')?;
         }
-        let mut line = Map::new();
-        line.insert("timestamp".into(), timestamp.into());
-        line.insert("level".into(), event.metadata().level().as_str().into());
-        line.insert("target".into(), event.metadata().target().into());
-        line.insert("fields".into(), Value::Object(fields.0));
-        if let Some(innermost) = spans.last() {
-            line.insert("span".into(), innermost.clone());
-            line.insert("spans".into(), Value::Array(spans));
-        }
-        let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
-        writeln!(w, "{text}")
-    }
-}
-
-/// An event's fields as JSON values: numbers and booleans as such, the rest as text.
-struct JsonFields(Map<String, Value>);
-
-impl Visit for JsonFields {
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().into(), format!("{value:?}").into());
+        w.write_str(",\"target\":")?;
+        json::string(&mut w, event.metadata().target())?;
+        w.write_str(",\"timestamp\":\"")?;
+        time::write_now(&mut w)?;
+        w.write_str("\"}\n")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use std::sync::{Arc, Mutex};
 
     /// Lines written under a subscriber with `format`, while `body` runs on a runtime.
@@ -314,6 +464,119 @@ mod tests {
         assert_eq!(line["spans"][1]["name"], "outer");
         assert_eq!(line["spans"][1]["fields"], "k=1");
         assert_eq!(line["span"]["name"], "outer");
+    }
+
+    /// The one test that installs the live level (it is process-wide): the level changes
+    /// for lines from then on, a bad one is refused and changes nothing, an empty one
+    /// restores the start, and the access log's lines stay whatever the level.
+    #[test]
+    fn the_level_changes_live_and_the_access_log_stays_on() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let out = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = out.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(level::install(Targets::new().with_default(Level::INFO)))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .event_format(Text)
+                    .with_writer(move || Sink(sink.clone())),
+            );
+        let lines = || {
+            let text = String::from_utf8(std::mem::take(&mut *out.lock().expect("capture")));
+            text.expect("utf-8")
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            let log_all = || {
+                tracing::debug!("debug line");
+                tracing::info!("info line");
+                tracing::warn!("warn line");
+                tracing::info!(target: "tokengate::access", status = 200);
+            };
+            log_all();
+            let at_start = lines();
+            assert!(!at_start.contains("debug line") && at_start.contains("info line"));
+
+            set_level("tokengate=debug,warn").expect("a valid level");
+            log_all();
+            let debug = lines();
+            assert!(
+                debug.contains("debug line") && debug.contains("warn line"),
+                "{debug}"
+            );
+
+            set_level("error").expect("a valid level");
+            log_all();
+            let quiet = lines();
+            assert!(!quiet.contains("warn line"), "{quiet}");
+            assert!(quiet.contains("tokengate::access: status=200"), "{quiet}");
+
+            assert!(set_level("eror").is_err());
+            set_level("tokengate::access=off,info").expect("a valid level");
+            log_all();
+            let no_access = lines();
+            assert!(no_access.contains("info line") && !no_access.contains("status=200"));
+
+            set_level("").expect("the start-up level");
+            log_all();
+            let again = lines();
+            assert!(
+                !again.contains("debug line") && again.contains("info line"),
+                "{again}"
+            );
+        });
+    }
+
+    async fn awkward_values() {
+        tracing::warn!(
+            ratio = 0.25,
+            nothing = f64::NAN,
+            below = -42i64,
+            most = u64::MAX,
+            none = 0u64,
+            on = true,
+            text = "a \"quoted\"\nline",
+            "said \"no\"\tthen left"
+        );
+    }
+
+    #[test]
+    fn access_lines_are_written_plainly() {
+        let out = capture(Text, async {
+            tracing::info!(
+                target: "tokengate::access",
+                method = %http::Method::GET,
+                path = "/api/x",
+                status = 200u16,
+                bytes = 0u64,
+                most = u64::MAX,
+                session = Some(tracing::field::display("0123456789ab")),
+                absent = None::<u64>,
+            );
+        });
+        assert!(
+            out.trim_end().ends_with(
+                " INFO tokengate::access: method=GET path=/api/x status=200 bytes=0 \
+                 most=18446744073709551615 session=0123456789ab"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn json_lines_hold_any_value_as_json() {
+        let out = capture(Json, awkward_values());
+        let line: Value = serde_json::from_str(out.trim_end()).expect("a JSON line");
+        assert_eq!(line["fields"]["message"], "said \"no\"\tthen left");
+        assert_eq!(line["fields"]["ratio"], 0.25);
+        assert_eq!(line["fields"]["nothing"], Value::Null);
+        assert_eq!(line["fields"]["on"], true);
+        assert_eq!(line["fields"]["below"], -42);
+        assert_eq!(line["fields"]["most"], u64::MAX);
+        assert_eq!(line["fields"]["none"], 0);
+        assert_eq!(line["fields"]["text"], "a \"quoted\"\nline");
+        assert_eq!(line["level"], "WARN");
+        assert!(line.get("span").is_none(), "{line}");
     }
 
     #[test]

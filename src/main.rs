@@ -140,6 +140,13 @@ fn run(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Logging started before the file was read, at RUST_LOG's level; from here on
+    // `[log] level`, when set, wins. Validation has read it already.
+    if let Some(level) = &config.log.level {
+        if let Err(e) = tokengate::logging::set_level(level) {
+            eprintln!("tokengate: log.level: {e}");
+        }
+    }
     // Workers: `server.workers`, or one per CPU this process may use (its affinity and
     // CPU quota), as nginx's `worker_processes auto`.
     let workers = config
@@ -158,7 +165,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let admin_listen = config.server.admin_listen;
         let listeners = match listeners
             .into_iter()
@@ -179,12 +186,23 @@ fn run(path: &std::path::Path) -> ExitCode {
             }
         };
         tracing::info!(%listen, admin = %admin_listen, workers, "tokengate listening");
-        match tokengate::app::serve(config, listeners, admin, tokengate::shutdown::signal()).await {
+        let reload_from = Some(path.to_owned());
+        let serving = tokengate::app::serve_reloading(
+            config,
+            reload_from,
+            listeners,
+            admin,
+            tokengate::shutdown::signal(),
+        );
+        match serving.await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tokengate: {e}");
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Access lines gathered for a batch (tokengate::logging) are written before the end.
+    tokengate::logging::flush();
+    code
 }

@@ -126,6 +126,8 @@ const NAMES: &[&str] = &[
     "x-original-url",
     "x-rewrite-url",
     "x-original-host",
+    "traceparent",
+    "tracestate",
     "content-type",
     "content-length",
     "accept",
@@ -332,7 +334,13 @@ fn is_forwarding_claim(name: &str) -> bool {
     name.starts_with("x-forwarded-")
         || matches!(
             name,
-            "forwarded" | "x-real-ip" | "x-original-url" | "x-rewrite-url" | "x-original-host"
+            "forwarded"
+                | "x-real-ip"
+                | "x-original-url"
+                | "x-rewrite-url"
+                | "x-original-host"
+                | "traceparent"
+                | "tracestate"
         )
 }
 

@@ -94,6 +94,11 @@ impl RouteStats {
         self.by_class[class].inc();
         self.duration.observe(took);
     }
+
+    /// The route as the access log names it: its path, or `/bff`; `None` for no route.
+    pub fn route(&self) -> Option<&str> {
+        (self.label != "unmatched").then_some(self.label.as_str())
+    }
 }
 
 #[derive(Default)]
@@ -103,38 +108,86 @@ pub struct LogoutCounts {
     pub admin: Counter,
 }
 
+/// The gateway's figures: the [`Counters`] every configuration shares (a reload keeps
+/// counting where the last one was) and the per-route figures of this configuration's
+/// routes. Reads of a counter go through to the shared ones (`metrics.requests`).
 pub struct Metrics {
+    counters: Arc<Counters>,
+    /// By route index, then `/bff`, then requests no route matched.
+    routes: Vec<Arc<RouteStats>>,
+}
+
+/// What outlives a configuration.
+pub struct Counters {
     pub requests: Counter,
     pub logins_started: Counter,
     pub logins_completed: Counter,
     pub logins_failed: Counter,
     pub logouts: LogoutCounts,
+    /// Configuration reloads, by outcome.
+    pub reloads: ReloadCounts,
     /// Connections open on the public listener.
     pub connections: Arc<OpenConnections>,
-    /// By route index, then `/bff`, then requests no route matched.
-    routes: Vec<RouteStats>,
     /// The runtime of each worker, for the tasks alive in all of them.
     runtimes: std::sync::Mutex<Vec<tokio::runtime::Handle>>,
+}
+
+#[derive(Default)]
+pub struct ReloadCounts {
+    pub applied: Counter,
+    pub refused: Counter,
+}
+
+impl std::ops::Deref for Metrics {
+    type Target = Counters;
+    fn deref(&self) -> &Counters {
+        &self.counters
+    }
 }
 
 impl Metrics {
     /// The metrics of a gateway with these routes and `workers` workers.
     pub fn new<'a>(route_prefixes: impl Iterator<Item = &'a str>, workers: usize) -> Metrics {
-        let mut routes: Vec<RouteStats> = route_prefixes.map(RouteStats::new).collect();
-        routes.push(RouteStats::new("/bff"));
-        routes.push(RouteStats::new("unmatched"));
-        Metrics {
+        let counters = Arc::new(Counters {
             requests: Counter::default(),
             logins_started: Counter::default(),
             logins_completed: Counter::default(),
             logins_failed: Counter::default(),
             logouts: LogoutCounts::default(),
+            reloads: ReloadCounts::default(),
             connections: Arc::new(OpenConnections::new(workers)),
-            routes,
             runtimes: std::sync::Mutex::default(),
-        }
+        });
+        Metrics::with_counters(counters, route_prefixes, &[])
     }
 
+    /// The metrics of a reloaded configuration: the same counters, and each route's
+    /// figures carried over when a route of the same path was there before.
+    pub fn for_routes<'a>(&self, route_prefixes: impl Iterator<Item = &'a str>) -> Metrics {
+        Metrics::with_counters(self.counters.clone(), route_prefixes, &self.routes)
+    }
+
+    fn with_counters<'a>(
+        counters: Arc<Counters>,
+        route_prefixes: impl Iterator<Item = &'a str>,
+        before: &[Arc<RouteStats>],
+    ) -> Metrics {
+        let stats = |label: &str| {
+            let escaped = escape(label);
+            before
+                .iter()
+                .find(|r| r.label == escaped)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(RouteStats::new(label)))
+        };
+        let mut routes: Vec<Arc<RouteStats>> = route_prefixes.map(stats).collect();
+        routes.push(stats("/bff"));
+        routes.push(stats("unmatched"));
+        Metrics { counters, routes }
+    }
+}
+
+impl Counters {
     /// Counts `runtime`'s tasks in `tokengate_tasks_alive` (each worker's, as it starts).
     pub fn add_runtime(&self, runtime: tokio::runtime::Handle) {
         self.runtimes
@@ -153,7 +206,9 @@ impl Metrics {
         }
         runtimes.iter().map(|r| r.metrics().num_alive_tasks()).sum()
     }
+}
 
+impl Metrics {
     /// The figures of route `index`.
     pub fn route(&self, index: usize) -> &RouteStats {
         &self.routes[index.min(self.routes.len() - 2)]
@@ -228,6 +283,15 @@ pub fn render(gw: &Gateway) -> String {
             ("kind=\"user\"", m.logouts.user.get()),
             ("kind=\"backchannel\"", m.logouts.backchannel.get()),
             ("kind=\"admin\"", m.logouts.admin.get()),
+        ],
+    );
+    counter(
+        &mut out,
+        "tokengate_config_reloads_total",
+        "Configuration reloads (SIGHUP), by outcome: applied, or refused with the running configuration kept.",
+        &[
+            ("outcome=\"applied\"", m.reloads.applied.get()),
+            ("outcome=\"refused\"", m.reloads.refused.get()),
         ],
     );
     let ended: Vec<(String, u64)> = gw

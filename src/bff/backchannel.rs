@@ -69,6 +69,7 @@ pub async fn receive(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
             }
         })?
         .to_bytes();
+    crate::server::access_log::read_body(body.len());
     let Some(token) = url::form_urlencoded::parse(&body)
         .find(|(k, _)| k == "logout_token")
         .map(|(_, v)| v.into_owned())

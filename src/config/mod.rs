@@ -33,8 +33,12 @@ pub struct Config {
     pub session: SessionConfig,
     pub tokens: TokensConfig,
     pub admin: AdminConfig,
+    pub log: LogConfig,
+    /// `[forward_auth]`; `None`: no forward-auth listener.
+    pub forward_auth: Option<ForwardAuthConfig>,
     /// In file order; the route table sorts them for matching.
     pub routes: Vec<RouteConfig>,
+    pub telemetry: TelemetryConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -69,7 +73,7 @@ pub struct ServerConfig {
     pub workers: Option<usize>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -250,9 +254,44 @@ pub struct TokensConfig {
     pub refresh_before_expiry: Duration,
 }
 
+/// OpenTelemetry traces (`[telemetry]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TelemetryConfig {
+    /// Where spans are sent: the OTLP/HTTP traces URL, `otlp_endpoint` with `/v1/traces`
+    /// added to its path. `None`: no traces at all, and nothing done for them per request.
+    pub traces_url: Option<String>,
+    /// Share of new traces recorded, 0.0 to 1.0; a trusted caller's `traceparent` decides
+    /// for the traces it continues.
+    pub sample_ratio: f64,
+    /// The `service.name` of the spans.
+    pub service_name: String,
+    /// How long finished spans wait to be sent in a batch; `None`: the SDK's (5 s, or
+    /// `OTEL_BSP_SCHEDULE_DELAY`).
+    pub export_delay: Option<Duration>,
+}
+
+/// Forward auth (`[forward_auth]`): an ingress asks whether a request may pass, and gets
+/// the `Authorization` to send upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardAuthConfig {
+    /// Its own listener, never the public one: its answers carry access tokens, so only
+    /// the ingress may reach it.
+    pub listen: SocketAddr,
+}
+
 #[derive(Clone, Debug)]
 pub struct AdminConfig {
     pub token: Option<Secret>,
+}
+
+/// `[log]`: the access log and the log level.
+#[derive(Clone, Debug, Default)]
+pub struct LogConfig {
+    /// One line per request when its response is complete (`server::access_log`).
+    pub access: bool,
+    /// Level directives (`"info"`, `"tokengate=debug,info"`), checked here and applied by
+    /// `logging::set_level`; `None`: `RUST_LOG`, else `info`.
+    pub level: Option<String>,
 }
 
 #[derive(Clone, Debug)]

@@ -26,7 +26,13 @@ pub struct RawConfig {
     #[serde(default)]
     pub admin: RawAdmin,
     #[serde(default)]
+    pub log: RawLog,
+    /// Absent: no forward-auth listener.
+    pub forward_auth: Option<RawForwardAuth>,
+    #[serde(default)]
     pub route: Vec<RawRoute>,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,6 +119,28 @@ pub struct RawTokens {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub access: Option<bool>,
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub otlp_endpoint: Option<String>,
+    pub sample_ratio: Option<f64>,
+    pub service_name: Option<String>,
+    pub export_delay: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardAuth {
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

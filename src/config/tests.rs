@@ -319,6 +319,41 @@ fn edge_limits_and_trust_have_defaults_and_name_their_keys() {
 }
 
 #[test]
+fn forward_auth_is_off_unless_configured_and_needs_a_port_of_its_own() {
+    assert!(load(MINIMAL).expect("valid").forward_auth.is_none());
+
+    let on = load(&format!(
+        "{MINIMAL}[forward_auth]\nlisten = \"127.0.0.1:8070\"\n"
+    ));
+    let listen = on.expect("valid").forward_auth.expect("on").listen;
+    assert_eq!(listen.to_string(), "127.0.0.1:8070");
+
+    let with = |table: &str| problems(&format!("{MINIMAL}[forward_auth]\n{table}\n"));
+    assert_eq!(
+        with("listen = \"127.0.0.1:8080\""),
+        ["forward_auth.listen: must differ from server.listen"]
+    );
+    assert_eq!(
+        with("listen = \"127.0.0.1:9090\""),
+        ["forward_auth.listen: must differ from server.admin_listen"]
+    );
+    let bad = with("listen = \"8070\"");
+    assert!(
+        bad.len() == 1 && bad[0].starts_with("forward_auth.listen: invalid address"),
+        "{bad:?}"
+    );
+    assert_eq!(
+        with(""),
+        ["forward_auth.listen: is required (e.g. \"127.0.0.1:8070\")"]
+    );
+    let unknown = with("listen = \"127.0.0.1:8070\"\nport = 8070");
+    assert!(
+        unknown.iter().any(|p| p.contains("unknown field `port`")),
+        "{unknown:?}"
+    );
+}
+
+#[test]
 fn provider_endpoints_can_be_named_and_each_is_checked_by_its_key() {
     let c = load(MINIMAL).expect("valid");
     assert!(c.oidc.endpoints.is_empty(), "none named by default");
@@ -444,4 +479,101 @@ websocket = true
             "{expected:?} not in {bad:#?}"
         );
     }
+}
+
+#[test]
+fn telemetry_is_off_unless_an_endpoint_is_given() {
+    let c = load(MINIMAL).expect("valid");
+    assert_eq!(c.telemetry.traces_url, None);
+    assert_eq!(c.telemetry.sample_ratio, 1.0);
+    assert_eq!(c.telemetry.service_name, "tokengate");
+    assert_eq!(c.telemetry.export_delay, None);
+
+    let on = load(&format!(
+        "{MINIMAL}[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\nsample_ratio = 0.25\n\
+         service_name = \"edge-gateway\"\nexport_delay = \"200ms\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        on.telemetry.traces_url.as_deref(),
+        Some("http://127.0.0.1:4318/v1/traces")
+    );
+    assert_eq!(on.telemetry.sample_ratio, 0.25);
+    assert_eq!(on.telemetry.service_name, "edge-gateway");
+    assert_eq!(on.telemetry.export_delay, Some(Duration::from_millis(200)));
+
+    // A base path keeps its segments; an integer ratio is a ratio.
+    let based = load(&format!(
+        "{MINIMAL}[telemetry]\notlp_endpoint = \"https://collector.example/otlp/\"\nsample_ratio = 0\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        based.telemetry.traces_url.as_deref(),
+        Some("https://collector.example/otlp/v1/traces")
+    );
+    assert_eq!(based.telemetry.sample_ratio, 0.0);
+}
+
+#[test]
+fn telemetry_mistakes_are_named() {
+    let bad = problems(&format!(
+        "{MINIMAL}[telemetry]\notlp_endpoint = \"udp://127.0.0.1:4318\"\nsample_ratio = 1.5\n\
+         service_name = \" \"\nexport_delay = \"soon\"\n"
+    ));
+    for expected in [
+        "telemetry.otlp_endpoint: invalid URL",
+        "telemetry.sample_ratio: must be between 0.0 and 1.0",
+        "telemetry.service_name: must not be empty",
+        "telemetry.export_delay: invalid duration",
+    ] {
+        assert!(
+            bad.iter().any(|p| p.starts_with(expected)),
+            "{expected:?} not in {bad:#?}"
+        );
+    }
+    let unknown = problems(&format!("{MINIMAL}[telemetry]\nendpoint = \"http://x\"\n"));
+    assert!(
+        unknown
+            .iter()
+            .any(|p| p.contains("unknown field `endpoint`")),
+        "{unknown:#?}"
+    );
+}
+
+#[test]
+fn the_access_log_is_off_and_the_level_unset_unless_configured() {
+    let c = load(MINIMAL).expect("valid");
+    assert!(!c.log.access);
+    assert_eq!(c.log.level, None);
+
+    let on = load(&format!(
+        "{MINIMAL}[log]\naccess = true\nlevel = \" tokengate=debug,info \"\n"
+    ))
+    .expect("valid");
+    assert!(on.log.access);
+    assert_eq!(on.log.level.as_deref(), Some("tokengate=debug,info"));
+
+    let with = |table: &str| problems(&format!("{MINIMAL}[log]\n{table}\n"));
+    for (level, expected) in [
+        ("\"\"", "log.level: must not be empty"),
+        // A typo of a level would be a target of its own, switching everything else off.
+        ("\"inof\"", "log.level: \"inof\" is not a level"),
+        ("\"a=loud\"", "log.level: \"a=loud\" is not a level"),
+    ] {
+        let bad = with(&format!("level = {level}"));
+        assert!(
+            bad.len() == 1 && bad[0].starts_with(expected),
+            "{level}: {bad:?}"
+        );
+    }
+    let typed = with("access = \"yes\"");
+    assert!(
+        typed.iter().any(|p| p.contains("expected a boolean")),
+        "{typed:?}"
+    );
+    let unknown = with("format = \"json\"");
+    assert!(
+        unknown.iter().any(|p| p.contains("unknown field `format`")),
+        "{unknown:?}"
+    );
 }

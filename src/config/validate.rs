@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawRoute, RawSession};
+use super::raw::{RawConfig, RawLog, RawRoute, RawSession, RawTelemetry};
 use super::*;
 
 /// One thing wrong with the configuration, and where.
@@ -150,6 +150,27 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     if listen == admin_listen && listen.port() != 0 {
         c.fail("server.admin_listen", "must differ from server.listen");
     }
+    let forward_auth = raw.forward_auth.as_ref().map(|f| {
+        let Some(text) = f.listen.as_deref() else {
+            c.fail(
+                "forward_auth.listen",
+                "is required (e.g. \"127.0.0.1:8070\")",
+            );
+            return ForwardAuthConfig { listen };
+        };
+        let at = c.socket("forward_auth.listen", Some(text), text);
+        // Its answers carry tokens: sharing a port with the public side would serve them
+        // to browsers.
+        for (other, key) in [
+            (listen, "server.listen"),
+            (admin_listen, "server.admin_listen"),
+        ] {
+            if at == other && at.port() != 0 {
+                c.fail("forward_auth.listen", format!("must differ from {key}"));
+            }
+        }
+        ForwardAuthConfig { listen: at }
+    });
     let default_public = format!("http://{listen}");
     let public_text = s.public_url.clone().unwrap_or(default_public);
     let public_url = c.http_url("server.public_url", &public_text);
@@ -382,6 +403,11 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         c.fail("admin.token", "must be at least 16 characters");
     }
 
+    let telemetry = telemetry(&mut c, &raw.telemetry);
+
+    // === [log]
+    let log = log_config(&mut c, &raw.log);
+
     // === [[route]]
     if raw.route.is_empty() {
         c.fail("route", "at least one [[route]] is required");
@@ -454,8 +480,66 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             refresh_before_expiry,
         },
         admin: AdminConfig { token: admin_token },
+        log,
+        forward_auth,
         routes,
+        telemetry,
     })
+}
+
+/// `[telemetry]`: the OTLP/HTTP base URL (its traces path added, as the
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` convention has it), the sampling ratio, the service name.
+fn telemetry(c: &mut Checker, t: &RawTelemetry) -> TelemetryConfig {
+    let traces_url = t.otlp_endpoint.as_deref().and_then(|text| {
+        let url = c.http_url("telemetry.otlp_endpoint", text)?;
+        let base = url.as_str().trim_end_matches('/');
+        Some(format!("{base}/v1/traces"))
+    });
+    let sample_ratio = match t.sample_ratio {
+        None => 1.0,
+        Some(r) if (0.0..=1.0).contains(&r) => r,
+        Some(r) => {
+            c.fail(
+                "telemetry.sample_ratio",
+                format!("must be between 0.0 and 1.0 (got {r})"),
+            );
+            1.0
+        }
+    };
+    let service_name = match t.service_name.as_deref().map(str::trim) {
+        None => "tokengate".to_owned(),
+        Some("") => {
+            c.fail("telemetry.service_name", "must not be empty");
+            "tokengate".to_owned()
+        }
+        Some(name) => name.to_owned(),
+    };
+    let export_delay = t
+        .export_delay
+        .as_deref()
+        .map(|d| c.duration("telemetry.export_delay", Some(d), "5s"));
+    TelemetryConfig {
+        traces_url,
+        sample_ratio,
+        service_name,
+        export_delay,
+    }
+}
+
+/// `[log]`: the access log switch, and level directives checked as `logging::set_level`
+/// will read them, so a typo is a problem with its key path rather than a surprise at
+/// start (or a refused reload).
+fn log_config(c: &mut Checker, l: &RawLog) -> LogConfig {
+    let level = l.level.as_ref().map(|text| {
+        if let Err(e) = crate::logging::parse_level(text) {
+            c.fail("log.level", e);
+        }
+        text.trim().to_owned()
+    });
+    LogConfig {
+        access: l.access.unwrap_or(false),
+        level,
+    }
 }
 
 /// `session.redis_url` (standalone) or `session.redis_cluster` (seed nodes), never both;

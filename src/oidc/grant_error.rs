@@ -24,6 +24,17 @@ pub enum GrantError {
     Invalid(String),
 }
 
+impl GrantError {
+    /// The kind alone, without the provider's words: for traces.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GrantError::Rejected(_) => "rejected",
+            GrantError::Unavailable(_) => "unavailable",
+            GrantError::Invalid(_) => "invalid",
+        }
+    }
+}
+
 impl From<ProviderHttpError> for GrantError {
     fn from(e: ProviderHttpError) -> GrantError {
         match e {

@@ -295,6 +295,11 @@ impl Provider {
         &self.issuer
     }
 
+    /// Where grants are redeemed (traces name its host).
+    pub fn token_endpoint(&self) -> &url::Url {
+        &self.token_url
+    }
+
     pub fn client_id(&self) -> &str {
         self.credentials.client_id()
     }

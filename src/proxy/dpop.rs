@@ -38,14 +38,26 @@ pub fn sign(
     req: &mut Request<UpstreamBody>,
     target: &http::Uri,
 ) -> Result<Option<Replay>, Reject> {
-    let nonce = gw.upstream_nonces.get(&dpop::origin(target));
-    let proof = proof(binding, req.method(), target, nonce.as_deref())?;
+    let proof = header(gw, binding, req.method(), target)?;
     req.headers_mut().insert(&DPOP, proof);
     Ok(bodiless(req).then(|| Replay {
         method: req.method().clone(),
         uri: req.uri().clone(),
         headers: req.headers().clone(),
     }))
+}
+
+/// The `DPoP` header for a request sent as `method` to `target` (its absolute URL), with
+/// the upstream's latest nonce when one is known. Forward auth answers it for the ingress
+/// to send, and so never learns a nonce the upstream asks for.
+pub fn header(
+    gw: &Gateway,
+    binding: &Binding,
+    method: &Method,
+    target: &http::Uri,
+) -> Result<HeaderValue, Reject> {
+    let nonce = gw.upstream_nonces.get(&dpop::origin(target));
+    proof(binding, method, target, nonce.as_deref())
 }
 
 /// After the upstream answered: remembers a nonce it sent, and when it asked for one

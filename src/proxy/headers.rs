@@ -59,7 +59,8 @@ impl Forwarding {
         }
     }
 
-    fn trusts(&self, peer: std::net::IpAddr) -> bool {
+    /// True for a peer in `server.trusted_proxies` (its `traceparent` is believed too).
+    pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
         self.trusted.iter().any(|net| net.contains(&peer))
     }
 
@@ -232,10 +233,14 @@ fn set_forwarding(headers: &mut HeaderMap, conn: &ConnInfo, fw: &Forwarding) {
     headers.insert(X_FORWARDED_HOST.clone(), fw.host.clone());
 }
 
-/// A header by which a client could claim another address, host, scheme or path.
+/// A header by which a client could claim another address, host, scheme or path, or a
+/// place in a trace (W3C `traceparent` and `tracestate`: believed from a trusted peer
+/// only, traced or not).
 fn is_client_forwarding_claim(name: &HeaderName) -> bool {
     let n = name.as_str();
     n.starts_with("x-forwarded-")
+        || n == "traceparent"
+        || n == "tracestate"
         || name == FORWARDED
         || name == X_REAL_IP
         || n == "x-original-url"

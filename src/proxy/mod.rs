@@ -16,6 +16,9 @@
 //! Bodies are never buffered: the request's `Incoming` goes upstream as it arrives and
 //! the upstream's body comes back the same way, both under `upstream.read_timeout`
 //! ([`timeout`]).
+//!
+//! Forward auth (`crate::forward_auth`) runs phases 1 and 2 alone, through [`credential`],
+//! for a request an ingress describes and sends upstream itself: one policy, one token.
 
 pub mod access;
 pub mod dpop;
@@ -29,7 +32,7 @@ use std::future::Future;
 use std::time::Instant;
 
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -62,7 +65,8 @@ pub fn forward<'a>(
     conn: ConnInfo,
 ) -> impl Future<Output = Result<Response<Body>, Reject>> + 'a {
     async move {
-        let upgrading = admit(route, &req)?;
+        let upgrading = headers::is_upgrade(req.headers());
+        admit(route, req.method(), upgrading)?;
         // One look at the cookies serves the session lookup and the upstream rewrite.
         let cookies = cookie::scan(req.headers(), gw.cookies.session());
         let mix = cookies.mix;
@@ -134,24 +138,39 @@ async fn send_with_proof(
 /// What a request carries upstream: an `Authorization` value, and for a DPoP-bound
 /// token the key and token its proof is made for.
 #[derive(Default)]
-struct Credential {
-    authorization: Option<HeaderValue>,
-    dpop: Option<dpop::Binding>,
+pub(crate) struct Credential {
+    pub(crate) authorization: Option<HeaderValue>,
+    pub(crate) dpop: Option<dpop::Binding>,
     /// The user session the token is from.
-    session: Option<StoreKey>,
+    pub(crate) session: Option<StoreKey>,
 }
 
-/// Phase 1: the route's method list, and whether it takes this protocol upgrade (on a
-/// token route only with `websocket = true`). True for an upgrade.
-fn admit(route: &Route, req: &Request<Incoming>) -> Result<bool, Reject> {
-    if !route.allows(req.method()) {
+/// Phases 1 and 2 for a request that is described, not carried: forward auth
+/// (`crate::forward_auth`) asks with the browser's headers, the original method, and
+/// whether it is a protocol upgrade. The same rules and the same token (refresh included)
+/// as for a proxied request.
+pub(crate) async fn credential(
+    gw: &Gateway,
+    route: &Route,
+    method: &Method,
+    headers: &HeaderMap,
+    upgrading: bool,
+) -> Result<Credential, Reject> {
+    admit(route, method, upgrading)?;
+    let session_cookie = cookie::find(headers, gw.cookies.session());
+    authorise(gw, route, headers, session_cookie, upgrading).await
+}
+
+/// Phase 1: the route's method list, and whether it takes a protocol upgrade (on a token
+/// route only with `websocket = true`).
+fn admit(route: &Route, method: &Method, upgrading: bool) -> Result<(), Reject> {
+    if !route.allows(method) {
         return Err(Reject::MethodNotAllowed);
     }
-    let upgrading = headers::is_upgrade(req.headers());
     if upgrading && !route.websocket && route.token != TokenPolicy::None {
         return Err(Reject::UpgradeRefused);
     }
-    Ok(upgrading)
+    Ok(())
 }
 
 /// Phase 2: the token this request carries upstream, per the route's policy.
@@ -285,7 +304,8 @@ fn prepare(
             cookies,
         },
     );
-    let body = TimedBody::new(body, gw.config.upstream.read_timeout);
+    let body = TimedBody::new(body, gw.config.upstream.read_timeout)
+        .counting(crate::server::access_log::request_body());
     Ok((Request::from_parts(parts, Either::Left(body)), upgrade))
 }
 
@@ -304,9 +324,12 @@ fn send<'a>(
     async move {
         let started = Instant::now();
         let sent = match gw.upstream.pool(worker, route.index) {
-            Ok(pool) => pool.send(req, started).await,
+            Ok(pool) if gw.telemetry.is_none() => pool.send(req, started).await,
+            // Boxed: an untraced exchange's future stays the size it was.
+            Ok(pool) => Box::pin(traced_send(pool, route, req, started)).await,
             Err(e) => Err(e),
         };
+        crate::server::access_log::upstream_answered(started);
         match sent {
             Ok(resp) => {
                 gw.metrics
@@ -319,6 +342,27 @@ fn send<'a>(
             Err(e) => Err(upstream_failed(e)),
         }
     }
+}
+
+/// Phase 4 when traces are on: the exchange in a client span of its own, whose
+/// `traceparent` the upstream gets (crate::telemetry).
+async fn traced_send(
+    pool: &std::sync::Arc<pool::Pool>,
+    route: &Route,
+    mut req: Request<UpstreamBody>,
+    started: Instant,
+) -> Result<Response<PooledBody>, pool::SendError> {
+    let upstream = &route.upstream.authority;
+    let exchange = crate::telemetry::upstream(&mut req, upstream.host(), upstream.port_u16());
+    let sent = pool.send(req, started).await;
+    if let Some(exchange) = exchange {
+        exchange.finish(match &sent {
+            Ok(resp) => Ok(resp.status()),
+            Err(pool::SendError::Timeout) => Err("timeout"),
+            Err(_) => Err("unreachable"),
+        });
+    }
+    sent
 }
 
 fn upstream_failed(e: pool::SendError) -> Reject {

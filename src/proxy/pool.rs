@@ -113,6 +113,11 @@ impl Upstreams {
         Upstreams { by_worker }
     }
 
+    /// How many workers the pools are for.
+    pub fn workers(&self) -> usize {
+        self.by_worker.len()
+    }
+
     /// The pool of route `index`'s upstream origin for `worker`. (A lookup, not an
     /// `async fn` that sends: each layer of future around the exchange moves the request
     /// once more.)

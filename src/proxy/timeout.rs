@@ -14,6 +14,8 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
+use crate::server::access_log::BytesIn;
+
 /// The silence allowed, and the timer of the silence under way.
 pub struct ReadTimer {
     limit: Duration,
@@ -61,6 +63,8 @@ pub struct Silent;
 pub struct TimedBody<B> {
     inner: B,
     timer: ReadTimer,
+    /// The access log's count of the bytes read, when it is on.
+    bytes_in: Option<BytesIn>,
 }
 
 impl<B> TimedBody<B> {
@@ -68,7 +72,14 @@ impl<B> TimedBody<B> {
         TimedBody {
             inner,
             timer: ReadTimer::new(limit),
+            bytes_in: None,
         }
+    }
+
+    /// Counts the body's bytes into `bytes_in` (`None`: the access log is off).
+    pub fn counting(mut self, bytes_in: Option<BytesIn>) -> TimedBody<B> {
+        self.bytes_in = bytes_in;
+        self
     }
 }
 
@@ -88,6 +99,9 @@ where
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.timer.heard();
+                if let (Some(count), Some(Ok(f))) = (&this.bytes_in, &frame) {
+                    count.add(f.data_ref().map_or(0, |d| d.len()));
+                }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending if this.timer.expired(cx) => Poll::Ready(Some(Err(Box::new(Silent)))),

@@ -12,11 +12,13 @@ use futures_util::FutureExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
+use super::access_log::{self, during, PublicBody};
 use super::listener::ConnInfo;
 use super::{Body, Reject};
 use crate::admin::metrics::RouteStats;
 use crate::app::Gateway;
 use crate::logging::with_request_id;
+use crate::telemetry::{FutureExt as _, Telemetry};
 
 #[expect(
     clippy::manual_async_fn,
@@ -26,7 +28,7 @@ pub fn handle(
     gw: Arc<Gateway>,
     mut req: Request<Incoming>,
     conn: ConnInfo,
-) -> impl Future<Output = Response<Body>> {
+) -> impl Future<Output = Response<PublicBody>> {
     // An `async` block, not an `async fn`: see `crate::proxy::forward` for why.
     async move {
         let started = Instant::now();
@@ -34,12 +36,48 @@ pub fn handle(
         let id = gw.request_ids.for_request(req.headers());
         // The upstream sees the same ID as our logs and the browser.
         req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+        // The request's access line, when the access log is on (server::access_log).
+        let access = access_log::begin(&gw.config.log, &req, &id, started);
         // Every line logged while the request is served names it (crate::logging).
-        let (mut resp, stats) = with_request_id(id.clone(), route(&gw, req, conn)).await;
+        let (mut resp, stats) = match &gw.telemetry {
+            None => {
+                with_request_id(id.clone(), during(access.as_ref(), route(&gw, req, conn))).await
+            }
+            // Traced: the request's span is current while it is served. Boxed, so that an
+            // untraced request's future stays the size it was.
+            Some(telemetry) => {
+                let trace = trace_of(&gw, telemetry, &req, &conn);
+                let served = during(access.as_ref(), route(&gw, req, conn));
+                let traced = Box::pin(served.with_context(trace.clone()));
+                let answer = with_request_id(id.clone(), traced).await;
+                crate::telemetry::finish_request(&trace, answer.0.status());
+                answer
+            }
+        };
         stats.record(resp.status(), started.elapsed());
         resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
-        resp
+        access_log::until_sent(access, resp, stats)
     }
+}
+
+/// The trace of a request, when traces are on: named by its route's prefix, its
+/// `traceparent` believed only from a peer whose forwarding headers are (`trusted_proxies`).
+fn trace_of(
+    gw: &Gateway,
+    telemetry: &Telemetry,
+    req: &Request<Incoming>,
+    conn: &ConnInfo,
+) -> opentelemetry::Context {
+    let path = req.uri().path();
+    let route = if path == "/bff" || path.starts_with("/bff/") {
+        Some("/bff")
+    } else if has_dot_segment(path) {
+        None
+    } else {
+        gw.routes.find(path).map(|r| r.prefix.as_str())
+    };
+    let trusted = gw.forwarding.trusts(conn.remote.ip());
+    telemetry.request(req.method(), path, route, req.headers(), trusted)
 }
 
 /// Which answer a request gets: refused, the `/bff` flows, a route's proxy, or 404.
@@ -146,8 +184,8 @@ fn id_text(prefix: u64, n: u64) -> IdText {
     IdText(out, 16 + n_digits)
 }
 
-/// True for `.`/`..` segments, literal or percent-encoded.
-fn has_dot_segment(path: &str) -> bool {
+/// True for `.`/`..` segments, literal or percent-encoded (forward auth refuses them too).
+pub(crate) fn has_dot_segment(path: &str) -> bool {
     // Most paths have neither a dot nor a `%`, and then no segment can be one.
     if !path.bytes().any(|b| b == b'.' || b == b'%') {
         return false;

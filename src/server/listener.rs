@@ -22,7 +22,6 @@ use tokio_rustls::TlsAcceptor;
 
 use super::drain::Drain;
 use super::head_timer::{HeadSweep, HeadTimer};
-use super::Body;
 use crate::shutdown::Shutdown;
 
 /// What the handler learns about the connection a request came on.
@@ -47,6 +46,10 @@ pub struct Limits {
     /// Connections open at once; one more is closed as it is accepted.
     pub max_connections: usize,
 }
+
+/// The limits a listener applies, replaced whole by a configuration reload: each new
+/// connection takes the limits current when it is accepted.
+pub type SharedLimits = Arc<arc_swap::ArcSwap<Limits>>;
 
 /// One connection's server: its own timer for request heads (see [`super::head_timer`]).
 fn builder(limits: &Limits, heads: HeadTimer) -> auto::Builder<TokioExecutor> {
@@ -126,19 +129,24 @@ impl Drop for Counted {
 
 /// Serves `listener` until `shutdown` fires, then drains; `worker` is the worker whose
 /// runtime this runs on (see `app::serve`).
-pub async fn run<H, F>(
+pub async fn run<H, F, B>(
     listener: TcpListener,
     worker: usize,
     tls: Option<TlsAcceptor>,
-    limits: Limits,
+    limits: SharedLimits,
     mut shutdown: Shutdown,
     open: Arc<OpenConnections>,
     handler: H,
 ) where
     H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    // Any body: the admin's, the public one (counted when the access log is on).
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let heads = HeadSweep::new(limits.header_read_timeout);
+    // The sweep's period follows the timeout at start; a reload's shorter timeout is cut
+    // up to that period late.
+    let heads = HeadSweep::new(limits.load().header_read_timeout);
     tokio::spawn(heads.run());
     let drain = Arc::new(Drain::default());
     loop {
@@ -154,6 +162,7 @@ pub async fn run<H, F>(
             },
             () = shutdown.wait() => break,
         };
+        let limits = **limits.load();
         if open.get() >= i64::try_from(limits.max_connections).unwrap_or(i64::MAX) {
             // Full: closed at once, before a byte is read (nginx does the same when its
             // worker_connections run out); the client may try again.
@@ -214,6 +223,7 @@ pub async fn run<H, F>(
         });
     }
     drop(listener);
+    let limits = **limits.load();
     tokio::select! {
         () = drain.start() => tracing::debug!("all connections drained"),
         () = tokio::time::sleep(limits.shutdown_grace) => {

@@ -163,8 +163,19 @@ impl Reject {
 
     /// The JSON error response of DESIGN.md: `{ "error": …, "message": … }`.
     pub fn response(&self) -> Response<Body> {
-        let (status, code, message) = self.parts();
-        let body = match self {
+        let mut resp = json(self.status(), self.body());
+        if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        resp
+    }
+
+    /// The body of [`Reject::response`]: one line of JSON, printable ASCII but for a
+    /// route path's own bytes.
+    pub fn body(&self) -> String {
+        let (_, code, message) = self.parts();
+        match self {
             Reject::Forbidden(route) => serde_json::json!({
                 "error": code,
                 "message": format!("the route {route} is not open to this user"),
@@ -174,13 +185,7 @@ impl Reject {
             }),
             _ => serde_json::json!({ "error": code, "message": message }),
         }
-        .to_string();
-        let mut resp = json(status, body);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("5"));
-        }
-        resp
+        .to_string()
     }
 }
 

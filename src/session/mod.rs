@@ -22,6 +22,7 @@ mod tests;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use http::HeaderValue;
 use moka::sync::Cache;
 
@@ -137,7 +138,8 @@ pub struct Sessions {
     pub ended: EndCounts,
     store: Arc<dyn SessionStore>,
     cache: Cache<StoreKey, Arc<LiveSession>>,
-    keys: Arc<KeyRing>,
+    /// Swapped whole by a configuration reload (a key added or retired).
+    keys: ArcSwap<KeyRing>,
     idle: u64,
     absolute: u64,
     /// How stale `last_seen` may get before a request writes it back: a sliding idle
@@ -173,11 +175,16 @@ impl Sessions {
             ended: EndCounts::default(),
             store,
             cache,
-            keys,
+            keys: ArcSwap::new(keys),
             idle,
             absolute: absolute.as_secs().max(1),
             touch_after: (idle / 20).clamp(1, 60),
         }
+    }
+
+    /// Seals with `keys` from now on, and opens with any of them (a reloaded key ring).
+    pub fn set_keys(&self, keys: Arc<KeyRing>) {
+        self.keys.store(keys);
     }
 
     /// The live session named by a session cookie's value, or `None` for a value that is
@@ -344,7 +351,7 @@ impl Sessions {
                 "session record did not serialise".into(),
             ));
         };
-        let sealed = self.keys.seal(&plain, &key.0);
+        let sealed = self.keys.load().seal(&plain, &key.0);
         let indexes = Indexes {
             sub: IndexKey::sub(&record.sub),
             sid: record.sid.as_deref().map(IndexKey::sid),
@@ -375,7 +382,7 @@ impl Sessions {
     }
 
     fn open(&self, key: StoreKey, stored: &Stored) -> Option<Session> {
-        let plain = match self.keys.open(&stored.value, &key.0) {
+        let plain = match self.keys.load().open(&stored.value, &key.0) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(session = %key.short(), error = %e, "session record does not open; treated as no session");

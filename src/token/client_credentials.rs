@@ -34,7 +34,7 @@ pub struct ClientTokens {
     /// One slot per `(resource, scope)` of the `client` routes, made at start; the std
     /// `Mutex` guards only the map, never an await.
     slots: Mutex<HashMap<SlotKey, Arc<Slot>>>,
-    pub counts: ClientTokenCounts,
+    pub counts: Arc<ClientTokenCounts>,
 }
 
 /// `(resource, scope)`.
@@ -65,7 +65,15 @@ impl ClientTokens {
             provider,
             skew,
             slots: Mutex::default(),
-            counts: ClientTokenCounts::default(),
+            counts: Arc::default(),
+        }
+    }
+
+    /// For a reloaded configuration: the same counts, tokens fetched anew as routes ask.
+    pub fn reconfigured(&self, skew: Duration) -> ClientTokens {
+        ClientTokens {
+            counts: self.counts.clone(),
+            ..ClientTokens::new(self.provider.clone(), skew)
         }
     }
 

@@ -25,6 +25,7 @@ use crate::oidc::{GrantError, Provider, ProviderCell, TokenSet};
 use crate::session::{
     bearer_header, unix_now, EndReason, LiveSession, Sessions, StoreError, StoreKey,
 };
+use crate::telemetry::SpanKind;
 
 /// How a refresh ended, shared by every request that waited on it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -98,6 +99,19 @@ impl Refresher {
         }
     }
 
+    /// For a reloaded configuration: the same refreshes in flight (one per session at a
+    /// time holds across the reload) and counts, with the new `skew`.
+    pub fn reconfigured(&self, skew: Duration) -> Refresher {
+        Refresher {
+            sessions: self.sessions.clone(),
+            provider: self.provider.clone(),
+            skew,
+            in_flight: self.in_flight.clone(),
+            wait_limit: self.wait_limit,
+            counts: self.counts.clone(),
+        }
+    }
+
     /// The `Authorization` value for `resource` (`None`: the default audience), refreshing
     /// or fetching that token first when it is due or missing.
     pub async fn bearer(
@@ -143,7 +157,10 @@ impl Refresher {
             resource: resource.clone(),
         };
         let in_flight = self.in_flight.clone();
-        let task = tokio::spawn(async move {
+        // Traced (when traces are on) as a child of the request that starts the flight;
+        // the requests that join it wait in their own spans.
+        let trace = crate::telemetry::child_context("token refresh", SpanKind::Internal);
+        let task = tokio::spawn(crate::telemetry::within(trace, async move {
             let outcome = job.run().await;
             // Provider refusals and outages are logged where they are decided; these two
             // would otherwise become a 503 without a word.
@@ -157,7 +174,7 @@ impl Refresher {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key);
             outcome
-        });
+        }));
         let shared = async move {
             task.await.unwrap_or_else(|e| {
                 Err(RefreshError::ProviderInvalid(format!(
@@ -211,9 +228,13 @@ impl Job {
         let provider = self.provider.get().ok_or_else(|| {
             RefreshError::ProviderUnavailable("provider not discovered yet".into())
         })?;
+        let call = crate::telemetry::provider_call("oidc token", provider.token_endpoint());
         let result = provider
             .refresh(&refresh_token, resource, current.dpop.as_deref())
             .await;
+        if let Some(call) = call {
+            call.finish(result.as_ref().err().map(GrantError::kind));
+        }
         let result = result.and_then(|tokens| check_answer(&current, tokens));
         match result {
             Ok(mut tokens) => {

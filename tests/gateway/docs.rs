@@ -69,7 +69,10 @@ fn every_config_key_is_documented() {
             "RawSession" => ("## `[session]`", true),
             "RawTokens" => ("## `[tokens]`", true),
             "RawAdmin" => ("## `[admin]`", true),
+            "RawForwardAuth" => ("## `[forward_auth]`", true),
+            "RawLog" => ("## `[log]`", true),
             "RawRoute" => ("## `[[route]]`", true),
+            "RawTelemetry" => ("## `[telemetry]`", true),
             other => panic!("src/config/raw.rs has a new table {other}: map it to its section in docs/configuration.md here"),
         };
         let text = section(&doc, heading);
@@ -136,6 +139,10 @@ fn the_example_configurations_are_valid() {
     assert_valid(
         "examples/nginx/tokengate.toml",
         &read("examples/nginx/tokengate.toml"),
+    );
+    assert_valid(
+        "examples/nginx/forward-auth.toml",
+        &read("examples/nginx/forward-auth.toml"),
     );
     let configmap = yaml_block(
         &read("examples/kubernetes/configmap.yaml"),

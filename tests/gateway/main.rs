@@ -4,6 +4,7 @@
 mod support;
 
 mod access;
+mod access_log;
 mod admin;
 mod backchannel;
 mod client_bytes;
@@ -13,6 +14,7 @@ mod cookies;
 mod docs;
 mod embedded_store;
 mod faults;
+mod forward_auth;
 mod hostile_upstream;
 mod lifetime;
 mod login;
@@ -20,8 +22,10 @@ mod pool;
 mod proxy;
 mod redis_store;
 mod refresh;
+mod reload;
 mod server;
 mod store_conformance;
 mod telemetry;
 mod token_routes;
+mod traces;
 mod websocket;

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::redis::RedisServer;
-use crate::support::{echoes, read_head, Browser, Setup, Store, TestGateway};
+use crate::support::{echoes, read_body, read_head, Browser, Setup, Store, TestGateway};
 
 const ADMIN_TOKEN: &str = "admin-token-for-the-websocket-tests-0123";
 
@@ -157,18 +157,7 @@ async fn a_foreign_or_missing_origin_and_a_route_without_websocket_are_refused()
             head.starts_with(&format!("HTTP/1.1 {status}")),
             "{headers}: {head}"
         );
-        let mut body = Vec::new();
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length: ")
-                    .map(str::to_owned)
-            })
-            .and_then(|l| l.trim().parse().ok())
-            .expect("content-length");
-        body.resize(len, 0);
-        conn.read_exact(&mut body).await.expect("body");
+        let body = read_body(&mut conn, &head).await;
         let json: Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(json["error"], code, "{headers}");
     }

@@ -63,8 +63,18 @@ impl Instance {
     /// Runs the `tokengate` binary on `toml` (which must listen on `addr` and `admin`);
     /// waits until ready.
     pub async fn process(toml: &str, addr: SocketAddr, admin: SocketAddr) -> Instance {
+        Instance::process_with_env(toml, addr, admin, &[]).await
+    }
+
+    /// As [`Instance::process`], with these environment variables added.
+    pub async fn process_with_env(
+        toml: &str,
+        addr: SocketAddr,
+        admin: SocketAddr,
+        env: &[(&str, &str)],
+    ) -> Instance {
         let dir = tempfile::tempdir().expect("tempdir");
-        let child = spawn_binary(toml, &dir);
+        let child = spawn_binary(toml, &dir, env);
         let mut instance = Instance {
             addr,
             admin,
@@ -144,6 +154,21 @@ impl Instance {
         }
     }
 
+    /// `kill -HUP` of a process after its configuration file is replaced by `toml`: the
+    /// configuration reload an operator does.
+    pub fn reload(&self, toml: &str) {
+        let Run::Process { child, dir } = &self.run else {
+            panic!("only a gateway process reloads on SIGHUP");
+        };
+        let child = child.as_ref().expect("the process runs");
+        std::fs::write(dir.path().join("tokengate.toml"), toml).expect("write the config");
+        let sent = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(sent.success(), "kill -HUP");
+    }
+
     /// A graceful stop: SIGTERM to a process, the shutdown signal in process; waits for
     /// the end.
     pub async fn terminate(&mut self) {
@@ -181,7 +206,7 @@ impl Drop for Instance {
     }
 }
 
-fn spawn_binary(toml: &str, dir: &tempfile::TempDir) -> Child {
+fn spawn_binary(toml: &str, dir: &tempfile::TempDir, env: &[(&str, &str)]) -> Child {
     let config = dir.path().join("tokengate.toml");
     std::fs::File::create(&config)
         .and_then(|mut f| f.write_all(toml.as_bytes()))
@@ -192,6 +217,7 @@ fn spawn_binary(toml: &str, dir: &tempfile::TempDir) -> Child {
         .arg("run")
         .arg("--config")
         .arg(&config)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
@@ -207,7 +233,7 @@ fn stderr_of(dir: &tempfile::TempDir) -> String {
 /// stderr. Panics if it is still running after 20 s.
 pub fn run_expecting_exit(toml: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = spawn_binary(toml, &dir);
+    let mut child = spawn_binary(toml, &dir, &[]);
     let deadline = Instant::now() + READY_LIMIT;
     loop {
         if let Some(status) = child.try_wait().expect("wait") {

@@ -6,7 +6,9 @@
 
 pub mod browser;
 pub mod instance;
+pub mod nginx;
 pub mod op;
+pub mod otlp;
 pub mod pki;
 pub mod redis;
 pub mod upstream;
@@ -67,11 +69,17 @@ pub struct Setup {
     pub oidc_extra: String,
     /// `https` makes the public URL https (for a TLS listener).
     pub public_scheme: &'static str,
+    /// The public URL when the browser reaches the gateway through something in front (an
+    /// ingress on its own port); default: `public_scheme` and the gateway's listener.
+    pub public_origin: Option<String>,
     /// The session store; tests that do not care keep `memory`.
     pub store: Store,
     /// Run the real `tokengate` binary as a child process instead of serving in process
     /// (for restarts, `kill -9` and startup errors).
     pub process: bool,
+    /// Environment variables of that process beside the test's own (e.g.
+    /// `TOKENGATE_LOG_FORMAT`); a restart runs without them.
+    pub process_env: Vec<(&'static str, &'static str)>,
 }
 
 /// The session store of a test gateway, as `[session]` keys.
@@ -115,8 +123,10 @@ impl Default for Setup {
             session_extra: String::new(),
             oidc_extra: String::new(),
             public_scheme: "http",
+            public_origin: None,
             store: Store::Memory,
             process: false,
+            process_env: Vec::new(),
         }
     }
 }
@@ -148,7 +158,8 @@ impl TestGateway {
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let addr = listener.local_addr().expect("addr");
         let admin = admin_listener.local_addr().expect("admin addr");
-        let origin = format!("{}://{addr}", setup.public_scheme);
+        let origin = (setup.public_origin.clone())
+            .unwrap_or_else(|| format!("{}://{addr}", setup.public_scheme));
         let op = {
             // The provider's start blocks (a child process and its ready line): keep it
             // off the runtime's worker threads, which other gateways in this test use.
@@ -182,7 +193,8 @@ impl TestGateway {
         let main = if setup.process {
             // The child binds these itself: release them first.
             drop((listener, admin_listener));
-            Instance::process(&render(&template, addr, admin), addr, admin).await
+            let toml = render(&template, addr, admin);
+            Instance::process_with_env(&toml, addr, admin, &setup.process_env).await
         } else {
             Instance::serve(&render(&template, addr, admin), listener, admin_listener).await
         };
@@ -271,6 +283,13 @@ impl TestGateway {
         b
     }
 
+    /// Rewrites the gateway process's configuration file with `edit` applied to its
+    /// configuration, and sends it SIGHUP (`Setup::process`).
+    pub fn reload_with(&self, edit: impl FnOnce(String) -> String) {
+        self.main
+            .reload(&edit(self.config_toml(self.addr, self.admin)));
+    }
+
     /// What the gateway process (`Setup::process`) has logged so far.
     pub fn log(&self) -> String {
         self.main.log()
@@ -313,4 +332,21 @@ pub async fn echoes(conn: &mut tokio::net::TcpStream, bytes: &[u8]) {
         .expect("echo in time")
         .expect("read echo");
     assert_eq!(echo, bytes);
+}
+
+/// Reads the body of a response whose head is `head` (it has a `Content-Length`).
+pub async fn read_body(conn: &mut tokio::net::TcpStream, head: &str) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .expect("content-length");
+    let mut body = vec![0u8; len];
+    conn.read_exact(&mut body).await.expect("body");
+    body
 }
