@@ -199,12 +199,7 @@ echo
 echo "machine after the run: $(machine_line)"
 echo "median of $ROUNDS rounds of ${DURATION} s, $STREAMS streams per connection; $(mode_line h2load)"
 sed 's/^/TLS: /' "$work/tls"
-awk -v conns="$CONNS" '
-  function median(list,   n, a, i, j, t) {
-    n = split(list, a, " ")
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-  }
+awk -v conns="$CONNS" "$AWK_MEDIAN"'
   { k = $1 SUBSEP $2; rps[k] = rps[k] " " $4; mean[k] = mean[k] " " $5; p50[k] = p50[k] " " $6; p99[k] = p99[k] " " $7
     failed[k] += $8; cpu[k] = cpu[k] " " $9 }
   END {

@@ -130,12 +130,7 @@ done
 echo
 echo "machine after the run: $(machine_line)"
 echo "median of $ROUNDS rounds of ${DURATION} s; proxies on CPU $PROXY_CPU, wrk + upstream + provider on CPU $LOAD_CPU"
-awk '
-  function median(list,   n, a, i, j, t) {
-    n = split(list, a, " ")
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-  }
+awk "$AWK_MEDIAN"'
   { k = $1 " " $2; if (!(k in rps)) order[++n] = k; rps[k] = rps[k] " " $3; p50[k] = p50[k] " " $4; p99[k] = p99[k] " " $5; failed[k] += $6 }
   END {
     printf "%-6s %-11s %11s %9s %9s %7s %9s\n", "conns", "target", "requests/s", "p50 ms", "p99 ms", "failed", "vs nginx"

@@ -438,6 +438,17 @@ wrk_figures() {
 }
 
 # machine_line — CPU model, cores and load, for the record.
+# AWK_MEDIAN — an awk function for the report scripts: median(list), the median of the
+# space-separated numbers in `list` (the rounds of one figure). Used as
+# awk ... "$AWK_MEDIAN"' {...}'.
+AWK_MEDIAN='
+  function median(list,   n, a, i, j, t) {
+    n = split(list, a, " ")
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+  }
+'
+
 machine_line() {
   printf '%s, %s cores; load average %s\n' \
     "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" "$(nproc)" \

@@ -162,12 +162,7 @@ echo "machine after the run: $(machine_line)"
 where_redis=""
 [ "$MODE" = pinned ] && where_redis=" (Redis on CPU $LOAD_CPU)"
 echo "median of $ROUNDS rounds of ${DURATION} s; $SESSIONS sessions on Redis, one per request in turn; $(mode_line)$where_redis"
-awk -v conns="$CONNS" '
-  function median(list,   n, a, i, j, t) {
-    n = split(list, a, " ")
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-  }
+awk -v conns="$CONNS" "$AWK_MEDIAN"'
   { k = $1 SUBSEP $2; rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6; failed[k] += $7
     cmds[k] = cmds[k] " " $8; tg[k] = tg[k] " " $9; rd[k] = rd[k] " " $10 }
   END {
