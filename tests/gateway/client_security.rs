@@ -41,14 +41,7 @@ async fn whole_lifecycle(gw: &TestGateway) -> Value {
     );
     assert_eq!(gw.op.refresh_grants().await, 1);
 
-    let resp = b
-        .send(
-            Method::POST,
-            &gw.url("/bff/logout"),
-            &[("x-csrf", "1")],
-            None,
-        )
-        .await;
+    let resp = b.logout(&gw.url("")).await;
     assert_eq!(resp.status(), 302);
     assert_eq!(gw.op.revocations().await.len(), 1, "refresh token revoked");
     let stats = gw.op.stats().await;

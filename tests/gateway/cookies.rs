@@ -288,14 +288,7 @@ async fn logout_by_post_needs_the_csrf_header() {
     assert_eq!(no_header.status(), 403);
     assert_eq!(b.api(&gw.url("/api/x")).await.0, 200, "session survives");
 
-    let resp = b
-        .send(
-            Method::POST,
-            &gw.url("/bff/logout"),
-            &[("x-csrf", "1")],
-            None,
-        )
-        .await;
+    let resp = b.logout(&gw.url("")).await;
     assert_eq!(resp.status(), 302);
     let location = Url::parse(resp.headers()["location"].to_str().expect("ascii")).expect("url");
     let hint = location
@@ -323,14 +316,7 @@ async fn logout_completes_without_revocation_or_end_session_endpoints() {
     .await;
     let b = gw.logged_in("alice").await;
     let cookie = b.cookie("tokengate").expect("cookie");
-    let resp = b
-        .send(
-            Method::POST,
-            &gw.url("/bff/logout"),
-            &[("x-csrf", "1")],
-            None,
-        )
-        .await;
+    let resp = b.logout(&gw.url("")).await;
     assert_eq!(resp.status(), 302);
     assert_eq!(resp.headers()["location"], "/", "a local redirect");
     assert_eq!(status_with_cookie(&gw, "/api/x", &cookie).await.0, 401);
@@ -343,14 +329,7 @@ async fn logout_completes_when_the_provider_is_down() {
     let b = gw.logged_in("alice").await;
     let cookie = b.cookie("tokengate").expect("cookie");
     tokio::task::block_in_place(|| gw.op.kill());
-    let resp = b
-        .send(
-            Method::POST,
-            &gw.url("/bff/logout"),
-            &[("x-csrf", "1")],
-            None,
-        )
-        .await;
+    let resp = b.logout(&gw.url("")).await;
     assert_eq!(
         resp.status(),
         302,

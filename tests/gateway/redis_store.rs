@@ -125,14 +125,7 @@ async fn logout_on_one_instance_is_refused_by_another_within_a_second() {
     assert_eq!(b.api(&other.url("/bff/user")).await.0, 200);
 
     let cookie = b.cookie("tokengate").expect("cookie");
-    let resp = b
-        .send(
-            reqwest::Method::POST,
-            &gw.url("/bff/logout"),
-            &[("x-csrf", "1")],
-            None,
-        )
-        .await;
+    let resp = b.logout(&gw.url("")).await;
     assert_eq!(resp.status(), 302);
     let ended = Instant::now();
     let stale = Browser::default();

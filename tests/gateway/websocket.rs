@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -61,14 +60,7 @@ async fn open_socket(gw: &TestGateway, addr: &str, cookie: &str) -> TcpStream {
 
 /// Logs `browser` out (as the SPA's logout button would, in another tab); returns when.
 async fn logout(browser: &Browser, gw: &TestGateway) -> Instant {
-    let resp = browser
-        .send(
-            Method::POST,
-            &gw.url("/bff/logout"),
-            &[("x-csrf", "1")],
-            None,
-        )
-        .await;
+    let resp = browser.logout(&gw.url("")).await;
     let ended = Instant::now();
     assert!(resp.status().is_redirection(), "{}", resp.status());
     ended

@@ -249,6 +249,18 @@ impl Browser {
         panic!("the provider never redirected to the callback");
     }
 
+    /// `POST /bff/logout` with `X-CSRF: 1` at `gateway`, as the SPA's logout button
+    /// sends it; the whole response.
+    pub async fn logout(&self, gateway: &str) -> Response {
+        self.send(
+            Method::POST,
+            &format!("{gateway}/bff/logout"),
+            &[("x-csrf", "1")],
+            None,
+        )
+        .await
+    }
+
     /// GET with `X-CSRF: 1`, as the SPA calls its API; the whole response.
     pub async fn api_response(&self, url: &str) -> Response {
         self.send(Method::GET, url, &[("x-csrf", "1")], None).await
