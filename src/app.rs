@@ -12,6 +12,7 @@ use socket2::{Domain, Socket, Type};
 use tokio::net::TcpListener;
 
 use crate::admin::metrics::Metrics;
+use crate::bff::dbsc::Admit;
 use crate::config::Config;
 use crate::crypto::cookie::{self, CookieNames};
 use crate::crypto::KeyRing;
@@ -25,7 +26,7 @@ use crate::route::{Route, RouteTable};
 use crate::server::dispatch::RequestIds;
 use crate::server::listener::{self, Limits, SharedLimits};
 use crate::server::Reject;
-use crate::session::{LiveSession, SessionId, Sessions};
+use crate::session::{EndReason, LiveSession, SessionId, Sessions};
 use crate::shutdown;
 use crate::telemetry::Telemetry;
 use crate::token::client_credentials::ClientTokens;
@@ -200,15 +201,17 @@ impl Gateway {
         headers: &HeaderMap,
         slide: bool,
     ) -> Result<Option<Arc<LiveSession>>, Reject> {
-        self.session_named(cookie::find(headers, self.cookies.session()), slide)
-            .await
+        let cookie = cookie::find(headers, self.cookies.session());
+        self.session_named(headers, cookie, slide).await
     }
 
     /// The live session named by `cookie`, the request's session cookie as
-    /// [`cookie::scan`] found it (a caller that needs the other cookies too reads the
-    /// headers once).
+    /// [`cookie::scan`] found it in `headers` (a caller that needs the other cookies too
+    /// reads the headers once). A device-bound session counts only with its bound cookie
+    /// (`bff::dbsc::admit`).
     pub async fn session_named(
         &self,
+        headers: &HeaderMap,
         cookie: cookie::Lookup<'_>,
         slide: bool,
     ) -> Result<Option<Arc<LiveSession>>, Reject> {
@@ -233,14 +236,27 @@ impl Gateway {
                 crate::telemetry::in_child("session lookup", lookup).await
             }
         };
-        if let Ok(Some(_)) = &found {
-            // The access line's session tag (a no-op with the access log off).
-            crate::server::access_log::saw_session(&key);
-        }
-        found.map_err(|e| {
+        let found = found.map_err(|e| {
             tracing::warn!(error = %e, "session lookup failed");
             Reject::StoreUnavailable
-        })
+        })?;
+        let Some(live) = found else {
+            return Ok(None);
+        };
+        match crate::bff::dbsc::admit(self, &live, headers, crate::session::unix_now()) {
+            Admit::Yes => {}
+            Admit::No => return Ok(None),
+            Admit::End => {
+                self.sessions
+                    .end(key, EndReason::Unbound)
+                    .await
+                    .map_err(|_| Reject::StoreUnavailable)?;
+                return Ok(None);
+            }
+        }
+        // The access line's session tag (a no-op with the access log off).
+        crate::server::access_log::saw_session(&key);
+        Ok(Some(live))
     }
 }
 

@@ -101,6 +101,20 @@ impl RouteStats {
     }
 }
 
+/// Device-bound sessions (DBSC): registrations offered and their outcome, and the
+/// refreshes of bound cookies by outcome.
+#[derive(Default)]
+pub struct DeviceBindingCounts {
+    pub offered: Counter,
+    pub bound: Counter,
+    pub refused: Counter,
+    pub refreshed: Counter,
+    pub challenged: Counter,
+    pub stale: Counter,
+    pub forged: Counter,
+    pub ended: Counter,
+}
+
 #[derive(Default)]
 pub struct LogoutCounts {
     pub user: Counter,
@@ -126,6 +140,7 @@ pub struct Counters {
     pub logouts: LogoutCounts,
     /// Configuration reloads, by outcome.
     pub reloads: ReloadCounts,
+    pub device_binding: DeviceBindingCounts,
     /// Connections open on the public listener.
     pub connections: Arc<OpenConnections>,
     /// The runtime of each worker, for the tasks alive in all of them.
@@ -155,6 +170,7 @@ impl Metrics {
             logins_failed: Counter::default(),
             logouts: LogoutCounts::default(),
             reloads: ReloadCounts::default(),
+            device_binding: DeviceBindingCounts::default(),
             connections: Arc::new(OpenConnections::new(workers)),
             runtimes: std::sync::Mutex::default(),
         });
@@ -292,6 +308,34 @@ pub fn render(gw: &Gateway) -> String {
         &[
             ("outcome=\"applied\"", m.reloads.applied.get()),
             ("outcome=\"refused\"", m.reloads.refused.get()),
+        ],
+    );
+    let db = &m.device_binding;
+    counter(
+        &mut out,
+        "tokengate_device_binding_offers_total",
+        "Logins whose response offered device binding (DBSC registration); those not bound stay ordinary sessions.",
+        &[("", db.offered.get())],
+    );
+    counter(
+        &mut out,
+        "tokengate_device_binding_registrations_total",
+        "DBSC registrations by outcome: bound (the session now lives on short cookies renewed with proofs of its device key), or refused.",
+        &[
+            ("outcome=\"bound\"", db.bound.get()),
+            ("outcome=\"refused\"", db.refused.get()),
+        ],
+    );
+    counter(
+        &mut out,
+        "tokengate_device_binding_refreshes_total",
+        "Refreshes of bound cookies by outcome: refreshed, challenged (a challenge sent), stale (a used or expired challenge), forged (a proof the device key did not sign: the session ended), ended (the session was gone).",
+        &[
+            ("outcome=\"refreshed\"", db.refreshed.get()),
+            ("outcome=\"challenged\"", db.challenged.get()),
+            ("outcome=\"stale\"", db.stale.get()),
+            ("outcome=\"forged\"", db.forged.get()),
+            ("outcome=\"ended\"", db.ended.get()),
         ],
     );
     let ended: Vec<(String, u64)> = gw

@@ -17,7 +17,7 @@ use crate::crypto::{self, cookie};
 use crate::oidc::GrantError;
 use crate::server::respond::{error_page, redirect};
 use crate::server::Body;
-use crate::session::{bearer_header, unix_now, EndReason, Session};
+use crate::session::{bearer_header, unix_now, EndReason, Session, SessionId};
 
 /// Errors a `prompt=none` renewal reports back to the SPA instead of an error page.
 const SILENT_FAILURES: [&str; 4] = [
@@ -207,8 +207,11 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
     );
 
     // A session this browser already had ends here: one login, one live session.
-    if let Ok(Some(old)) = gw.session_from(req.headers()).await {
-        let _ = gw.sessions.end(old.key, EndReason::Replaced).await;
+    // (Whatever its state: a device-bound one without its bound cookie ends too.)
+    if let cookie::Lookup::One(old) = cookie::find(req.headers(), gw.cookies.session()) {
+        if let Some(old) = SessionId::store_key_of(old) {
+            let _ = gw.sessions.end(old, EndReason::Replaced).await;
+        }
     }
     let (id, live) = match gw.sessions.create(record).await {
         Ok(created) => created,
@@ -229,6 +232,13 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
         .set_session(id.secret(), gw.config.session.absolute_timeout);
     if let Ok(v) = HeaderValue::from_str(&set) {
         resp.headers_mut().append(http::header::SET_COOKIE, v);
+    }
+    // Browsers with DBSC bind the session to a device key; the rest ignore the header.
+    if let Some(offer) = super::dbsc::offer(gw, &live.key) {
+        resp.headers_mut().insert(
+            http::HeaderName::from_static("secure-session-registration"),
+            offer,
+        );
     }
     resp
 }

@@ -62,8 +62,10 @@ pub async fn logout(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Bo
         }
     }
     let mut resp = redirect(&location);
-    if let Ok(v) = HeaderValue::from_str(&gw.cookies.clear_session()) {
-        resp.headers_mut().append(http::header::SET_COOKIE, v);
+    for clear in [gw.cookies.clear_session(), gw.cookies.clear_bound()] {
+        if let Ok(v) = HeaderValue::from_str(&clear) {
+            resp.headers_mut().append(http::header::SET_COOKIE, v);
+        }
     }
     Ok(resp)
 }

@@ -6,6 +6,7 @@
 pub mod backchannel;
 pub mod callback;
 pub mod csrf;
+pub mod dbsc;
 pub mod login;
 pub mod logout;
 pub mod return_url;
@@ -31,9 +32,12 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, "/bff/callback") => Ok(callback::finish(gw, &req).await),
         (&Method::GET, "/bff/user") => user::get(gw, &req).await,
         (&Method::GET | &Method::POST, "/bff/logout") => logout::logout(gw, &req).await,
-        (_, "/bff/login" | "/bff/callback" | "/bff/user" | "/bff/logout") => {
-            Err(Reject::MethodNotAllowed)
-        }
+        // Posted by the browser itself (DBSC), never by a page: no CSRF header; what
+        // authorises them is a proof signed by the device key.
+        (&Method::POST, dbsc::REGISTER_PATH) => dbsc::register(gw, &req).await,
+        (&Method::POST, dbsc::REFRESH_PATH) => dbsc::refresh(gw, &req).await,
+        (_, "/bff/login" | "/bff/callback" | "/bff/user" | "/bff/logout")
+        | (_, dbsc::REGISTER_PATH | dbsc::REFRESH_PATH) => Err(Reject::MethodNotAllowed),
         _ => Err(Reject::NotFound),
     };
     result.unwrap_or_else(|r| r.response())

@@ -240,6 +240,23 @@ pub struct SessionConfig {
     pub redis_cluster: Vec<String>,
     /// Most decrypted sessions kept in the in-process cache.
     pub cache_capacity: u64,
+    /// Device-bound sessions (DBSC): whether logins offer binding, and whether a session
+    /// must be bound.
+    pub device_binding: DeviceBinding,
+    /// How long a bound session's short cookie lasts before the browser must prove
+    /// possession of its key again.
+    pub bound_cookie_lifetime: Duration,
+}
+
+/// `session.device_binding`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceBinding {
+    /// No registration is offered (sessions bound before still need their proofs).
+    Off,
+    /// Bound when the browser registers a key; an ordinary session otherwise.
+    Optional,
+    /// A session not bound within `bound_cookie_lifetime` of its login ends.
+    Required,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -107,6 +107,8 @@ pub struct RawSession {
     pub redis_url: Option<String>,
     pub redis_cluster: Option<Vec<String>>,
     pub cache_capacity: Option<i64>,
+    pub device_binding: Option<String>,
+    pub bound_cookie_lifetime: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -577,3 +577,32 @@ fn the_access_log_is_off_and_the_level_unset_unless_configured() {
         "{unknown:?}"
     );
 }
+
+#[test]
+fn device_binding_keys_are_read_and_checked() {
+    let c = load(MINIMAL).expect("minimal config");
+    assert_eq!(c.session.device_binding, DeviceBinding::Optional);
+    assert_eq!(c.session.bound_cookie_lifetime, Duration::from_secs(300));
+    let text = MINIMAL.replace(
+        "[session]",
+        "[session]\ndevice_binding = \"required\"\nbound_cookie_lifetime = \"90s\"",
+    );
+    let c = load(&text).expect("valid");
+    assert_eq!(c.session.device_binding, DeviceBinding::Required);
+    assert_eq!(c.session.bound_cookie_lifetime, Duration::from_secs(90));
+    let text = MINIMAL.replace(
+        "[session]",
+        "[session]\ndevice_binding = \"always\"\nbound_cookie_lifetime = \"500ms\"",
+    );
+    let p = problems(&text);
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("session.device_binding: unknown value \"always\"")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| m == "session.bound_cookie_lifetime: must be at least 1s"),
+        "{p:#?}"
+    );
+}

@@ -384,6 +384,26 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         }
     };
     redis_target(&mut c, se, store);
+    let device_binding = match se.device_binding.as_deref().unwrap_or("optional") {
+        "off" => DeviceBinding::Off,
+        "optional" => DeviceBinding::Optional,
+        "required" => DeviceBinding::Required,
+        other => {
+            c.fail(
+                "session.device_binding",
+                format!("unknown value {other:?} (off, optional or required)"),
+            );
+            DeviceBinding::Optional
+        }
+    };
+    let bound_cookie_lifetime = c.duration(
+        "session.bound_cookie_lifetime",
+        se.bound_cookie_lifetime.as_deref(),
+        "5m",
+    );
+    if bound_cookie_lifetime < Duration::from_secs(1) {
+        c.fail("session.bound_cookie_lifetime", "must be at least 1s");
+    }
     let cache_capacity = c.int(
         "session.cache_capacity",
         se.cache_capacity,
@@ -475,6 +495,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             redis_url: se.redis_url.clone(),
             redis_cluster: se.redis_cluster.clone().unwrap_or_default(),
             cache_capacity,
+            device_binding,
+            bound_cookie_lifetime,
         },
         tokens: TokensConfig {
             refresh_before_expiry,

@@ -19,6 +19,8 @@ use http::{HeaderMap, HeaderValue};
 
 const SESSION_SECURE: &str = "__Host-Http-tokengate";
 const SESSION_PLAIN: &str = "tokengate";
+const BOUND_SECURE: &str = "__Host-Http-tokengate-bound";
+const BOUND_PLAIN: &str = "tokengate-bound";
 const LOGIN_SECURE: &str = "__Host-tokengate-login-";
 const LOGIN_PLAIN: &str = "tokengate-login-";
 
@@ -39,6 +41,36 @@ impl CookieNames {
         } else {
             SESSION_PLAIN
         }
+    }
+
+    /// The short-lived cookie a device-bound session needs beside the session cookie
+    /// (`bff::dbsc`).
+    pub fn bound(&self) -> &'static str {
+        if self.secure {
+            BOUND_SECURE
+        } else {
+            BOUND_PLAIN
+        }
+    }
+
+    /// The bound cookie's attributes as a DBSC browser is told them (its `credentials`),
+    /// matching what [`CookieNames::set_bound`] sets.
+    pub fn bound_attributes(&self) -> &'static str {
+        if self.secure {
+            "Path=/; Secure; HttpOnly; SameSite=Strict"
+        } else {
+            "Path=/; HttpOnly; SameSite=Strict"
+        }
+    }
+
+    /// `Set-Cookie` value for a device-bound session's short cookie.
+    pub fn set_bound(&self, value: &str, max_age: Duration) -> String {
+        self.build(self.bound(), value, SameSite::Strict, Some(max_age))
+    }
+
+    /// `Set-Cookie` value that removes the bound cookie.
+    pub fn clear_bound(&self) -> String {
+        self.build(self.bound(), "", SameSite::Strict, Some(Duration::ZERO))
     }
 
     fn login_prefix(&self) -> &'static str {
@@ -66,6 +98,8 @@ impl CookieNames {
     pub fn is_own_bytes(name: &[u8]) -> bool {
         name == SESSION_SECURE.as_bytes()
             || name == SESSION_PLAIN.as_bytes()
+            || name == BOUND_SECURE.as_bytes()
+            || name == BOUND_PLAIN.as_bytes()
             || name.starts_with(LOGIN_SECURE.as_bytes())
             || name.starts_with(LOGIN_PLAIN.as_bytes())
     }
@@ -75,7 +109,7 @@ impl CookieNames {
     /// means to set is that close to our names).
     pub fn resembles_own(name: &[u8]) -> bool {
         let lower = name.to_ascii_lowercase();
-        [SESSION_SECURE, SESSION_PLAIN]
+        [SESSION_SECURE, SESSION_PLAIN, BOUND_SECURE, BOUND_PLAIN]
             .iter()
             .any(|own| lower == own.to_ascii_lowercase().as_bytes())
             || [LOGIN_SECURE, LOGIN_PLAIN]

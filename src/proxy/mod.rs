@@ -191,7 +191,7 @@ async fn authorise(
             // CSRF first: a cross-site request learns nothing, not even whether a session exists.
             csrf(headers)?;
             let live = gw
-                .session_named(session_cookie, true)
+                .session_named(headers, session_cookie, true)
                 .await?
                 .ok_or(Reject::NoSession)?;
             if !route.require.is_empty() || !route.step_up.is_empty() {
@@ -201,7 +201,7 @@ async fn authorise(
             }
             user_credential(gw, route, live).await
         }
-        TokenPolicy::UserOptional => match gw.session_named(session_cookie, true).await? {
+        TokenPolicy::UserOptional => match gw.session_named(headers, session_cookie, true).await? {
             Some(live) => {
                 csrf(headers)?;
                 user_credential(gw, route, live).await

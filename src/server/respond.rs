@@ -54,6 +54,10 @@ pub enum Reject {
     StepUpRequired(Box<str>),
     /// A protocol upgrade on a token route without `websocket = true`.
     UpgradeRefused,
+    /// A device-bound session's registration or refresh needs a (new) proof: 403 with
+    /// the challenge in the named header (`Secure-Session-Registration` or
+    /// `Secure-Session-Challenge`), as DBSC asks.
+    DeviceProofNeeded(&'static str, HeaderValue),
 }
 
 impl From<crate::token::refresh::RefreshError> for Reject {
@@ -86,6 +90,11 @@ impl Reject {
                 StatusCode::FORBIDDEN,
                 "upgrade_refused",
                 "this route does not accept WebSocket upgrades",
+            ),
+            DeviceProofNeeded(..) => (
+                StatusCode::FORBIDDEN,
+                "device_proof_required",
+                "sign the challenge with the session's device key",
             ),
             BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
             NoSession => (
@@ -167,6 +176,10 @@ impl Reject {
         if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if let Reject::DeviceProofNeeded(name, value) = self {
+            resp.headers_mut()
+                .insert(http::HeaderName::from_static(name), value.clone());
         }
         resp
     }

@@ -29,7 +29,9 @@ use moka::sync::Cache;
 use crate::admin::metrics::Counter;
 use crate::crypto::signing::SigningKey;
 use crate::crypto::KeyRing;
-pub use record::{AccessToken, Claims, EndReason, IndexKey, Session, SessionId, StoreKey};
+pub use record::{
+    AccessToken, BoundDevice, Claims, EndReason, IndexKey, Session, SessionId, StoreKey,
+};
 pub use store::{Change, Expect, Indexes, Leases, SessionStore, StoreError, Stored, Written};
 
 /// Seconds since the Unix epoch, the unit of every time in a record.
@@ -37,6 +39,15 @@ pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// What [`Sessions::update_if`] did.
+pub enum Conditional {
+    /// No such session.
+    Gone,
+    /// The change declined the record as it was stored; nothing written.
+    Declined,
+    Written(Arc<LiveSession>),
 }
 
 /// A decrypted session as the cache holds it, with what the hot path needs precomputed.
@@ -291,15 +302,37 @@ impl Sessions {
         key: StoreKey,
         change: impl Fn(&mut Session),
     ) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        let changed = self
+            .update_if(key, |record| {
+                change(record);
+                true
+            })
+            .await?;
+        Ok(match changed {
+            Conditional::Written(live) => Some(live),
+            Conditional::Gone | Conditional::Declined => None,
+        })
+    }
+
+    /// As [`Sessions::update`], but `change` decides on the stored record whether to
+    /// change it at all: a compare-and-set across instances (two instances judging the
+    /// same record cannot both change it from what they saw).
+    pub async fn update_if(
+        &self,
+        key: StoreKey,
+        change: impl Fn(&mut Session) -> bool,
+    ) -> Result<Conditional, StoreError> {
         for _ in 0..UPDATE_ATTEMPTS {
             // From the store's whole record, never the cached copy (which lacks the
             // access tokens' bytes).
             let Some((version, mut record)) = self.read(key).await? else {
-                return Ok(None);
+                return Ok(Conditional::Gone);
             };
-            change(&mut record);
+            if !change(&mut record) {
+                return Ok(Conditional::Declined);
+            }
             if let Some(live) = self.write(key, record, Expect::Version(version)).await? {
-                return Ok(Some(live));
+                return Ok(Conditional::Written(live));
             }
         }
         Err(StoreError::Unavailable(

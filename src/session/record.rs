@@ -203,6 +203,11 @@ pub struct Session {
     /// tokens are bound to it and presented with proofs signed by it.
     #[serde(default)]
     pub dpop_key: Option<String>,
+    /// The device key this session is bound to (DBSC), once the browser registered one:
+    /// from then on the session needs a short-lived bound cookie, renewed only with proofs
+    /// signed by that key.
+    #[serde(default)]
+    pub device: Option<BoundDevice>,
     pub created_at: u64,
     pub last_seen: u64,
 }
@@ -264,6 +269,19 @@ impl PartialEq for Claims {
     }
 }
 
+/// A DBSC device key, as the registration proof carried it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct BoundDevice {
+    /// The public key, a JWK as JSON text.
+    pub jwk: String,
+    /// `ES256` or `RS256`: proofs must be signed as the registration was.
+    pub alg: String,
+    pub bound_at: u64,
+    /// Issue time (Unix milliseconds) of the newest challenge a proof has answered: a
+    /// challenge issued no later is refused, so each one serves once.
+    pub last_challenge: u64,
+}
+
 /// An access token for one audience, with when to refresh it.
 #[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct AccessToken {
@@ -292,10 +310,14 @@ pub enum EndReason {
     Admin,
     /// A newer login in the same browser replaced it.
     Replaced,
+    /// A refresh of its device-bound cookie came with a proof its device key did not sign.
+    DeviceProof,
+    /// `session.device_binding = "required"` and the browser never bound it.
+    Unbound,
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 8] = [
+    pub const ALL: [EndReason; 10] = [
         EndReason::Idle,
         EndReason::Absolute,
         EndReason::TokensExpired,
@@ -304,6 +326,8 @@ impl EndReason {
         EndReason::Backchannel,
         EndReason::Admin,
         EndReason::Replaced,
+        EndReason::DeviceProof,
+        EndReason::Unbound,
     ];
 
     pub fn label(self) -> &'static str {
@@ -316,6 +340,8 @@ impl EndReason {
             EndReason::Backchannel => "backchannel",
             EndReason::Admin => "admin",
             EndReason::Replaced => "replaced",
+            EndReason::DeviceProof => "device_proof",
+            EndReason::Unbound => "unbound",
         }
     }
 }
@@ -365,6 +391,7 @@ impl std::fmt::Debug for Session {
                 "resources",
                 &self.resource_tokens.keys().collect::<Vec<_>>(),
             )
+            .field("device_bound", &self.device.is_some())
             .field("created_at", &self.created_at)
             .field("last_seen", &self.last_seen)
             .finish_non_exhaustive()
