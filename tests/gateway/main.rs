@@ -11,6 +11,7 @@ mod client_bytes;
 mod client_security;
 mod config_check;
 mod cookies;
+mod device_binding;
 mod docs;
 mod embedded_store;
 mod faults;

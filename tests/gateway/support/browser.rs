@@ -15,6 +15,8 @@ pub struct Browser {
     jar: Mutex<BTreeMap<String, String>>,
     /// Every `Set-Cookie` header received, in order.
     pub set_cookies: Mutex<Vec<String>>,
+    /// Every `Secure-Session-Registration` header received (DBSC offers), in order.
+    pub registrations: Mutex<Vec<String>>,
 }
 
 /// The end of a navigation: the last response and its URL.
@@ -30,6 +32,7 @@ impl Default for Browser {
             client: super::http_client(),
             jar: Mutex::new(BTreeMap::new()),
             set_cookies: Mutex::new(Vec::new()),
+            registrations: Mutex::new(Vec::new()),
         }
     }
 }
@@ -73,6 +76,11 @@ impl Browser {
     }
 
     fn absorb(&self, resp: &Response) {
+        for h in resp.headers().get_all("secure-session-registration") {
+            if let Ok(text) = h.to_str() {
+                (self.registrations.lock().expect("registrations")).push(text.to_owned());
+            }
+        }
         for h in resp.headers().get_all(SET_COOKIE) {
             let Ok(text) = h.to_str() else { continue };
             self.set_cookies

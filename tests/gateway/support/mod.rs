@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test module uses a different part of the harness
 
 pub mod browser;
+pub mod dbsc;
 pub mod instance;
 pub mod nginx;
 pub mod op;
