@@ -408,10 +408,28 @@ mod tests {
     }
 
     #[test]
+    fn the_bound_cookie_is_one_of_ours_in_both_schemes() {
+        for secure in [false, true] {
+            let names = CookieNames::new(secure);
+            assert!(CookieNames::is_own(names.bound()));
+            assert!(CookieNames::resembles_own(
+                names.bound().to_ascii_uppercase().as_bytes()
+            ));
+            let set = names.set_bound("v", Duration::from_secs(300));
+            assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
+            assert_eq!(set.contains("Secure"), secure, "{set}");
+            // What the DBSC browser is told matches what is set.
+            for attribute in names.bound_attributes().split("; ") {
+                assert!(set.contains(attribute), "{attribute} not in {set}");
+            }
+        }
+    }
+
+    #[test]
     fn own_cookies_are_removed_others_kept() {
         let h = headers(&[
-            "a=1; tokengate=s; __Host-Http-tokengate=x",
-            "tokengate-login-abc=y; b=2",
+            "a=1; tokengate=s; __Host-Http-tokengate=x; tokengate-bound=z",
+            "tokengate-login-abc=y; b=2; __Host-Http-tokengate-bound=w",
         ]);
         let mix = |h: &HeaderMap| scan(h, "tokengate").mix;
         let both = Mix {
