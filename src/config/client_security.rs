@@ -25,7 +25,31 @@ pub struct ClientSecurity {
 }
 
 pub fn check(c: &mut Checker, o: &RawOidc) -> ClientSecurity {
-    let client_auth = match o.client_auth.as_deref().unwrap_or("client_secret_basic") {
+    let client_auth = client_auth(c, o);
+    let client_secret = client_secret(c, o, client_auth);
+    let private_key = private_key(c, o, client_auth);
+    let identity = identity(c, o, client_auth);
+    let extra_roots = o
+        .tls_ca
+        .as_deref()
+        .map(|path| certificates(c, "oidc.tls_ca", path))
+        .unwrap_or_default();
+
+    ClientSecurity {
+        client_auth,
+        client_secret,
+        private_key,
+        private_key_id: o.private_key_id.clone(),
+        tls: ProviderTls {
+            identity: identity.map(Arc::new),
+            extra_roots,
+        },
+    }
+}
+
+/// `oidc.client_auth`; `client_secret_basic` when unset.
+fn client_auth(c: &mut Checker, o: &RawOidc) -> ClientAuth {
+    match o.client_auth.as_deref().unwrap_or("client_secret_basic") {
         "client_secret_basic" => ClientAuth::ClientSecretBasic,
         "client_secret_post" => ClientAuth::ClientSecretPost,
         "private_key_jwt" => ClientAuth::PrivateKeyJwt,
@@ -41,7 +65,11 @@ pub fn check(c: &mut Checker, o: &RawOidc) -> ClientSecurity {
             );
             ClientAuth::ClientSecretBasic
         }
-    };
+    }
+}
+
+/// `oidc.client_secret`, required by the two `client_secret_*` methods.
+fn client_secret(c: &mut Checker, o: &RawOidc, client_auth: ClientAuth) -> Option<Secret> {
     let uses_secret = matches!(
         client_auth,
         ClientAuth::ClientSecretBasic | ClientAuth::ClientSecretPost
@@ -57,7 +85,12 @@ pub fn check(c: &mut Checker, o: &RawOidc) -> ClientSecurity {
             "is required for client_secret_basic and client_secret_post",
         );
     }
+    client_secret
+}
 
+/// `oidc.private_key`, read and parsed, for `private_key_jwt` and only for it; and
+/// `oidc.private_key_id`, which needs it.
+fn private_key(c: &mut Checker, o: &RawOidc, client_auth: ClientAuth) -> Option<Arc<SigningKey>> {
     let private_key = o.private_key.as_deref().and_then(|path| {
         let pem = read(c, "oidc.private_key", path)?;
         match SigningKey::from_pem(&pem) {
@@ -82,7 +115,12 @@ pub fn check(c: &mut Checker, o: &RawOidc) -> ClientSecurity {
     if o.private_key_id.is_some() && o.private_key.is_none() {
         c.fail("oidc.private_key_id", "needs oidc.private_key");
     }
+    private_key
+}
 
+/// `oidc.tls_client_cert` and `oidc.tls_client_key`: both or neither, and both for the
+/// mutual-TLS methods.
+fn identity(c: &mut Checker, o: &RawOidc, client_auth: ClientAuth) -> Option<TlsIdentity> {
     let identity = match (&o.tls_client_cert, &o.tls_client_key) {
         (Some(cert), Some(key)) => tls_identity(c, cert, key),
         (None, None) => None,
@@ -111,22 +149,7 @@ pub fn check(c: &mut Checker, o: &RawOidc) -> ClientSecurity {
             "is required (with oidc.tls_client_key) for mutual-TLS client authentication",
         );
     }
-    let extra_roots = o
-        .tls_ca
-        .as_deref()
-        .map(|path| certificates(c, "oidc.tls_ca", path))
-        .unwrap_or_default();
-
-    ClientSecurity {
-        client_auth,
-        client_secret,
-        private_key,
-        private_key_id: o.private_key_id.clone(),
-        tls: ProviderTls {
-            identity: identity.map(Arc::new),
-            extra_roots,
-        },
-    }
+    identity
 }
 
 fn read(c: &mut Checker, key: &str, path: &str) -> Option<Vec<u8>> {
