@@ -14,10 +14,17 @@ use super::query_param;
 use crate::app::Gateway;
 use crate::crypto::signing::SigningKey;
 use crate::crypto::{self, cookie};
-use crate::oidc::GrantError;
+use crate::oidc::{GrantError, Provider, TokenSet};
 use crate::server::respond::{error_page, redirect};
 use crate::server::Body;
 use crate::session::{bearer_header, unix_now, EndReason, Session, SessionId};
+
+/// An ID token's claims, as the provider sent them.
+type Claims = serde_json::Map<String, serde_json::Value>;
+
+/// What a phase of [`complete`] answers with instead of going on: an error page or a
+/// redirect (boxed: a response is large, and it is the rare way out).
+type Stop = Box<Response<Body>>;
 
 /// Errors a `prompt=none` renewal reports back to the SPA instead of an error page.
 const SILENT_FAILURES: [&str; 4] = [
@@ -63,18 +70,38 @@ fn open_login_state(
     (fresh && login.state == state).then_some(login)
 }
 
+/// The rest of the callback, once the login state is open, as named phases in the order
+/// they run: read the provider's answer, exchange the code, validate the ID token and
+/// what the login asked for, build the record, store it and answer. Each phase's `Err`
+/// is the page (or redirect) to answer with.
 async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> Response<Body> {
     let Some(provider) = gw.provider.get() else {
-        return error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Sign-in is unavailable",
-            "The identity provider cannot be reached. Please try again.",
-        );
+        return unavailable();
     };
+    let outcome = async {
+        let code = read_answer(&provider, req, login)?;
+        let mut tokens = exchange(&provider, login, &code).await?;
+        let (claims, sub) = validate(&provider, login, &mut tokens).await?;
+        let record = build_record(gw, login, &claims, sub, &tokens);
+        Ok::<_, Stop>(store_and_answer(gw, req, login, record).await)
+    };
+    outcome.await.unwrap_or_else(|page| *page)
+}
+
+/// The provider's answer: `iss` must name our provider (RFC 9207) before the code is
+/// sent anywhere; an `error` is shown (or, for a silent renewal, handed back to the
+/// SPA). Returns the authorization code.
+fn read_answer(
+    provider: &Provider,
+    req: &Request<Incoming>,
+    login: &LoginState,
+) -> Result<String, Stop> {
     match query_param(req, "iss") {
         Some(iss) if iss != provider.issuer() => {
             tracing::warn!("callback with a foreign issuer refused (possible mix-up attack)");
-            return refused("The sign-in response came from an unexpected identity provider.");
+            return Err(
+                refused("The sign-in response came from an unexpected identity provider.").into(),
+            );
         }
         None if provider.requires_iss() => {
             let error = query_param(req, "error");
@@ -90,31 +117,39 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
                     "silent renewal answered with an error but without the iss the provider \
                      promised (RFC 9207): not trusted; the SPA is asked to log in"
                 );
-                return back_to_spa(&login.return_url);
+                return Err(back_to_spa(&login.return_url).into());
             }
             tracing::warn!(
                 error_response = is_error_response,
                 "sign-in response without the iss the provider promised (RFC 9207) refused"
             );
-            return refused("The sign-in response lacks the issuer the provider promised to send.");
+            return Err(refused(
+                "The sign-in response lacks the issuer the provider promised to send.",
+            )
+            .into());
         }
         _ => {}
     }
     if let Some(error) = query_param(req, "error") {
         if login.silent && SILENT_FAILURES.contains(&error.as_str()) {
             // The SPA asked for a silent renewal; tell it, on its own page, to log in.
-            return back_to_spa(&login.return_url);
+            return Err(back_to_spa(&login.return_url).into());
         }
         let detail = query_param(req, "error_description").unwrap_or_default();
-        return error_page(
+        return Err(error_page(
             StatusCode::BAD_REQUEST,
             "Sign-in failed",
             &format!("The identity provider answered: {error}. {detail}"),
-        );
+        )
+        .into());
     }
-    let Some(code) = query_param(req, "code") else {
-        return refused("The sign-in response has no authorization code.");
-    };
+    query_param(req, "code")
+        .ok_or_else(|| refused("The sign-in response has no authorization code.").into())
+}
+
+/// Redeems the code, with the login's DPoP key when it has one; the provider validates
+/// the ID token against the login's nonce.
+async fn exchange(provider: &Provider, login: &LoginState, code: &str) -> Result<TokenSet, Stop> {
     let dpop_key = match login.dpop_key.as_deref().map(|k| {
         crypto::b64url_decode(k)
             .ok_or("not base64url".to_owned())
@@ -124,30 +159,37 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
         Some(Ok(key)) => Some(key),
         Some(Err(e)) => {
             tracing::warn!(error = %e, "the login state's DPoP key does not load");
-            return refused("The sign-in could not be completed. Please sign in again.");
+            return Err(
+                refused("The sign-in could not be completed. Please sign in again.").into(),
+            );
         }
     };
-    let tokens = match provider
-        .exchange_code(&code, &login.pkce_verifier, &login.nonce, dpop_key.as_ref())
+    match provider
+        .exchange_code(code, &login.pkce_verifier, &login.nonce, dpop_key.as_ref())
         .await
     {
-        Ok(t) => t,
+        Ok(t) => Ok(t),
         Err(GrantError::Unavailable(e)) => {
             tracing::warn!(error = %e, "code exchange failed: provider unavailable");
-            return error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sign-in is unavailable",
-                "The identity provider cannot be reached. Please try again.",
-            );
+            Err(unavailable().into())
         }
         Err(e) => {
             tracing::warn!(error = %e, "code exchange refused");
-            return refused("The sign-in could not be completed. Please sign in again.");
+            Err(refused("The sign-in could not be completed. Please sign in again.").into())
         }
-    };
-    let mut tokens = tokens;
+    }
+}
+
+/// The tokens against what the login needs: a usable access token, an ID token with a
+/// subject that authenticated as the login asked; then the userinfo claims, when
+/// `oidc.userinfo` is on. Returns the ID token's claims and its subject.
+async fn validate(
+    provider: &Provider,
+    login: &LoginState,
+    tokens: &mut TokenSet,
+) -> Result<(Claims, String), Stop> {
     if bearer_header(&tokens.access_token).is_none() {
-        return refused("The identity provider issued an unusable access token.");
+        return Err(refused("The identity provider issued an unusable access token.").into());
     }
     let claims = tokens.id_claims.clone().unwrap_or_default();
     let Some(sub) = claims
@@ -155,32 +197,41 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
         .and_then(|v| v.as_str())
         .map(str::to_owned)
     else {
-        return refused("The ID token has no subject.");
+        return Err(refused("The ID token has no subject.").into());
     };
     if let Err(why) = authentication_as_asked(login, &claims) {
         tracing::warn!(
             why,
             "sign-in refused: the provider did not authenticate as asked"
         );
-        return refused(
+        return Err(refused(
             "The identity provider did not sign you in the way this page asks for. Please try again.",
-        );
+        ).into());
     }
     match provider.userinfo(&tokens.access_token, &sub).await {
         Ok(userinfo) => tokens.userinfo = userinfo,
         Err(GrantError::Unavailable(e)) => {
             tracing::warn!(error = %e, "userinfo unavailable at login");
-            return error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sign-in is unavailable",
-                "The identity provider cannot be reached. Please try again.",
-            );
+            return Err(unavailable().into());
         }
         Err(e) => {
             tracing::warn!(error = %e, "userinfo refused at login");
-            return refused("The sign-in could not be completed. Please sign in again.");
+            return Err(
+                refused("The sign-in could not be completed. Please sign in again.").into(),
+            );
         }
     }
+    Ok((claims, sub))
+}
+
+/// The new session's record: who signed in and how, and the tokens.
+fn build_record(
+    gw: &Gateway,
+    login: &LoginState,
+    claims: &Claims,
+    sub: String,
+    tokens: &TokenSet,
+) -> Session {
     let now = unix_now();
     let mut record = Session {
         sub,
@@ -201,11 +252,21 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
     crate::token::apply(
         &mut record,
         None,
-        &tokens,
+        tokens,
         now,
         gw.config.tokens.refresh_before_expiry,
     );
+    record
+}
 
+/// Ends the session the browser already had, stores the new one under a new ID, and
+/// sends the browser back with its cookie (and a DBSC offer).
+async fn store_and_answer(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+    login: &LoginState,
+    record: Session,
+) -> Response<Body> {
     // A session this browser already had ends here: one login, one live session.
     // (Whatever its state: a device-bound one without its bound cookie ends too.)
     if let cookie::Lookup::One(old) = cookie::find(req.headers(), gw.cookies.session()) {
@@ -241,6 +302,15 @@ async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> 
         );
     }
     resp
+}
+
+/// The provider cannot be reached.
+fn unavailable() -> Response<Body> {
+    error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in is unavailable",
+        "The identity provider cannot be reached. Please try again.",
+    )
 }
 
 /// How long before the login started an `auth_time` may lie and still meet its

@@ -5,7 +5,7 @@
 
 use super::http_client::ProviderHttp;
 use super::metadata::{self, LookFor, Metadata, Rfc8414, Source};
-use crate::config::{Config, ProviderEndpoint};
+use crate::config::{Config, OidcConfig, ProviderEndpoint};
 use crate::proxy::upstream::tls_client_config;
 
 /// What the provider advertises, one line each, and the problems: configured features
@@ -53,18 +53,21 @@ fn listed(items: &[String], empty: &str) -> String {
 }
 
 fn judge(config: &Config, found: &Metadata) -> Report {
-    let o = &config.oidc;
     let methods = found.strings("token_endpoint_auth_methods_supported");
     let dpop_algs = found.strings("dpop_signing_alg_values_supported");
     let par = found
         .endpoint(ProviderEndpoint::PushedAuthorizationRequest)
         .is_some();
-    let mtls_aliases = found
-        .discovery
-        .get("mtls_endpoint_aliases")
-        .and_then(serde_json::Value::as_object)
-        .is_some_and(|a| !a.is_empty());
 
+    let mut lines = endpoint_lines(found);
+    lines.extend(feature_lines(found, &methods, &dpop_algs, par));
+    let problems = problems(&config.oidc, found, &methods, &dpop_algs, par);
+    Report { lines, problems }
+}
+
+/// Every endpoint the gateway uses and where it was found, then whether RFC 8414
+/// metadata was read.
+fn endpoint_lines(found: &Metadata) -> Vec<String> {
     let mut lines = vec!["endpoints:".to_owned()];
     for (which, url, source) in found.endpoints() {
         let line = match (url, source) {
@@ -80,7 +83,22 @@ fn judge(config: &Config, found: &Metadata) -> Report {
         Rfc8414::Read(url) => format!("RFC 8414 metadata: read from {url}"),
         Rfc8414::Unavailable(why) => format!("RFC 8414 metadata: unavailable ({why})"),
     });
-    lines.extend([
+    lines
+}
+
+/// The features that decide what will work with this provider, one line each.
+fn feature_lines(
+    found: &Metadata,
+    methods: &[String],
+    dpop_algs: &[String],
+    par: bool,
+) -> [String; 9] {
+    let mtls_aliases = found
+        .discovery
+        .get("mtls_endpoint_aliases")
+        .and_then(serde_json::Value::as_object)
+        .is_some_and(|a| !a.is_empty());
+    [
         format!(
             "issuer in authorization responses (RFC 9207 iss): {}",
             if found.flag("authorization_response_iss_parameter_supported") {
@@ -107,7 +125,7 @@ fn judge(config: &Config, found: &Metadata) -> Report {
         ),
         format!(
             "client authentication methods: {}",
-            listed(&methods, "(not listed)")
+            listed(methods, "(not listed)")
         ),
         format!(
             "private_key_jwt: {}",
@@ -144,8 +162,18 @@ fn judge(config: &Config, found: &Metadata) -> Report {
         "refresh-token rotation: cannot be known in advance (the gateway keeps whichever \
          refresh token the provider returns)"
             .to_owned(),
-    ]);
+    ]
+}
 
+/// The configured features the provider does not offer, and the required endpoints it
+/// publishes nowhere; each with the key at fault.
+fn problems(
+    o: &OidcConfig,
+    found: &Metadata,
+    methods: &[String],
+    dpop_algs: &[String],
+    par: bool,
+) -> Vec<String> {
     let mut problems = Vec::new();
     let method = o.client_auth.name();
     if !methods.is_empty() && !methods.iter().any(|m| m == method) {
@@ -174,7 +202,7 @@ fn judge(config: &Config, found: &Metadata) -> Report {
             ));
         }
     }
-    Report { lines, problems }
+    problems
 }
 
 /// What an absent endpoint means for the gateway.

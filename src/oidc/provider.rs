@@ -1,74 +1,29 @@
 //! Discovery and every exchange with the provider.
 
+mod authorize;
+mod discover;
+
+use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use std::str::FromStr;
-
 use openidconnect::core::{
-    CoreAuthDisplay, CoreAuthPrompt, CoreClaimName, CoreClaimType, CoreClient,
-    CoreClientAuthMethod, CoreGrantType, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKey,
-    CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
-    CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+    CoreClient, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
 };
 use openidconnect::{
-    AdditionalProviderMetadata, AuthenticationFlow, ClaimsVerificationError, ClientId, CsrfToken,
-    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, ProviderMetadata, RedirectUrl, Scope, SignatureVerificationError,
+    ClaimsVerificationError, ClientId, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
+    Nonce, SignatureVerificationError,
 };
-use serde::{Deserialize, Serialize};
 
 use super::client_auth::ClientCredentials;
 use super::dpop::Nonces;
-use super::grant_error::{self, GrantError};
+use super::grant_error::GrantError;
 use super::http_client::ProviderHttp;
 use super::keys::{JwsError, JwsHeader, KeySet};
-use super::metadata::{self, LookFor, Source};
-use super::params::{LoginParams, Prompt};
+use super::params::LoginParams;
 use super::token_endpoint::{self, DpopKey, Grant, TokenResponse};
-use crate::config::{OidcConfig, ProviderEndpoint};
+use crate::config::OidcConfig;
 use crate::crypto::signing::SigningKey;
-
-/// Discovery fields the core metadata type does not carry.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct ExtraMetadata {
-    end_session_endpoint: Option<url::Url>,
-    revocation_endpoint: Option<url::Url>,
-    #[serde(default)]
-    authorization_response_iss_parameter_supported: bool,
-    pushed_authorization_request_endpoint: Option<url::Url>,
-    #[serde(default)]
-    require_pushed_authorization_requests: bool,
-    /// RFC 8705 §5: endpoints to use instead when authenticating with a certificate.
-    #[serde(default)]
-    mtls_endpoint_aliases: MtlsAliases,
-    #[serde(default)]
-    dpop_signing_alg_values_supported: Vec<String>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct MtlsAliases {
-    token_endpoint: Option<url::Url>,
-    revocation_endpoint: Option<url::Url>,
-    pushed_authorization_request_endpoint: Option<url::Url>,
-}
-
-impl AdditionalProviderMetadata for ExtraMetadata {}
-
-type Metadata = ProviderMetadata<
-    ExtraMetadata,
-    CoreAuthDisplay,
-    CoreClientAuthMethod,
-    CoreClaimName,
-    CoreClaimType,
-    CoreGrantType,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm,
-    CoreJsonWebKey,
-    CoreResponseMode,
-    CoreResponseType,
-    CoreSubjectIdentifierType,
->;
 
 /// The client as discovery leaves it; the gateway uses it for the authorization URL only
 /// (token requests go through [`token_endpoint`], ID tokens through [`KeySet`]).
@@ -146,101 +101,6 @@ pub struct AuthRequest<'a> {
 }
 
 impl Provider {
-    /// Fetches the discovery document and JWKS and builds the client.
-    pub async fn discover(
-        config: &OidcConfig,
-        redirect_uri: &str,
-        http: Arc<ProviderHttp>,
-    ) -> Result<Provider, String> {
-        let found = metadata::fetch(config, &http, LookFor::Used).await?;
-        for which in [
-            ProviderEndpoint::Authorization,
-            ProviderEndpoint::Token,
-            ProviderEndpoint::Jwks,
-        ] {
-            if found.endpoint(which).is_none() {
-                let key = which.key();
-                return Err(format!(
-                    "the provider publishes no {key} (in discovery or RFC 8414 metadata); \
-                     set oidc.{key}"
-                ));
-            }
-        }
-        let mut metadata: Metadata = serde_json::from_value(found.merged_document())
-            .map_err(|e| format!("discovery document: {e}"))?;
-        let jwks = CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), &*http)
-            .await
-            .map_err(|e| format!("jwks_uri: {}", discovery_error(&e)))?;
-        metadata = metadata.set_jwks(jwks);
-        let extra = metadata.additional_metadata().clone();
-        // With a client certificate, the provider's mTLS aliases (RFC 8705 §5) where it
-        // publishes them — unless the configuration names the endpoint itself.
-        let mtls = config.tls.identity.is_some();
-        let pick = |which: ProviderEndpoint, alias: &Option<url::Url>| match alias {
-            Some(u) if mtls && found.source(which) != Source::Config => Some(u.clone()),
-            _ => found.endpoint(which).cloned(),
-        };
-        let aliases = &extra.mtls_endpoint_aliases;
-        let token_url = pick(ProviderEndpoint::Token, &aliases.token_endpoint)
-            .ok_or("the provider publishes no token_endpoint")?;
-        let revocation_endpoint = pick(ProviderEndpoint::Revocation, &aliases.revocation_endpoint);
-        let par_endpoint = pick(
-            ProviderEndpoint::PushedAuthorizationRequest,
-            &aliases.pushed_authorization_request_endpoint,
-        );
-        let use_par = config.par || extra.require_pushed_authorization_requests;
-        if use_par && par_endpoint.is_none() {
-            return Err(
-                "pushed authorization requests are asked for, but the provider \
-                 publishes no pushed_authorization_request_endpoint; set \
-                 oidc.pushed_authorization_request_endpoint"
-                    .into(),
-            );
-        }
-        let userinfo_endpoint = match config.userinfo {
-            false => None,
-            true => Some(found.endpoint(ProviderEndpoint::Userinfo).cloned().ok_or(
-                "oidc.userinfo is on, but the provider publishes no userinfo_endpoint; set \
-                 oidc.userinfo_endpoint",
-            )?),
-        };
-        let keys = KeySet::new(metadata.jwks_uri().clone(), metadata.jwks().clone());
-        let id_token_algs = Some(
-            metadata
-                .id_token_signing_alg_values_supported()
-                .iter()
-                .filter(|a| !matches!(a, CoreJwsSigningAlgorithm::None))
-                .cloned()
-                .collect(),
-        );
-        let redirect = RedirectUrl::new(redirect_uri.to_owned()).map_err(|e| e.to_string())?;
-        let client = CoreClient::from_provider_metadata(
-            metadata,
-            ClientId::new(config.client_id.clone()),
-            None,
-        )
-        .set_redirect_uri(redirect);
-        Ok(Provider {
-            client,
-            http,
-            issuer: config.issuer.clone(),
-            credentials: ClientCredentials::new(config),
-            redirect_uri: redirect_uri.to_owned(),
-            token_url,
-            keys,
-            id_token_algs,
-            scopes: config.scopes.clone(),
-            auth_params: config.auth_params.clone(),
-            end_session_endpoint: found.endpoint(ProviderEndpoint::EndSession).cloned(),
-            revocation_endpoint,
-            iss_parameter_supported: extra.authorization_response_iss_parameter_supported,
-            dpop_nonces: Nonces::default(),
-            par_endpoint,
-            use_par,
-            userinfo_endpoint,
-        })
-    }
-
     /// The userinfo endpoint's claims for `access_token` (OpenID Connect Core §5.3), or
     /// `None` when `oidc.userinfo` is off. An answer about anyone but `sub` is refused
     /// (§5.3.2), as is a signed or encrypted one (not supported).
@@ -313,99 +173,6 @@ impl Provider {
     /// (back-channel logout tokens).
     pub async fn verify_jws(&self, compact: &str) -> Result<(JwsHeader, Vec<u8>), JwsError> {
         self.keys.verify(compact, &self.http).await
-    }
-
-    /// The authorization URL the browser is sent to: code flow, PKCE S256, our scopes and
-    /// the configured extra parameters.
-    pub fn authorize_url(&self, req: &AuthRequest<'_>) -> url::Url {
-        let state = req.state.to_owned();
-        let nonce = req.nonce.to_owned();
-        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
-            req.pkce_verifier.to_owned(),
-        ));
-        let mut auth = self
-            .client
-            .authorize_url(
-                AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
-                move || CsrfToken::new(state),
-                move || Nonce::new(nonce),
-            )
-            .set_pkce_challenge(challenge);
-        for scope in self.scopes.iter().filter(|s| *s != "openid") {
-            auth = auth.add_scope(Scope::new(scope.clone()));
-        }
-        let asked = req.params;
-        for (k, v) in &self.auth_params {
-            // What the page asked for wins over the configuration; a silent renew must not
-            // show a page, so its `prompt=none` replaces a configured `prompt` (such as
-            // `consent`), while an interactive prompt joins it.
-            if k == "prompt" && asked.prompt.is_some() {
-                continue;
-            }
-            if asked.pairs().any(|(name, _)| name == k) {
-                continue;
-            }
-            auth = auth.add_extra_param(k.clone(), v.clone());
-        }
-        match &asked.prompt {
-            None => {}
-            Some(Prompt::None) => auth = auth.add_prompt(CoreAuthPrompt::None),
-            Some(Prompt::Interactive(p)) => {
-                let configured = self.auth_params.iter().find(|(k, _)| k == "prompt");
-                let mut values: Vec<&str> = p.split(' ').collect();
-                for v in configured.map(|(_, v)| v.as_str()).unwrap_or("").split(' ') {
-                    if !v.is_empty() && v != "none" && !values.contains(&v) {
-                        values.push(v);
-                    }
-                }
-                auth = auth.add_extra_param("prompt", values.join(" "));
-            }
-        }
-        for (k, v) in asked.pairs() {
-            auth = auth.add_extra_param(k, v);
-        }
-        if let Some(jkt) = req.dpop_jkt {
-            auth = auth.add_extra_param("dpop_jkt", jkt.to_owned());
-        }
-        auth.url().0
-    }
-
-    /// Where to send the browser to log in. With pushed authorization requests (RFC 9126:
-    /// configured, or required by the provider) the parameters go to the provider first,
-    /// over the back channel and authenticated, and the browser carries only `client_id`
-    /// and the `request_uri` the provider gave back.
-    pub async fn login_redirect(&self, req: &AuthRequest<'_>) -> Result<url::Url, GrantError> {
-        let url = self.authorize_url(req);
-        let Some(par) = self.par_endpoint.as_ref().filter(|_| self.use_par) else {
-            return Ok(url);
-        };
-        // Credentials that name the client in the form bring their own client_id; a
-        // second one would be a repeated parameter, which providers refuse.
-        let own_client_id = self.credentials.names_client_in_form();
-        let request = token_endpoint::form_post(par, &self.credentials, |form| {
-            for (k, v) in url.query_pairs() {
-                if !(own_client_id && k == "client_id") {
-                    form.append_pair(&k, &v);
-                }
-            }
-        })?;
-        let response = self.http.send(request).await?;
-        if !response.status().is_success() {
-            return Err(grant_error::classify(response.status(), response.body()));
-        }
-        #[derive(Deserialize)]
-        struct Pushed {
-            request_uri: String,
-        }
-        let pushed: Pushed = serde_json::from_slice(response.body())
-            .map_err(|e| GrantError::Invalid(format!("unreadable PAR response: {e}")))?;
-        let mut redirect = url.clone();
-        redirect
-            .query_pairs_mut()
-            .clear()
-            .append_pair("client_id", self.credentials.client_id())
-            .append_pair("request_uri", &pushed.request_uri);
-        Ok(redirect)
     }
 
     async fn grant(
@@ -575,17 +342,6 @@ fn token_set(
         id_claims,
         userinfo: None,
     }
-}
-
-fn discovery_error<E: std::error::Error>(e: &E) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 /// The claims of a compact JWT whose signature was already verified, as plain JSON (every

@@ -16,6 +16,7 @@
 //! commands after the atomic write: a crash in between leaves at most a member that
 //! `find` checks, drops, and that expires with its score anyway.
 
+mod leases;
 mod notices;
 
 use std::time::Duration;
@@ -28,7 +29,7 @@ use redis::{Cmd, RedisError, RedisFuture, Script, Value};
 use tokio::sync::{broadcast, watch, OnceCell};
 
 use super::record::{IndexKey, StoreKey};
-use super::store::{Change, Expect, Indexes, Leases, SessionStore, StoreError, Stored, Written};
+use super::store::{Change, Expect, Indexes, SessionStore, StoreError, Stored, Written};
 use super::unix_now;
 
 /// Where the store lives: `session.redis_url` or `session.redis_cluster`.
@@ -291,73 +292,8 @@ redis.call('DEL', KEYS[1])
 return {tonumber(cur[1]), cur[2] or ''}
 ";
 
-/// ARGV: holder, ttl ms. Takes a free lease, or extends one's own.
-const LEASE_ACQUIRE: &str = r"
-local h = redis.call('GET', KEYS[1])
-if h and h ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-";
-
-const LEASE_RENEW: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-";
-
-const LEASE_RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-return 1
-";
-
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-#[async_trait]
-impl Leases for RedisStore {
-    async fn lease_acquire(
-        &self,
-        key: &StoreKey,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.lease_call(LEASE_ACQUIRE, key, holder, Some(ttl)).await
-    }
-
-    async fn lease_renew(
-        &self,
-        key: &StoreKey,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.lease_call(LEASE_RENEW, key, holder, Some(ttl)).await
-    }
-
-    async fn lease_release(&self, key: &StoreKey, holder: &str) -> Result<bool, StoreError> {
-        self.lease_call(LEASE_RELEASE, key, holder, None).await
-    }
-}
-
-impl RedisStore {
-    async fn lease_call(
-        &self,
-        script: &str,
-        key: &StoreKey,
-        holder: &str,
-        ttl: Option<Duration>,
-    ) -> Result<bool, StoreError> {
-        let mut conn = self.live().await?;
-        let script = Script::new(script);
-        let mut call = script.key(lease_key(key));
-        call.arg(holder);
-        if let Some(ttl) = ttl {
-            call.arg(millis(ttl));
-        }
-        let done: i64 = call.invoke_async(&mut conn).await.map_err(unavailable)?;
-        Ok(done == 1)
-    }
 }
 
 #[async_trait]
