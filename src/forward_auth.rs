@@ -40,9 +40,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::admin::metrics::RouteStats;
 use crate::app::Gateway;
 use crate::crypto::cookie;
+use crate::metrics::RouteStats;
 use crate::oidc::dpop::DPOP;
 use crate::proxy::{self, Credential};
 use crate::route::Route;

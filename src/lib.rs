@@ -52,6 +52,7 @@ pub mod config;
 pub mod crypto;
 pub mod forward_auth;
 pub mod logging;
+pub mod metrics;
 pub mod oidc;
 pub mod proxy;
 pub mod route;

@@ -1,266 +1,44 @@
-//! Counters and latency histograms in Prometheus text format.
-//!
-//! Plain atomics, updated with relaxed increments on the request path: no lock, no
-//! allocation. Per-route figures live in a vector indexed by the route's position,
-//! fixed at start, so recording one is an index and two increments.
+//! `GET /metrics`: the gateway's figures (`crate::metrics`) in Prometheus text format.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
-use http::StatusCode;
 
 use crate::app::Gateway;
-use crate::server::listener::OpenConnections;
-
-#[derive(Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// A latency histogram; buckets are stored per interval and summed when rendered.
-#[derive(Default)]
-pub struct Histogram {
-    buckets: [Counter; BUCKETS.len() + 1],
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(BUCKETS.len());
-        self.buckets[i].inc();
-        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        for (i, le) in BUCKETS
-            .iter()
-            .map(|b| b.to_string())
-            .chain(["+Inf".to_owned()])
-            .enumerate()
-        {
-            cumulative += self.buckets[i].get();
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
-        }
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
-    }
-}
-
-/// What one route (or the gateway's own endpoints) has answered.
-pub struct RouteStats {
-    /// The `route` label: the route's path prefix, `/bff`, or `unmatched`.
-    label: String,
-    /// Responses by status class, 1xx to 5xx.
-    by_class: [Counter; 5],
-    /// Time from the request's arrival to the response head.
-    duration: Histogram,
-    /// Time the upstream took to send its response head (proxied routes only).
-    pub upstream: Histogram,
-}
-
-impl RouteStats {
-    fn new(label: &str) -> RouteStats {
-        RouteStats {
-            label: escape(label),
-            by_class: Default::default(),
-            duration: Histogram::default(),
-            upstream: Histogram::default(),
-        }
-    }
-
-    pub fn record(&self, status: StatusCode, took: Duration) {
-        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-        self.by_class[class].inc();
-        self.duration.observe(took);
-    }
-
-    /// The route as the access log names it: its path, or `/bff`; `None` for no route.
-    pub fn route(&self) -> Option<&str> {
-        (self.label != "unmatched").then_some(self.label.as_str())
-    }
-}
-
-/// Device-bound sessions (DBSC): registrations offered and their outcome, and the
-/// refreshes of bound cookies by outcome.
-#[derive(Default)]
-pub struct DeviceBindingCounts {
-    pub offered: Counter,
-    pub bound: Counter,
-    pub refused: Counter,
-    pub refreshed: Counter,
-    pub challenged: Counter,
-    pub stale: Counter,
-    pub forged: Counter,
-    pub ended: Counter,
-}
-
-#[derive(Default)]
-pub struct LogoutCounts {
-    pub user: Counter,
-    pub backchannel: Counter,
-    pub admin: Counter,
-}
-
-/// The gateway's figures: the [`Counters`] every configuration shares (a reload keeps
-/// counting where the last one was) and the per-route figures of this configuration's
-/// routes. Reads of a counter go through to the shared ones (`metrics.requests`).
-pub struct Metrics {
-    counters: Arc<Counters>,
-    /// By route index, then `/bff`, then requests no route matched.
-    routes: Vec<Arc<RouteStats>>,
-}
-
-/// What outlives a configuration.
-pub struct Counters {
-    pub requests: Counter,
-    pub logins_started: Counter,
-    pub logins_completed: Counter,
-    pub logins_failed: Counter,
-    pub logouts: LogoutCounts,
-    /// Configuration reloads, by outcome.
-    pub reloads: ReloadCounts,
-    pub device_binding: DeviceBindingCounts,
-    /// Connections open on the public listener.
-    pub connections: Arc<OpenConnections>,
-    /// The runtime of each worker, for the tasks alive in all of them.
-    runtimes: std::sync::Mutex<Vec<tokio::runtime::Handle>>,
-}
-
-#[derive(Default)]
-pub struct ReloadCounts {
-    pub applied: Counter,
-    pub refused: Counter,
-}
-
-impl std::ops::Deref for Metrics {
-    type Target = Counters;
-    fn deref(&self) -> &Counters {
-        &self.counters
-    }
-}
-
-impl Metrics {
-    /// The metrics of a gateway with these routes and `workers` workers.
-    pub fn new<'a>(route_prefixes: impl Iterator<Item = &'a str>, workers: usize) -> Metrics {
-        let counters = Arc::new(Counters {
-            requests: Counter::default(),
-            logins_started: Counter::default(),
-            logins_completed: Counter::default(),
-            logins_failed: Counter::default(),
-            logouts: LogoutCounts::default(),
-            reloads: ReloadCounts::default(),
-            device_binding: DeviceBindingCounts::default(),
-            connections: Arc::new(OpenConnections::new(workers)),
-            runtimes: std::sync::Mutex::default(),
-        });
-        Metrics::with_counters(counters, route_prefixes, &[])
-    }
-
-    /// The metrics of a reloaded configuration: the same counters, and each route's
-    /// figures carried over when a route of the same path was there before.
-    pub fn for_routes<'a>(&self, route_prefixes: impl Iterator<Item = &'a str>) -> Metrics {
-        Metrics::with_counters(self.counters.clone(), route_prefixes, &self.routes)
-    }
-
-    fn with_counters<'a>(
-        counters: Arc<Counters>,
-        route_prefixes: impl Iterator<Item = &'a str>,
-        before: &[Arc<RouteStats>],
-    ) -> Metrics {
-        let stats = |label: &str| {
-            let escaped = escape(label);
-            before
-                .iter()
-                .find(|r| r.label == escaped)
-                .cloned()
-                .unwrap_or_else(|| Arc::new(RouteStats::new(label)))
-        };
-        let mut routes: Vec<Arc<RouteStats>> = route_prefixes.map(stats).collect();
-        routes.push(stats("/bff"));
-        routes.push(stats("unmatched"));
-        Metrics { counters, routes }
-    }
-}
-
-impl Counters {
-    /// Counts `runtime`'s tasks in `tokengate_tasks_alive` (each worker's, as it starts).
-    pub fn add_runtime(&self, runtime: tokio::runtime::Handle) {
-        self.runtimes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(runtime);
-    }
-
-    /// Tasks alive in the workers' runtimes (in the current one when none was added).
-    fn tasks_alive(&self) -> usize {
-        let runtimes = self.runtimes.lock().unwrap_or_else(|p| p.into_inner());
-        if runtimes.is_empty() {
-            return tokio::runtime::Handle::current()
-                .metrics()
-                .num_alive_tasks();
-        }
-        runtimes.iter().map(|r| r.metrics().num_alive_tasks()).sum()
-    }
-}
-
-impl Metrics {
-    /// The figures of route `index`.
-    pub fn route(&self, index: usize) -> &RouteStats {
-        &self.routes[index.min(self.routes.len() - 2)]
-    }
-
-    pub fn bff(&self) -> &RouteStats {
-        &self.routes[self.routes.len() - 2]
-    }
-
-    pub fn unmatched(&self) -> &RouteStats {
-        &self.routes[self.routes.len() - 1]
-    }
-}
+use crate::metrics::Metrics;
 
 /// The whole `/metrics` page.
 pub fn render(gw: &Gateway) -> String {
-    let m = &gw.metrics;
     let mut out = String::with_capacity(8 * 1024);
-    let counter = |out: &mut String, name: &str, help: &str, rows: &[(&str, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (labels, v) in rows {
-            if labels.is_empty() {
-                let _ = writeln!(out, "{name} {v}");
-            } else {
-                let _ = writeln!(out, "{name}{{{labels}}} {v}");
-            }
+    logins_and_tokens(&mut out, gw);
+    device_binding(&mut out, &gw.metrics);
+    sessions(&mut out, gw);
+    connections(&mut out, &gw.metrics);
+    routes(&mut out, &gw.metrics);
+    out
+}
+
+/// One counter family: its help, its type, and a line per label set.
+fn counter(out: &mut String, name: &str, help: &str, rows: &[(&str, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (labels, v) in rows {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {v}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
         }
-    };
+    }
+}
+
+/// Requests, logins, refresh and client-credentials grants, logouts, reloads.
+fn logins_and_tokens(out: &mut String, gw: &Gateway) {
+    let m = &gw.metrics;
     counter(
-        &mut out,
+        out,
         "tokengate_requests_total",
         "Requests received on the public listener.",
         &[("", m.requests.get())],
     );
     counter(
-        &mut out,
+        out,
         "tokengate_logins_total",
         "Logins by stage: sent to the provider, completed with a session, failed at the callback.",
         &[
@@ -271,7 +49,7 @@ pub fn render(gw: &Gateway) -> String {
     );
     let r = &gw.refresher.counts;
     counter(
-        &mut out,
+        out,
         "tokengate_refreshes_total",
         "Refresh-token grants by outcome.",
         &[
@@ -283,7 +61,7 @@ pub fn render(gw: &Gateway) -> String {
     );
     let c = &gw.client_tokens.counts;
     counter(
-        &mut out,
+        out,
         "tokengate_client_tokens_total",
         "Client-credentials tokens fetched, by outcome.",
         &[
@@ -292,7 +70,7 @@ pub fn render(gw: &Gateway) -> String {
         ],
     );
     counter(
-        &mut out,
+        out,
         "tokengate_logouts_total",
         "Logouts by kind.",
         &[
@@ -302,7 +80,7 @@ pub fn render(gw: &Gateway) -> String {
         ],
     );
     counter(
-        &mut out,
+        out,
         "tokengate_config_reloads_total",
         "Configuration reloads (SIGHUP), by outcome: applied, or refused with the running configuration kept.",
         &[
@@ -310,15 +88,18 @@ pub fn render(gw: &Gateway) -> String {
             ("outcome=\"refused\"", m.reloads.refused.get()),
         ],
     );
+}
+
+fn device_binding(out: &mut String, m: &Metrics) {
     let db = &m.device_binding;
     counter(
-        &mut out,
+        out,
         "tokengate_device_binding_offers_total",
         "Logins whose response offered device binding (DBSC registration); those not bound stay ordinary sessions.",
         &[("", db.offered.get())],
     );
     counter(
-        &mut out,
+        out,
         "tokengate_device_binding_registrations_total",
         "DBSC registrations by outcome: bound (the session now lives on short cookies renewed with proofs of its device key), or refused.",
         &[
@@ -327,7 +108,7 @@ pub fn render(gw: &Gateway) -> String {
         ],
     );
     counter(
-        &mut out,
+        out,
         "tokengate_device_binding_refreshes_total",
         "Refreshes of bound cookies by outcome: refreshed, challenged (a challenge sent), stale (a used or expired challenge), forged (a proof the device key did not sign: the session ended), ended (the session was gone).",
         &[
@@ -338,6 +119,9 @@ pub fn render(gw: &Gateway) -> String {
             ("outcome=\"ended\"", db.ended.get()),
         ],
     );
+}
+
+fn sessions(out: &mut String, gw: &Gateway) {
     let ended: Vec<(String, u64)> = gw
         .sessions
         .ended
@@ -346,7 +130,7 @@ pub fn render(gw: &Gateway) -> String {
         .collect();
     let ended: Vec<(&str, u64)> = ended.iter().map(|(l, n)| (l.as_str(), *n)).collect();
     counter(
-        &mut out,
+        out,
         "tokengate_sessions_ended_total",
         "Sessions ended, by reason.",
         &ended,
@@ -357,7 +141,9 @@ pub fn render(gw: &Gateway) -> String {
          # TYPE tokengate_sessions_cached gauge\ntokengate_sessions_cached {}",
         gw.sessions.cached()
     );
+}
 
+fn connections(out: &mut String, m: &Metrics) {
     let _ = writeln!(
         out,
         "# HELP tokengate_connections_open Connections open on the public listener.\n\
@@ -384,19 +170,24 @@ pub fn render(gw: &Gateway) -> String {
          # TYPE tokengate_tasks_alive gauge\ntokengate_tasks_alive {}",
         m.tasks_alive()
     );
+}
+
+/// Responses and latency histograms, by route.
+fn routes(out: &mut String, m: &Metrics) {
     let _ = writeln!(
         out,
         "# HELP tokengate_responses_total Responses by route and status class.\n\
          # TYPE tokengate_responses_total counter"
     );
-    for route in &m.routes {
-        for (i, n) in route.by_class.iter().enumerate() {
+    let all = m.routes();
+    for route in all {
+        for (i, n) in route.by_class().enumerate() {
             let _ = writeln!(
                 out,
                 "tokengate_responses_total{{route=\"{}\",status=\"{}xx\"}} {}",
-                route.label,
+                route.label(),
                 i + 1,
-                n.get()
+                n
             );
         }
     }
@@ -405,11 +196,11 @@ pub fn render(gw: &Gateway) -> String {
         "# HELP tokengate_request_duration_seconds Time to the response head, by route.\n\
          # TYPE tokengate_request_duration_seconds histogram"
     );
-    for route in &m.routes {
-        route.duration.render(
-            &mut out,
+    for route in all {
+        route.duration().render(
+            out,
             "tokengate_request_duration_seconds",
-            &format!("route=\"{}\"", route.label),
+            &format!("route=\"{}\"", route.label()),
         );
     }
     let _ = writeln!(
@@ -417,47 +208,11 @@ pub fn render(gw: &Gateway) -> String {
         "# HELP tokengate_upstream_duration_seconds Time the upstream took to its response head, by route.\n\
          # TYPE tokengate_upstream_duration_seconds histogram"
     );
-    for route in &m.routes[..m.routes.len() - 2] {
+    for route in &all[..all.len() - 2] {
         route.upstream.render(
-            &mut out,
+            out,
             "tokengate_upstream_duration_seconds",
-            &format!("route=\"{}\"", route.label),
+            &format!("route=\"{}\"", route.label()),
         );
-    }
-    out
-}
-
-/// A label value in Prometheus text: `\`, `"` and newlines escaped.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn histogram_buckets_are_cumulative() {
-        let h = Histogram::default();
-        h.observe(Duration::from_micros(300));
-        h.observe(Duration::from_millis(3));
-        h.observe(Duration::from_secs(60));
-        let mut out = String::new();
-        h.render(&mut out, "x", "route=\"/a\"");
-        assert!(
-            out.contains("x_bucket{route=\"/a\",le=\"0.0005\"} 1\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_bucket{route=\"/a\",le=\"0.005\"} 2\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_bucket{route=\"/a\",le=\"+Inf\"} 3\n"),
-            "{out}"
-        );
-        assert!(out.contains("x_count{route=\"/a\"} 3\n"), "{out}");
     }
 }

@@ -51,8 +51,8 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use sha2::{Digest, Sha256};
 
 use super::Body;
-use crate::admin::metrics::RouteStats;
 use crate::config::LogConfig;
+use crate::metrics::RouteStats;
 use crate::session::StoreKey;
 
 /// The target of the access lines: on at `info` whatever the log level, unless the level

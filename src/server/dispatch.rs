@@ -15,9 +15,9 @@ use hyper::body::Incoming;
 use super::access_log::{self, during, PublicBody};
 use super::listener::ConnInfo;
 use super::{Body, Reject};
-use crate::admin::metrics::RouteStats;
 use crate::app::Gateway;
 use crate::logging::with_request_id;
+use crate::metrics::RouteStats;
 use crate::telemetry::{FutureExt as _, Telemetry};
 
 #[expect(

@@ -17,7 +17,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::drain::Drain;
@@ -34,6 +35,19 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The worker that accepted the connection: whose upstream pools its requests use.
     pub worker: usize,
+}
+
+impl ConnInfo {
+    /// The connection from `remote`, accepted by `worker`.
+    fn new(remote: SocketAddr, tls: bool, worker: usize) -> ConnInfo {
+        ConnInfo {
+            remote,
+            client_ip: HeaderValue::try_from(remote.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            tls,
+            worker,
+        }
+    }
 }
 
 /// Limits on what a client may send before its request is handled.
@@ -149,19 +163,7 @@ pub async fn run<H, F, B>(
     let heads = HeadSweep::new(limits.load().header_read_timeout);
     tokio::spawn(heads.run());
     let drain = Arc::new(Drain::default());
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.wait() => break,
-        };
+    while let Some((stream, remote)) = accept(&listener, &mut shutdown).await {
         let limits = **limits.load();
         if open.get() >= i64::try_from(limits.max_connections).unwrap_or(i64::MAX) {
             // Full: closed at once, before a byte is read (nginx does the same when its
@@ -172,13 +174,7 @@ pub async fn run<H, F, B>(
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo {
-            remote,
-            client_ip: HeaderValue::try_from(remote.ip().to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-            tls: tls.is_some(),
-            worker,
-        };
+        let info = ConnInfo::new(remote, tls.is_some(), worker);
         let handler = handler.clone();
         // The handler's own future, mapped to hyper's `Result`: no `async` block around
         // it, which would be one more layer to build and move for every request.
@@ -190,33 +186,22 @@ pub async fn run<H, F, B>(
         let counted = Counted::new(open.clone(), worker);
         tokio::spawn(async move {
             let _counted = counted;
-            let result =
-                match tls {
-                    None => {
-                        let conn =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        ticket.serve(conn.into_owned()).await
-                    }
-                    Some(acceptor) => {
-                        let stream =
-                            match tokio::time::timeout(handshake_limit, acceptor.accept(stream))
-                                .await
-                            {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%remote, "TLS handshake timed out");
-                                    return;
-                                }
-                            };
-                        let conn =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        ticket.serve(conn.into_owned()).await
-                    }
-                };
+            let result = match tls {
+                None => {
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    ticket.serve(conn.into_owned()).await
+                }
+                Some(acceptor) => {
+                    let Some(stream) = handshake(acceptor, stream, handshake_limit, remote).await
+                    else {
+                        return;
+                    };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    ticket.serve(conn.into_owned()).await
+                }
+            };
             if let Err(e) = result {
                 tracing::debug!(%remote, error = %e, "connection ended with an error");
             }
@@ -228,6 +213,47 @@ pub async fn run<H, F, B>(
         () = drain.start() => tracing::debug!("all connections drained"),
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(grace = ?limits.shutdown_grace, "connections still open after the grace period; closing");
+        }
+    }
+}
+
+/// The next connection on `listener`; `None` once `shutdown` fires.
+async fn accept(
+    listener: &TcpListener,
+    shutdown: &mut Shutdown,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => return Some(a),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = shutdown.wait() => return None,
+        }
+    }
+}
+
+/// The TLS handshake of a connection from `remote`, cut off after `limit`; `None` (and
+/// logged) if it failed or took too long.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    limit: Duration,
+    remote: SocketAddr,
+) -> Option<TlsStream<TcpStream>> {
+    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "TLS handshake timed out");
+            None
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The only place where an error becomes an HTTP response (habit 6).
 //!
 //! Every refusal the gateway answers itself is a [`Reject`]; its status, code and message
-//! are chosen here by an exhaustive `match`, so a new kind of error cannot slip out as a
+//! are chosen here by exhaustive `match`es, so a new kind of error cannot slip out as a
 //! default 500, and nothing internal (a path, a token, a provider's error text) reaches
 //! the client.
 
@@ -74,95 +74,62 @@ impl From<crate::token::refresh::RefreshError> for Reject {
 
 impl Reject {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        let (status, code) = self.status_and_code();
+        (status, code, self.message())
+    }
+
+    /// The status and the `error` code of each rejection.
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
         use Reject::*;
         match self {
-            Forbidden(_) => (
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "this route is not open to this user",
-            ),
-            StepUpRequired(_) => (
-                StatusCode::UNAUTHORIZED,
-                "step_up_required",
-                "this route needs a stronger or more recent sign-in; send the user to login_url",
-            ),
-            UpgradeRefused => (
-                StatusCode::FORBIDDEN,
-                "upgrade_refused",
-                "this route does not accept WebSocket upgrades",
-            ),
-            DeviceProofNeeded(..) => (
-                StatusCode::FORBIDDEN,
-                "device_proof_required",
-                "sign the challenge with the session's device key",
-            ),
-            BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
-            NoSession => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "no valid session; log in at /bff/login",
-            ),
-            CsrfHeaderMissing => (
-                StatusCode::FORBIDDEN,
-                "csrf",
-                "the request must carry the header X-CSRF: 1",
-            ),
-            ForeignOrigin => (
-                StatusCode::FORBIDDEN,
-                "csrf",
-                "cross-site requests are not allowed",
-            ),
-            AdminUnauthorized => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "the admin API needs Authorization: Bearer <admin.token>",
-            ),
-            NotFound => (StatusCode::NOT_FOUND, "not_found", "no route for this path"),
-            PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large",
-            ),
-            MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this method is not allowed here",
-            ),
-            TokenUnavailable => (
-                StatusCode::BAD_GATEWAY,
-                "token_unavailable",
-                "no token can be obtained for this route",
-            ),
-            UpstreamUnreachable => (
-                StatusCode::BAD_GATEWAY,
-                "upstream_unreachable",
-                "the upstream could not be reached",
-            ),
-            UpstreamInvalid => (
-                StatusCode::BAD_GATEWAY,
-                "upstream_invalid",
-                "the upstream gave an answer that cannot be forwarded",
-            ),
-            UpstreamTimeout => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                "the upstream did not answer in time",
-            ),
-            ProviderUnavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "provider_unavailable",
-                "the identity provider is unavailable; try again shortly",
-            ),
-            ProviderInvalid => (
-                StatusCode::BAD_GATEWAY,
-                "provider_error",
-                "the identity provider gave an unusable answer",
-            ),
-            StoreUnavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "the session store is unavailable; try again shortly",
-            ),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            StepUpRequired(_) => (StatusCode::UNAUTHORIZED, "step_up_required"),
+            UpgradeRefused => (StatusCode::FORBIDDEN, "upgrade_refused"),
+            DeviceProofNeeded(..) => (StatusCode::FORBIDDEN, "device_proof_required"),
+            BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            NoSession => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            CsrfHeaderMissing => (StatusCode::FORBIDDEN, "csrf"),
+            ForeignOrigin => (StatusCode::FORBIDDEN, "csrf"),
+            AdminUnauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            TokenUnavailable => (StatusCode::BAD_GATEWAY, "token_unavailable"),
+            UpstreamUnreachable => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
+            UpstreamInvalid => (StatusCode::BAD_GATEWAY, "upstream_invalid"),
+            UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            ProviderUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable"),
+            ProviderInvalid => (StatusCode::BAD_GATEWAY, "provider_error"),
+            StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+        }
+    }
+
+    /// The `message` of each rejection (but a [`Reject::Forbidden`]'s, which names its
+    /// route: [`Reject::body`]).
+    fn message(&self) -> &'static str {
+        use Reject::*;
+        match self {
+            Forbidden(_) => "this route is not open to this user",
+            StepUpRequired(_) => {
+                "this route needs a stronger or more recent sign-in; send the user to login_url"
+            }
+            UpgradeRefused => "this route does not accept WebSocket upgrades",
+            DeviceProofNeeded(..) => "sign the challenge with the session's device key",
+            BadRequest(m) => m,
+            NoSession => "no valid session; log in at /bff/login",
+            CsrfHeaderMissing => "the request must carry the header X-CSRF: 1",
+            ForeignOrigin => "cross-site requests are not allowed",
+            AdminUnauthorized => "the admin API needs Authorization: Bearer <admin.token>",
+            NotFound => "no route for this path",
+            PayloadTooLarge => "the request body is too large",
+            MethodNotAllowed => "this method is not allowed here",
+            TokenUnavailable => "no token can be obtained for this route",
+            UpstreamUnreachable => "the upstream could not be reached",
+            UpstreamInvalid => "the upstream gave an answer that cannot be forwarded",
+            UpstreamTimeout => "the upstream did not answer in time",
+            ProviderUnavailable => "the identity provider is unavailable; try again shortly",
+            ProviderInvalid => "the identity provider gave an unusable answer",
+            StoreUnavailable => "the session store is unavailable; try again shortly",
         }
     }
 

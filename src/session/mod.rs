@@ -26,9 +26,9 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 use moka::sync::Cache;
 
-use crate::admin::metrics::Counter;
 use crate::crypto::signing::SigningKey;
 use crate::crypto::KeyRing;
+use crate::metrics::Counter;
 pub use record::{
     AccessToken, BoundDevice, Claims, EndReason, IndexKey, Session, SessionId, StoreKey,
 };

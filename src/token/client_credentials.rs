@@ -15,7 +15,7 @@ use http::HeaderValue;
 
 use super::refresh::RefreshError;
 use super::refresh_at;
-use crate::admin::metrics::Counter;
+use crate::metrics::Counter;
 use crate::oidc::{GrantError, ProviderCell};
 use crate::session::{bearer_header, unix_now};
 

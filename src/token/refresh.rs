@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use http::HeaderValue;
 
-use crate::admin::metrics::Counter;
+use crate::metrics::Counter;
 use crate::oidc::{GrantError, Provider, ProviderCell, TokenSet};
 use crate::session::{
     bearer_header, unix_now, EndReason, LiveSession, Sessions, StoreError, StoreKey,

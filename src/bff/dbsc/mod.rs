@@ -28,11 +28,11 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use sfv::{KeyRef, ListSerializer, Parser, StringRef, TokenRef};
 
-use crate::admin::metrics::DeviceBindingCounts;
 use crate::app::Gateway;
 use crate::config::DeviceBinding;
 use crate::crypto::cookie;
 use crate::crypto::{b64url, b64url_decode, KeyRing};
+use crate::metrics::{Counter, DeviceBindingCounts};
 use crate::server::respond::json;
 use crate::server::{Body, Reject};
 use crate::session::{BoundDevice, Conditional, EndReason, LiveSession, SessionId, StoreKey};
@@ -314,7 +314,7 @@ pub async fn refresh(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<B
         counts.ended.inc();
         return Ok(discontinued(gw));
     };
-    let new_challenge = |counter: &crate::admin::metrics::Counter| {
+    let new_challenge = |counter: &Counter| {
         counter.inc();
         challenge_header(&gw.keys, &key, device.last_challenge, &id)
             .map(|h| Reject::DeviceProofNeeded(CHALLENGE, h))
