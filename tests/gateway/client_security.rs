@@ -99,6 +99,16 @@ async fn the_provider_rejects_a_wrong_private_key() {
 }
 
 /// The lifecycle over mutual TLS: the provider on HTTPS, the gateway presenting `cert`.
+/// RFC 8705 §3.1: the `x5t#S256` a token bound to `cert` carries, the base64url SHA-256
+/// of the certificate's DER.
+fn thumbprint(cert: &Path) -> String {
+    use base64::Engine as _;
+    use rustls_pki_types::pem::PemObject;
+    use sha2::Digest as _;
+    let der = rustls_pki_types::CertificateDer::from_pem_file(cert).expect("certificate");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der.as_ref()))
+}
+
 async fn mutual_tls(client_auth: &'static str, cert: &Path, key: &Path) -> Value {
     let gw = TestGateway::start_with(with(
         OpOptions {
@@ -115,16 +125,20 @@ async fn mutual_tls(client_auth: &'static str, cert: &Path, key: &Path) -> Value
     ))
     .await;
     assert!(gw.op.issuer.starts_with("https://"));
-    whole_lifecycle(&gw).await
+    let seen = whole_lifecycle(&gw).await;
+    // The upstream got a token bound to the gateway's client certificate, not merely
+    // one with some `cnf`.
+    assert_eq!(
+        seen["token"]["claims"]["cnf"]["x5t#S256"],
+        thumbprint(cert),
+        "a token bound to the gateway's certificate: {seen}"
+    );
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mutual_tls_client_authentication_with_a_ca_signed_certificate() {
-    let seen = mutual_tls("tls_client_auth", &pki().client_cert, &pki().client_key).await;
-    assert!(
-        seen["token"]["claims"]["cnf"]["x5t#S256"].is_string(),
-        "a certificate-bound access token: {seen}"
-    );
+    mutual_tls("tls_client_auth", &pki().client_cert, &pki().client_key).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
