@@ -606,3 +606,14 @@ fn device_binding_keys_are_read_and_checked() {
         "{p:#?}"
     );
 }
+
+#[test]
+fn an_invalid_oidc_timeout_is_reported() {
+    let text = MINIMAL.replace("[oidc]", "[oidc]\ntimeout = \"soon\"");
+    let p = problems(&text);
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("oidc.timeout: invalid duration \"soon\"")),
+        "{p:#?}"
+    );
+}

@@ -49,11 +49,7 @@ pub(super) fn oidc(c: &mut Checker, o: &RawOidc) -> OidcConfig {
         scopes,
         auth_params,
         logout_id_token_hint: o.logout_id_token_hint.unwrap_or(false),
-        // Read with a checker of its own whose problems are dropped, as they always have
-        // been: `validate` used to read it only after returning the problems found, so
-        // an invalid `oidc.timeout` falls back to 1s without a report. Kept so by a
-        // no-behaviour-change refactor; reporting it is a separate decision.
-        timeout: Checker::default().duration("oidc.timeout", o.timeout.as_deref(), "10s"),
+        timeout: c.duration("oidc.timeout", o.timeout.as_deref(), "10s"),
         endpoints,
     }
 }
