@@ -6,7 +6,7 @@
 //! validated. A **new** session ID is made on every login, and a session the browser
 //! already had is ended, so a planted or old cookie never becomes a logged-in one.
 
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use super::login::{LoginState, LOGIN_STATE_TTL};
@@ -15,16 +15,25 @@ use crate::app::Gateway;
 use crate::crypto::signing::SigningKey;
 use crate::crypto::{self, cookie};
 use crate::oidc::{GrantError, Provider, TokenSet};
-use crate::server::respond::{error_page, redirect};
+use crate::server::respond::{redirect, PageError};
 use crate::server::Body;
 use crate::session::{bearer_header, unix_now, EndReason, Session, SessionId};
 
 /// An ID token's claims, as the provider sent them.
 type Claims = serde_json::Map<String, serde_json::Value>;
 
-/// What a phase of [`complete`] answers with instead of going on: an error page or a
-/// redirect (boxed: a response is large, and it is the rare way out).
-type Stop = Box<Response<Body>>;
+/// Why a phase of [`complete`] does not go on: an error page, or a silent renewal the
+/// SPA is to be told about on its own page ([`back_to_spa`]).
+enum Stop {
+    Page(PageError),
+    BackToSpa,
+}
+
+impl From<PageError> for Stop {
+    fn from(page: PageError) -> Stop {
+        Stop::Page(page)
+    }
+}
 
 /// Errors a `prompt=none` renewal reports back to the SPA instead of an error page.
 const SILENT_FAILURES: [&str; 4] = [
@@ -34,24 +43,28 @@ const SILENT_FAILURES: [&str; 4] = [
     "account_selection_required",
 ];
 
-pub async fn finish(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
+/// Creates the session and sends the browser back to where the login started; `Err` is
+/// the page to answer with instead, when the response is not one of this browser's.
+pub async fn finish(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, PageError> {
     let Some(state) = query_param(req, "state") else {
-        return refused("The sign-in response has no state parameter.");
+        return Err(PageError::SignInRefused(
+            "The sign-in response has no state parameter.",
+        ));
     };
     let name = gw.cookies.login(&state);
     let Some(login) = open_login_state(gw, req, &name, &state) else {
-        return refused("This sign-in response does not belong to a sign-in started in this browser, or it has expired. Please sign in again.");
+        return Err(PageError::SignInRefused("This sign-in response does not belong to a sign-in started in this browser, or it has expired. Please sign in again."));
     };
     // From here on the login-state cookie is spent, whatever the outcome.
     let clear = gw.cookies.clear_login(&name);
-    let mut resp = complete(gw, req, &login).await;
-    if resp.status() != StatusCode::FOUND {
+    let mut resp = complete(gw, req, &login).await.unwrap_or_else(|page| {
         gw.metrics.logins_failed.inc();
-    }
+        page.response()
+    });
     if let Ok(v) = HeaderValue::from_str(&clear) {
         resp.headers_mut().append(http::header::SET_COOKIE, v);
     }
-    resp
+    Ok(resp)
 }
 
 fn open_login_state(
@@ -73,19 +86,26 @@ fn open_login_state(
 /// The rest of the callback, once the login state is open, as named phases in the order
 /// they run: read the provider's answer, exchange the code, validate the ID token and
 /// what the login asked for, build the record, store it and answer. Each phase's `Err`
-/// is the page (or redirect) to answer with.
-async fn complete(gw: &Gateway, req: &Request<Incoming>, login: &LoginState) -> Response<Body> {
-    let Some(provider) = gw.provider.get() else {
-        return unavailable();
-    };
+/// says why it stops; `Err` is the page of a sign-in that failed (a silent renewal
+/// refused by the provider is not one: it goes back to the SPA).
+async fn complete(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+    login: &LoginState,
+) -> Result<Response<Body>, PageError> {
+    let provider = gw.provider.get().ok_or(PageError::ProviderUnavailable)?;
     let outcome = async {
         let code = read_answer(&provider, req, login)?;
         let mut tokens = exchange(&provider, login, &code).await?;
         let (claims, sub) = validate(&provider, login, &mut tokens).await?;
         let record = build_record(gw, login, &claims, sub, &tokens);
-        Ok::<_, Stop>(store_and_answer(gw, req, login, record).await)
+        Ok::<_, Stop>(store_and_answer(gw, req, login, record).await?)
     };
-    outcome.await.unwrap_or_else(|page| *page)
+    match outcome.await {
+        Ok(resp) => Ok(resp),
+        Err(Stop::BackToSpa) => Ok(back_to_spa(&login.return_url)),
+        Err(Stop::Page(page)) => Err(page),
+    }
 }
 
 /// The provider's answer: `iss` must name our provider (RFC 9207) before the code is
@@ -99,9 +119,10 @@ fn read_answer(
     match query_param(req, "iss") {
         Some(iss) if iss != provider.issuer() => {
             tracing::warn!("callback with a foreign issuer refused (possible mix-up attack)");
-            return Err(
-                refused("The sign-in response came from an unexpected identity provider.").into(),
-            );
+            return Err(PageError::SignInRefused(
+                "The sign-in response came from an unexpected identity provider.",
+            )
+            .into());
         }
         None if provider.requires_iss() => {
             let error = query_param(req, "error");
@@ -117,13 +138,13 @@ fn read_answer(
                     "silent renewal answered with an error but without the iss the provider \
                      promised (RFC 9207): not trusted; the SPA is asked to log in"
                 );
-                return Err(back_to_spa(&login.return_url).into());
+                return Err(Stop::BackToSpa);
             }
             tracing::warn!(
                 error_response = is_error_response,
                 "sign-in response without the iss the provider promised (RFC 9207) refused"
             );
-            return Err(refused(
+            return Err(PageError::SignInRefused(
                 "The sign-in response lacks the issuer the provider promised to send.",
             )
             .into());
@@ -133,18 +154,14 @@ fn read_answer(
     if let Some(error) = query_param(req, "error") {
         if login.silent && SILENT_FAILURES.contains(&error.as_str()) {
             // The SPA asked for a silent renewal; tell it, on its own page, to log in.
-            return Err(back_to_spa(&login.return_url).into());
+            return Err(Stop::BackToSpa);
         }
-        let detail = query_param(req, "error_description").unwrap_or_default();
-        return Err(error_page(
-            StatusCode::BAD_REQUEST,
-            "Sign-in failed",
-            &format!("The identity provider answered: {error}. {detail}"),
-        )
-        .into());
+        let description = query_param(req, "error_description").unwrap_or_default();
+        return Err(PageError::ProviderError { error, description }.into());
     }
-    query_param(req, "code")
-        .ok_or_else(|| refused("The sign-in response has no authorization code.").into())
+    query_param(req, "code").ok_or_else(|| {
+        PageError::SignInRefused("The sign-in response has no authorization code.").into()
+    })
 }
 
 /// Redeems the code, with the login's DPoP key when it has one; the provider validates
@@ -159,9 +176,10 @@ async fn exchange(provider: &Provider, login: &LoginState, code: &str) -> Result
         Some(Ok(key)) => Some(key),
         Some(Err(e)) => {
             tracing::warn!(error = %e, "the login state's DPoP key does not load");
-            return Err(
-                refused("The sign-in could not be completed. Please sign in again.").into(),
-            );
+            return Err(PageError::SignInRefused(
+                "The sign-in could not be completed. Please sign in again.",
+            )
+            .into());
         }
     };
     match provider
@@ -171,11 +189,14 @@ async fn exchange(provider: &Provider, login: &LoginState, code: &str) -> Result
         Ok(t) => Ok(t),
         Err(GrantError::Unavailable(e)) => {
             tracing::warn!(error = %e, "code exchange failed: provider unavailable");
-            Err(unavailable().into())
+            Err(PageError::ProviderUnavailable.into())
         }
         Err(e) => {
             tracing::warn!(error = %e, "code exchange refused");
-            Err(refused("The sign-in could not be completed. Please sign in again.").into())
+            Err(PageError::SignInRefused(
+                "The sign-in could not be completed. Please sign in again.",
+            )
+            .into())
         }
     }
 }
@@ -189,7 +210,10 @@ async fn validate(
     tokens: &mut TokenSet,
 ) -> Result<(Claims, String), Stop> {
     if bearer_header(&tokens.access_token).is_none() {
-        return Err(refused("The identity provider issued an unusable access token.").into());
+        return Err(PageError::SignInRefused(
+            "The identity provider issued an unusable access token.",
+        )
+        .into());
     }
     let claims = tokens.id_claims.clone().unwrap_or_default();
     let Some(sub) = claims
@@ -197,14 +221,14 @@ async fn validate(
         .and_then(|v| v.as_str())
         .map(str::to_owned)
     else {
-        return Err(refused("The ID token has no subject.").into());
+        return Err(PageError::SignInRefused("The ID token has no subject.").into());
     };
     if let Err(why) = authentication_as_asked(login, &claims) {
         tracing::warn!(
             why,
             "sign-in refused: the provider did not authenticate as asked"
         );
-        return Err(refused(
+        return Err(PageError::SignInRefused(
             "The identity provider did not sign you in the way this page asks for. Please try again.",
         ).into());
     }
@@ -212,13 +236,14 @@ async fn validate(
         Ok(userinfo) => tokens.userinfo = userinfo,
         Err(GrantError::Unavailable(e)) => {
             tracing::warn!(error = %e, "userinfo unavailable at login");
-            return Err(unavailable().into());
+            return Err(PageError::ProviderUnavailable.into());
         }
         Err(e) => {
             tracing::warn!(error = %e, "userinfo refused at login");
-            return Err(
-                refused("The sign-in could not be completed. Please sign in again.").into(),
-            );
+            return Err(PageError::SignInRefused(
+                "The sign-in could not be completed. Please sign in again.",
+            )
+            .into());
         }
     }
     Ok((claims, sub))
@@ -266,7 +291,7 @@ async fn store_and_answer(
     req: &Request<Incoming>,
     login: &LoginState,
     record: Session,
-) -> Response<Body> {
+) -> Result<Response<Body>, PageError> {
     // A session this browser already had ends here: one login, one live session.
     // (Whatever its state: a device-bound one without its bound cookie ends too.)
     if let cookie::Lookup::One(old) = cookie::find(req.headers(), gw.cookies.session()) {
@@ -278,11 +303,7 @@ async fn store_and_answer(
         Ok(created) => created,
         Err(e) => {
             tracing::error!(error = %e, "could not store a new session");
-            return error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sign-in is unavailable",
-                "Sessions cannot be stored right now. Please try again.",
-            );
+            return Err(PageError::StoreUnavailable);
         }
     };
     tracing::info!(session = %live.key.short(), "login completed");
@@ -301,16 +322,7 @@ async fn store_and_answer(
             offer,
         );
     }
-    resp
-}
-
-/// The provider cannot be reached.
-fn unavailable() -> Response<Body> {
-    error_page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Sign-in is unavailable",
-        "The identity provider cannot be reached. Please try again.",
-    )
+    Ok(resp)
 }
 
 /// How long before the login started an `auth_time` may lie and still meet its
@@ -373,10 +385,6 @@ fn known_error(error: &str) -> &'static str {
         .into_iter()
         .find(|k| *k == error)
         .unwrap_or("(another value)")
-}
-
-fn refused(detail: &str) -> Response<Body> {
-    error_page(StatusCode::BAD_REQUEST, "Sign-in failed", detail)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +18,7 @@ use crate::crypto;
 use crate::crypto::signing::SigningKey;
 use crate::oidc::params::LoginParams;
 use crate::oidc::provider::AuthRequest;
-use crate::server::respond::{error_page, redirect};
+use crate::server::respond::{redirect, PageError};
 use crate::server::Body;
 use crate::session::unix_now;
 
@@ -71,21 +71,19 @@ pub fn read_query(query: &str) -> Result<(String, LoginParams), &'static str> {
     Ok((return_url, params))
 }
 
-pub async fn start(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
-    let (return_url, params) = match read_query(req.uri().query().unwrap_or("")) {
-        Ok(read) => read,
-        Err(why) => return error_page(StatusCode::BAD_REQUEST, "Login refused", why),
-    };
+/// Redirects the browser to the provider with a login-state cookie; `Err` is the page
+/// to answer with instead.
+pub async fn start(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, PageError> {
+    let (return_url, params) =
+        read_query(req.uri().query().unwrap_or("")).map_err(PageError::LoginRefused)?;
     let silent = params.silent();
-    let Some(provider) = gw.provider.get() else {
-        return unavailable();
-    };
+    let provider = gw.provider.get().ok_or(PageError::LoginUnavailable)?;
     let dpop = if gw.config.oidc.dpop {
         match SigningKey::generate_p256() {
             Ok((key, pkcs8)) => Some((key.thumbprint(), crypto::b64url(&pkcs8))),
             Err(e) => {
                 tracing::error!(error = %e, "no DPoP key could be made");
-                return unavailable();
+                return Err(PageError::LoginUnavailable);
             }
         }
     } else {
@@ -115,33 +113,16 @@ pub async fn start(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
         Ok(url) => url,
         Err(e) => {
             tracing::warn!(error = %e, "pushed authorization request failed");
-            return unavailable();
+            return Err(PageError::LoginUnavailable);
         }
     };
     let name = gw.cookies.login(&login.state);
-    let Ok(plain) = serde_json::to_vec(&login) else {
-        return error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Login failed",
-            "Please try again.",
-        );
-    };
+    let plain = serde_json::to_vec(&login).map_err(|_| PageError::LoginFailed)?;
     let sealed = crypto::b64url(&gw.keys.seal(&plain, name.as_bytes()));
     let mut resp = redirect(url.as_str());
     if let Ok(v) = HeaderValue::from_str(&gw.cookies.set_login(&name, &sealed, LOGIN_STATE_TTL)) {
         resp.headers_mut().append(http::header::SET_COOKIE, v);
     }
     gw.metrics.logins_started.inc();
-    resp
-}
-
-fn unavailable() -> Response<Body> {
-    let mut resp = error_page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Sign-in is unavailable",
-        "The identity provider cannot be reached right now. Please try again in a moment.",
-    );
-    resp.headers_mut()
-        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
-    resp
+    Ok(resp)
 }

@@ -1,7 +1,9 @@
 //! The endpoints the gateway answers itself, under `/bff`.
 //!
-//! `login` and `callback` are browser navigations and fail with an HTML page; `user` and
-//! `logout` are called by the SPA and fail with the JSON error shape.
+//! `login` and `callback` are browser navigations and fail with an HTML page (a
+//! [`PageError`](crate::server::respond::PageError)); `user` and `logout` are called by
+//! the SPA and fail with the JSON error shape (a [`Reject`]). Both become responses in
+//! [`crate::server::respond`].
 
 pub mod backchannel;
 pub mod callback;
@@ -28,8 +30,13 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
         return result.unwrap_or_else(|r| r.response());
     }
     let result = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/bff/login") => Ok(login::start(gw, &req).await),
-        (&Method::GET, "/bff/callback") => Ok(callback::finish(gw, &req).await),
+        // Browser navigations: a failure is a page, not the JSON shape.
+        (&Method::GET, "/bff/login") => Ok(login::start(gw, &req)
+            .await
+            .unwrap_or_else(|p| p.response())),
+        (&Method::GET, "/bff/callback") => Ok(callback::finish(gw, &req)
+            .await
+            .unwrap_or_else(|p| p.response())),
         (&Method::GET, "/bff/user") => user::get(gw, &req).await,
         (&Method::GET | &Method::POST, "/bff/logout") => logout::logout(gw, &req).await,
         // Posted by the browser itself (DBSC), never by a page: no CSRF header; what

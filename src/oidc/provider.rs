@@ -17,7 +17,7 @@ use openidconnect::{
 
 use super::client_auth::ClientCredentials;
 use super::dpop::Nonces;
-use super::grant_error::GrantError;
+use super::grant_error::{GrantError, Invalid};
 use super::http_client::ProviderHttp;
 use super::keys::{JwsError, JwsHeader, KeySet};
 use super::params::LoginParams;
@@ -113,19 +113,19 @@ impl Provider {
             return Ok(None);
         };
         let mut authorization = http::HeaderValue::try_from(format!("Bearer {access_token}"))
-            .map_err(|_| GrantError::Invalid("access token is not a header value".into()))?;
+            .map_err(|_| Invalid::AccessTokenNotHeader)?;
         authorization.set_sensitive(true);
         let request = http::Request::get(url.as_str())
             .header(http::header::AUTHORIZATION, authorization)
             .header(http::header::ACCEPT, "application/json")
             .body(Vec::new())
-            .map_err(|e| GrantError::Invalid(format!("userinfo request: {e}")))?;
+            .map_err(|e| Invalid::UserinfoRequest(e.into()))?;
         let response = self.http.send(request).await?;
         let status = response.status();
         if !status.is_success() {
             // The token was refused (401/403) or the endpoint is wrong: nothing a retry
             // of the same request mends, but not the user's fault either.
-            return Err(GrantError::Invalid(format!("userinfo answered {status}")));
+            return Err(Invalid::UserinfoStatus(status).into());
         }
         let json = response
             .headers()
@@ -137,16 +137,13 @@ impl Provider {
                     .starts_with("application/json")
             });
         if !json {
-            return Err(GrantError::Invalid(
-                "userinfo answered other than JSON (signed or encrypted answers are not supported)"
-                    .into(),
-            ));
+            return Err(Invalid::UserinfoNotJson.into());
         }
         let claims: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(response.body())
-                .map_err(|e| GrantError::Invalid(format!("userinfo answer: {e}")))?;
+                .map_err(|e| Invalid::UserinfoUnreadable(e.into()))?;
         if claims.get("sub").and_then(|v| v.as_str()) != Some(sub) {
-            return Err(GrantError::Invalid("userinfo names another subject".into()));
+            return Err(Invalid::UserinfoSubject.into());
         }
         Ok(Some(claims))
     }
@@ -207,7 +204,7 @@ impl Provider {
             )
             .await?;
         let Some(id_token) = response.id_token.as_deref() else {
-            return Err(GrantError::Invalid("token response has no id_token".into()));
+            return Err(Invalid::NoIdToken.into());
         };
         let claims = self.verify_id_token(id_token, Some(nonce)).await?;
         Ok(token_set(response, Some(claims)))
@@ -258,8 +255,8 @@ impl Provider {
         compact: &str,
         nonce: Option<&str>,
     ) -> Result<serde_json::Map<String, serde_json::Value>, GrantError> {
-        let token = CoreIdToken::from_str(compact)
-            .map_err(|e| GrantError::Invalid(format!("ID token unreadable: {e}")))?;
+        let token =
+            CoreIdToken::from_str(compact).map_err(|e| Invalid::IdTokenUnreadable(e.into()))?;
         let check = |keys: &CoreJsonWebKeySet| {
             let mut verifier = CoreIdTokenVerifier::new_public_client(
                 ClientId::new(self.credentials.client_id().to_owned()),
@@ -287,7 +284,7 @@ impl Provider {
             )) if self.keys.refetch(&self.http).await => check(&self.keys.current()),
             other => other,
         };
-        outcome.map_err(|e| GrantError::Invalid(format!("ID token rejected: {e}")))?;
+        outcome.map_err(Invalid::IdTokenRejected)?;
         payload_claims(compact)
     }
 
@@ -351,9 +348,8 @@ fn payload_claims(compact: &str) -> Result<serde_json::Map<String, serde_json::V
         .split('.')
         .nth(1)
         .and_then(crate::crypto::b64url_decode)
-        .ok_or_else(|| GrantError::Invalid("ID token is not a compact JWT".into()))?;
-    serde_json::from_slice(&payload)
-        .map_err(|e| GrantError::Invalid(format!("ID token claims: {e}")))
+        .ok_or(Invalid::IdTokenNotJwt)?;
+    serde_json::from_slice(&payload).map_err(|e| Invalid::IdTokenClaims(e.into()).into())
 }
 
 /// The provider once discovery has succeeded. Discovery runs in the background at start,

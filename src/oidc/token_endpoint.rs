@@ -8,7 +8,7 @@ use url::form_urlencoded::Serializer;
 
 use super::client_auth::ClientCredentials;
 use super::dpop::{self, Nonces};
-use super::grant_error::{classify, GrantError};
+use super::grant_error::{classify, GrantError, Invalid};
 use super::http_client::ProviderHttp;
 use crate::crypto::signing::SigningKey;
 
@@ -140,9 +140,9 @@ pub async fn request(
                 None,
                 d.nonces.get(&origin).as_deref(),
             )
-            .map_err(GrantError::Invalid)?;
-            let value = http::HeaderValue::from_str(&proof)
-                .map_err(|e| GrantError::Invalid(format!("DPoP proof: {e}")))?;
+            .map_err(Invalid::DpopProof)?;
+            let value =
+                http::HeaderValue::from_str(&proof).map_err(|e| Invalid::DpopHeader(e.into()))?;
             request.headers_mut().insert(&dpop::DPOP, value);
         }
         let response = http.send(request).await?;
@@ -160,20 +160,22 @@ pub async fn request(
     if !status.is_success() {
         return Err(classify(status, response.body()));
     }
-    let tokens: TokenResponse = serde_json::from_slice(response.body())
-        .map_err(|e| GrantError::Invalid(format!("unreadable token response: {e}")))?;
+    let tokens: TokenResponse =
+        serde_json::from_slice(response.body()).map_err(|e| Invalid::TokenResponse(e.into()))?;
     let expected = if dpop.is_some() { "DPoP" } else { "Bearer" };
     match tokens.token_type.as_deref() {
         None if dpop.is_none() => {}
         Some(t) if t.eq_ignore_ascii_case(expected) => {}
-        other => {
-            return Err(GrantError::Invalid(format!(
-                "token_type {other:?} where {expected} was asked for"
-            )))
+        found => {
+            return Err(Invalid::TokenType {
+                found: found.map(str::to_owned),
+                expected,
+            }
+            .into())
         }
     }
     if tokens.access_token.is_empty() {
-        return Err(GrantError::Invalid("empty access_token".into()));
+        return Err(Invalid::EmptyAccessToken.into());
     }
     Ok(tokens)
 }
@@ -196,7 +198,7 @@ pub fn form_post(
     fields(&mut form);
     let authorization = client
         .apply(&mut form, url.as_str())
-        .map_err(GrantError::Invalid)?;
+        .map_err(Invalid::ClientAuth)?;
     let mut builder = http::Request::post(url.as_str())
         .header(
             http::header::CONTENT_TYPE,
@@ -208,7 +210,7 @@ pub fn form_post(
     }
     builder
         .body(form.finish().into_bytes())
-        .map_err(|e| GrantError::Invalid(format!("request not built: {e}")))
+        .map_err(|e| Invalid::Request(e.into()).into())
 }
 
 #[cfg(test)]

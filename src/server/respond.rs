@@ -1,9 +1,14 @@
 //! The only place where an error becomes an HTTP response (habit 6).
 //!
-//! Every refusal the gateway answers itself is a [`Reject`]; its status, code and message
-//! are chosen here by exhaustive `match`es, so a new kind of error cannot slip out as a
-//! default 500, and nothing internal (a path, a token, a provider's error text) reaches
-//! the client.
+//! Every refusal the gateway answers itself is a [`Reject`] (the JSON error shape) or, on
+//! the browser navigations `/bff/login` and `/bff/callback`, a [`PageError`] (an HTML
+//! page); their statuses, codes, titles and messages are chosen here by exhaustive
+//! `match`es, so a new kind of error cannot slip out as a default 500, and nothing
+//! internal (a path, a token, a provider's error text) reaches the client. The one echo
+//! is the `error` a provider's sign-in response carries in the browser's own URL
+//! ([`PageError::ProviderError`]), escaped.
+
+use std::borrow::Cow;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
@@ -33,6 +38,8 @@ pub enum Reject {
     PayloadTooLarge,
     /// The route needs a kind of token this gateway cannot obtain.
     TokenUnavailable,
+    /// A fault of the gateway itself (a panicked task): nobody else's to blame.
+    Internal,
     /// The upstream could not be reached or broke the exchange.
     UpstreamUnreachable,
     /// The upstream did not answer in time.
@@ -68,6 +75,8 @@ impl From<crate::token::refresh::RefreshError> for Reject {
             ProviderUnavailable(_) | Timeout => Reject::ProviderUnavailable,
             ProviderInvalid(_) => Reject::ProviderInvalid,
             Store(_) => Reject::StoreUnavailable,
+            // A panicked refresh is the gateway's own fault, not the provider's.
+            Internal(_) => Reject::Internal,
         }
     }
 }
@@ -95,6 +104,7 @@ impl Reject {
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             TokenUnavailable => (StatusCode::BAD_GATEWAY, "token_unavailable"),
+            Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             UpstreamUnreachable => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
             UpstreamInvalid => (StatusCode::BAD_GATEWAY, "upstream_invalid"),
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
@@ -124,6 +134,7 @@ impl Reject {
             PayloadTooLarge => "the request body is too large",
             MethodNotAllowed => "this method is not allowed here",
             TokenUnavailable => "no token can be obtained for this route",
+            Internal => "the gateway failed unexpectedly; try again",
             UpstreamUnreachable => "the upstream could not be reached",
             UpstreamInvalid => "the upstream gave an answer that cannot be forwarded",
             UpstreamTimeout => "the upstream did not answer in time",
@@ -169,6 +180,98 @@ impl Reject {
     }
 }
 
+/// Why a browser navigation (`/bff/login`, `/bff/callback`) cannot go on. A person is
+/// looking at the answer, so it is an HTML page ([`PageError::response`]), not the JSON
+/// shape of a [`Reject`]; its status, title and detail are chosen in
+/// [`PageError::parts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageError {
+    /// `/bff/login`'s query string is refused; holds the page's explanation
+    /// (`bff::login::read_query`).
+    LoginRefused(&'static str),
+    /// `/bff/login` cannot start a sign-in: the provider is not discovered yet, its
+    /// pushed authorization request failed, or no DPoP key could be made.
+    LoginUnavailable,
+    /// `/bff/login` could not write down its login state.
+    LoginFailed,
+    /// `/bff/callback` refuses the sign-in response or what the provider issued for it;
+    /// holds the page's explanation.
+    SignInRefused(&'static str),
+    /// The provider answered the sign-in with an `error`; holds it and its
+    /// `error_description` as the browser's URL carries them (anyone can write them,
+    /// hence escaped on the page).
+    ProviderError { error: String, description: String },
+    /// `/bff/callback` cannot reach the provider (not discovered yet, code exchange,
+    /// userinfo).
+    ProviderUnavailable,
+    /// `/bff/callback` cannot store the new session.
+    StoreUnavailable,
+}
+
+impl PageError {
+    /// The status, title and detail of each page (the last two escaped by [`error_page`]).
+    fn parts(&self) -> (StatusCode, &'static str, Cow<'_, str>) {
+        use PageError::*;
+        const UNAVAILABLE: &str = "Sign-in is unavailable";
+        match self {
+            LoginRefused(why) => (StatusCode::BAD_REQUEST, "Login refused", (*why).into()),
+            LoginUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                UNAVAILABLE,
+                "The identity provider cannot be reached right now. Please try again in a moment."
+                    .into(),
+            ),
+            LoginFailed => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Login failed",
+                "Please try again.".into(),
+            ),
+            SignInRefused(why) => (StatusCode::BAD_REQUEST, "Sign-in failed", (*why).into()),
+            ProviderError { error, description } => (
+                StatusCode::BAD_REQUEST,
+                "Sign-in failed",
+                format!("The identity provider answered: {error}. {description}").into(),
+            ),
+            ProviderUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                UNAVAILABLE,
+                "The identity provider cannot be reached. Please try again.".into(),
+            ),
+            StoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                UNAVAILABLE,
+                "Sessions cannot be stored right now. Please try again.".into(),
+            ),
+        }
+    }
+
+    /// Whether the page carries `Retry-After: 5` (as yet only the login's; the callback's
+    /// pages ask the user to sign in again rather than the browser to retry).
+    fn retry_after(&self) -> bool {
+        use PageError::*;
+        match self {
+            LoginUnavailable => true,
+            LoginRefused(_) | LoginFailed | SignInRefused(_) | ProviderError { .. } => false,
+            ProviderUnavailable | StoreUnavailable => false,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// The HTML error page.
+    pub fn response(&self) -> Response<Body> {
+        let (status, title, detail) = self.parts();
+        let mut resp = error_page(status, title, &detail);
+        if self.retry_after() {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        resp
+    }
+}
+
 /// A JSON response of ours; never cached (it may describe a session).
 pub fn json(status: StatusCode, body: String) -> Response<Body> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
@@ -207,9 +310,9 @@ pub fn redirect(location: &str) -> Response<Body> {
     resp
 }
 
-/// The HTML page for a login that failed in the browser (the only HTML we answer).
-/// `detail` is escaped: it may come from the provider's error parameters.
-pub fn error_page(status: StatusCode, title: &str, detail: &str) -> Response<Body> {
+/// The HTML page of a [`PageError`] (the only HTML we answer). `title` and `detail` are
+/// escaped: the detail may come from the provider's error parameters.
+fn error_page(status: StatusCode, title: &str, detail: &str) -> Response<Body> {
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
          <meta name=\"viewport\" content=\"width=device-width\"></head>\
@@ -253,6 +356,29 @@ mod tests {
             assert!(r.response().headers().contains_key(RETRY_AFTER));
         }
         assert!(!Reject::NoSession
+            .response()
+            .headers()
+            .contains_key(RETRY_AFTER));
+    }
+
+    #[test]
+    fn a_page_escapes_what_the_provider_sent() {
+        let page = PageError::ProviderError {
+            error: "access_denied".into(),
+            description: "<b>no</b>".into(),
+        };
+        assert_eq!(page.status(), StatusCode::BAD_REQUEST);
+        let (_, title, detail) = page.parts();
+        assert_eq!(title, "Sign-in failed");
+        assert_eq!(
+            detail,
+            "The identity provider answered: access_denied. <b>no</b>"
+        );
+        let resp = page.response();
+        assert_eq!(resp.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
+        assert!(!resp.headers().contains_key(RETRY_AFTER));
+        assert!(PageError::LoginUnavailable
             .response()
             .headers()
             .contains_key(RETRY_AFTER));

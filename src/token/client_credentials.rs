@@ -16,6 +16,7 @@ use http::HeaderValue;
 use super::refresh::RefreshError;
 use super::refresh_at;
 use crate::metrics::Counter;
+use crate::oidc::grant_error::{Invalid, Unavailable};
 use crate::oidc::{GrantError, ProviderCell};
 use crate::session::{bearer_header, unix_now};
 
@@ -128,23 +129,26 @@ impl ClientTokens {
         resource: Option<&Arc<str>>,
         scope: Option<&Arc<str>>,
     ) -> Result<(HeaderValue, Option<u64>), RefreshError> {
-        let provider = self.provider.get().ok_or_else(|| {
-            RefreshError::ProviderUnavailable("provider not discovered yet".into())
-        })?;
+        let provider = self
+            .provider
+            .get()
+            .ok_or(RefreshError::ProviderUnavailable(
+                Unavailable::NotDiscovered,
+            ))?;
         let now = unix_now();
         let tokens = provider
             .client_credentials(scope.map(|s| &**s), resource.map(|r| &**r))
             .await
             .map_err(|e| match e {
                 // A refused client grant ends no session; it is the gateway's own problem.
-                GrantError::Rejected(m) | GrantError::Invalid(m) => {
-                    RefreshError::ProviderInvalid(m)
+                GrantError::Rejected(refusal) => {
+                    RefreshError::ProviderInvalid(Invalid::OwnGrantRefused(refusal))
                 }
-                GrantError::Unavailable(m) => RefreshError::ProviderUnavailable(m),
+                GrantError::Invalid(why) => RefreshError::ProviderInvalid(why),
+                GrantError::Unavailable(why) => RefreshError::ProviderUnavailable(why),
             })?;
-        let bearer = bearer_header(&tokens.access_token).ok_or_else(|| {
-            RefreshError::ProviderInvalid("access token is not a valid header value".into())
-        })?;
+        let bearer = bearer_header(&tokens.access_token)
+            .ok_or(RefreshError::ProviderInvalid(Invalid::AccessTokenNotHeader))?;
         Ok((bearer, refresh_at(now, tokens.expires_in, self.skew)))
     }
 }

@@ -28,7 +28,7 @@ const WAIT_LIMIT: Duration = Duration::from_secs(20);
 type Outcome = Result<Arc<LiveSession>, RefreshError>;
 
 fn store_err(e: StoreError) -> RefreshError {
-    RefreshError::Store(e.to_string())
+    RefreshError::from(e)
 }
 
 /// Runs `refresh` on the current record of `key` while holding the session's lease, or

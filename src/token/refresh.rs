@@ -19,41 +19,82 @@ use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use http::HeaderValue;
+use tokio::task::JoinError;
 
 use crate::metrics::Counter;
+use crate::oidc::grant_error::{Invalid, Refusal, Unavailable};
 use crate::oidc::{GrantError, Provider, ProviderCell, TokenSet};
 use crate::session::{
     bearer_header, unix_now, EndReason, LiveSession, Sessions, StoreError, StoreKey,
 };
 use crate::telemetry::SpanKind;
 
-/// How a refresh ended, shared by every request that waited on it.
+/// How a refresh ended, shared by every request that waited on it (hence `Clone`: the
+/// causes that are not are behind an `Arc`).
+///
+/// Each message includes its cause's, so that a log line's `error = %e` reads whole; the
+/// cause is also the error's `source()`, typed. No message carries a token.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RefreshError {
     /// The provider refused the refresh token, or the tokens ran out: the session has
     /// been ended.
     #[error("session ended: {0}")]
-    Ended(String),
+    Ended(#[source] EndCause),
     /// The session was already gone.
     #[error("session gone")]
     Gone,
     /// Provider not reachable or not discovered yet; session kept.
     #[error("provider unavailable: {0}")]
-    ProviderUnavailable(String),
+    ProviderUnavailable(#[source] Unavailable),
     /// The provider answered with something we refuse to use; session kept.
     #[error("provider answer refused: {0}")]
-    ProviderInvalid(String),
-    /// The session store failed; session state unknown, nothing changed by us.
-    #[error("session store unavailable: {0}")]
-    Store(String),
+    ProviderInvalid(#[source] Invalid),
+    /// The session store failed; session state unknown, nothing changed by us. (The
+    /// store's message already says "session store unavailable".)
+    #[error("{0}")]
+    Store(#[source] Arc<StoreError>),
     /// Waited longer than the refresh may take.
     #[error("refresh did not finish in time")]
     Timeout,
+    /// The refresh task panicked (or the runtime cancelled it): a fault of the gateway
+    /// itself, neither the provider's nor the session's; session kept. The panic's own
+    /// message went to the panic hook; this one does not repeat it.
+    #[error("internal error: {}", task_failure(.0))]
+    Internal(#[source] Arc<JoinError>),
+}
+
+/// Why a refresh ended its session.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EndCause {
+    /// The provider refused the refresh token (its OAuth error code, or a bare status).
+    #[error("refresh refused ({0})")]
+    Refused(#[source] Refusal),
+    /// The access token expired and the provider gave no refresh token to renew it.
+    #[error("access token expired and no refresh token")]
+    ExpiredWithoutRefreshToken,
+}
+
+impl EndCause {
+    /// How the session's end is recorded.
+    pub fn reason(&self) -> EndReason {
+        match self {
+            EndCause::Refused(_) => EndReason::RefreshRejected,
+            EndCause::ExpiredWithoutRefreshToken => EndReason::TokensExpired,
+        }
+    }
+}
+
+fn task_failure(e: &JoinError) -> &'static str {
+    if e.is_panic() {
+        "the refresh task panicked"
+    } else {
+        "the refresh task was cancelled"
+    }
 }
 
 impl From<StoreError> for RefreshError {
     fn from(e: StoreError) -> Self {
-        RefreshError::Store(e.to_string())
+        RefreshError::Store(Arc::new(e))
     }
 }
 
@@ -136,9 +177,7 @@ impl Refresher {
                 }
             }
         }
-        Err(RefreshError::ProviderInvalid(
-            "no token for this audience could be obtained".into(),
-        ))
+        Err(RefreshError::ProviderInvalid(Invalid::NoTokenForAudience))
     }
 
     /// The flight of `key` under way, or a new one for `resource`; true when the flight
@@ -175,11 +214,19 @@ impl Refresher {
                 .remove(&key);
             outcome
         }));
+        let in_flight = self.in_flight.clone();
         let shared = async move {
             task.await.unwrap_or_else(|e| {
-                Err(RefreshError::ProviderInvalid(format!(
-                    "refresh task failed: {e}"
-                )))
+                // Not the provider's fault, nor the session's: the gateway's own. The task
+                // did not get to leave the map; this flight does, or every later request
+                // of the session would share its failure.
+                let e = RefreshError::Internal(Arc::new(e));
+                tracing::error!(session = %key.short(), error = %e, "refresh failed; session kept");
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+                Err(e)
             })
         }
         .boxed()
@@ -225,9 +272,12 @@ impl Job {
         let Some(refresh_token) = current.record.refresh_token.clone() else {
             return self.without_refresh_token(current, now).await;
         };
-        let provider = self.provider.get().ok_or_else(|| {
-            RefreshError::ProviderUnavailable("provider not discovered yet".into())
-        })?;
+        let provider = self
+            .provider
+            .get()
+            .ok_or(RefreshError::ProviderUnavailable(
+                Unavailable::NotDiscovered,
+            ))?;
         let call = crate::telemetry::provider_call("oidc token", provider.token_endpoint());
         let result = provider
             .refresh(&refresh_token, resource, current.dpop.as_deref())
@@ -257,21 +307,22 @@ impl Job {
                     .await?;
                 updated.ok_or(RefreshError::Gone)
             }
-            Err(GrantError::Rejected(code)) => {
+            Err(GrantError::Rejected(refusal)) => {
                 self.counts.rejected.inc();
-                tracing::info!(session = %key.short(), error = %code, "refresh refused by the provider");
-                self.sessions.end(key, EndReason::RefreshRejected).await?;
-                Err(RefreshError::Ended(format!("refresh refused ({code})")))
+                tracing::info!(session = %key.short(), error = %refusal, "refresh refused by the provider");
+                let cause = EndCause::Refused(refusal);
+                self.sessions.end(key, cause.reason()).await?;
+                Err(RefreshError::Ended(cause))
             }
-            Err(GrantError::Unavailable(m)) => {
+            Err(GrantError::Unavailable(why)) => {
                 self.counts.unavailable.inc();
-                tracing::warn!(session = %key.short(), error = %m, "refresh failed; session kept");
-                Err(RefreshError::ProviderUnavailable(m))
+                tracing::warn!(session = %key.short(), error = %why, "refresh failed; session kept");
+                Err(RefreshError::ProviderUnavailable(why))
             }
-            Err(GrantError::Invalid(m)) => {
+            Err(GrantError::Invalid(why)) => {
                 self.counts.invalid.inc();
-                tracing::warn!(session = %key.short(), error = %m, "refresh answer refused; session kept");
-                Err(RefreshError::ProviderInvalid(m))
+                tracing::warn!(session = %key.short(), error = %why, "refresh answer refused; session kept");
+                Err(RefreshError::ProviderInvalid(why))
             }
         }
     }
@@ -282,7 +333,7 @@ impl Job {
     async fn without_refresh_token(&self, current: Arc<LiveSession>, now: u64) -> Outcome {
         if self.resource.is_some() {
             return Err(RefreshError::ProviderInvalid(
-                "no refresh token to ask for a token of another audience".into(),
+                Invalid::NoRefreshTokenForAudience,
             ));
         }
         if current
@@ -290,12 +341,9 @@ impl Job {
             .access_expires_at
             .is_some_and(|exp| now >= exp)
         {
-            self.sessions
-                .end(self.key, EndReason::TokensExpired)
-                .await?;
-            return Err(RefreshError::Ended(
-                "access token expired and no refresh token".into(),
-            ));
+            let cause = EndCause::ExpiredWithoutRefreshToken;
+            self.sessions.end(self.key, cause.reason()).await?;
+            return Err(RefreshError::Ended(cause));
         }
         Ok(current)
     }
@@ -321,16 +369,48 @@ async fn with_userinfo(provider: &Provider, current: &LiveSession, tokens: &mut 
 /// ID token about someone else (OpenID Connect Core §12.2: same `sub`).
 fn check_answer(current: &LiveSession, tokens: TokenSet) -> Result<TokenSet, GrantError> {
     if bearer_header(&tokens.access_token).is_none() {
-        return Err(GrantError::Invalid(
-            "access token is not a valid header value".into(),
-        ));
+        return Err(Invalid::AccessTokenNotHeader.into());
     }
     if let Some(claims) = &tokens.id_claims {
         if claims.get("sub").and_then(|v| v.as_str()) != Some(current.record.sub.as_str()) {
-            return Err(GrantError::Invalid(
-                "refreshed ID token names another subject".into(),
-            ));
+            return Err(Invalid::IdTokenSubject.into());
         }
     }
     Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::respond::Reject;
+
+    #[tokio::test]
+    async fn a_panicked_refresh_is_an_internal_error_not_the_providers() {
+        let join = tokio::spawn(async { panic!("a bug of ours") })
+            .await
+            .expect_err("the task panicked");
+        let e = RefreshError::Internal(Arc::new(join));
+        assert_eq!(e.to_string(), "internal error: the refresh task panicked");
+        let source = std::error::Error::source(&e).expect("the JoinError");
+        assert!(source.downcast_ref::<Arc<JoinError>>().is_some());
+        let reject = Reject::from(e);
+        assert_eq!(reject, Reject::Internal);
+        assert_eq!(reject.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn the_cause_of_an_end_is_typed_and_recorded() {
+        let e = RefreshError::Ended(EndCause::Refused(Refusal::Code(
+            crate::oidc::grant_error::ErrorCode::InvalidGrant,
+        )));
+        assert_eq!(
+            e.to_string(),
+            "session ended: refresh refused (invalid_grant)"
+        );
+        assert!(matches!(
+            EndCause::ExpiredWithoutRefreshToken.reason(),
+            EndReason::TokensExpired
+        ));
+        assert_eq!(Reject::from(e), Reject::NoSession);
+    }
 }

@@ -96,7 +96,7 @@ impl Provider {
             request_uri: String,
         }
         let pushed: Pushed = serde_json::from_slice(response.body())
-            .map_err(|e| GrantError::Invalid(format!("unreadable PAR response: {e}")))?;
+            .map_err(|e| grant_error::Invalid::ParResponse(e.into()))?;
         let mut redirect = url.clone();
         redirect
             .query_pairs_mut()
