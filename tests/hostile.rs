@@ -10,12 +10,12 @@
 #[path = "gateway/support/mod.rs"]
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
+use support::capture::Capture;
 use support::{op, Browser, Setup, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -23,31 +23,9 @@ const ADMIN_TOKEN: &str = "admin-token-for-the-hostile-suite-42";
 
 // === Log capture ========================================================================
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("capture").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn logs() -> &'static Capture {
     static LOGS: OnceLock<Capture> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let capture = Capture::default();
-        let writer = capture.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .init();
-        capture
-    })
+    LOGS.get_or_init(Capture::install)
 }
 
 // === Cases ==============================================================================
@@ -228,7 +206,7 @@ impl Arena {
     /// The end of a family: the logs so far hold none of the secrets either.
     async fn logs_are_clean(&self) {
         let secrets = self.secrets().await;
-        let text = String::from_utf8_lossy(&logs().0.lock().expect("capture")).into_owned();
+        let text = logs().text();
         assert!(!text.is_empty(), "logs were captured");
         no_leak("the logs", &text, &secrets);
     }

@@ -5,36 +5,15 @@
 #[path = "gateway/support/mod.rs"]
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
+use support::capture::Capture;
 use support::{op, wait_until, OpOptions, Setup, TestGateway};
-
-/// Everything logged, from every thread.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("capture").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_whole_lifecycle_logs_no_secret() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let capture = Capture::install();
 
     const ADMIN_TOKEN: &str = "admin-token-for-the-log-test-0123456789";
     let gw = TestGateway::start_with(Setup {
@@ -129,7 +108,7 @@ async fn a_whole_lifecycle_logs_no_secret() {
     assert!(secrets.len() >= 10, "tokens were issued: {}", secrets.len());
     gw.stop().await;
 
-    let logs = String::from_utf8_lossy(&capture.0.lock().expect("capture")).into_owned();
+    let logs = capture.text();
     assert!(
         logs.len() > 10_000,
         "TRACE logging captured: {} bytes",

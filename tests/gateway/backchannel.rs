@@ -5,11 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{op, wait_until, Browser, Setup, TestGateway};
-
-fn now() -> u64 {
-    tokengate::session::unix_now()
-}
+use crate::support::{now, op, wait_until, Browser, Setup, TestGateway};
 
 /// Claims of a valid logout token for the session `sid` of `sub`.
 fn claims(gw: &TestGateway, sid: &str, sub: &str) -> Value {

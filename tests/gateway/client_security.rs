@@ -7,11 +7,7 @@ use std::time::Duration;
 use reqwest::{Method, Url};
 use serde_json::Value;
 
-use crate::support::{op, pki, wait_until, OpOptions, Setup, TestGateway};
-
-fn now() -> u64 {
-    tokengate::session::unix_now()
-}
+use crate::support::{now, op, pki, wait_until, OpOptions, Setup, TestGateway};
 
 /// A fresh EC P-256 key in PKCS#8 PEM, written to `dir`.
 fn ec_key(dir: &Path, name: &str) -> PathBuf {

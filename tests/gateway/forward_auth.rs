@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE};
 use reqwest::{Method, StatusCode};
@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::support::browser::Browser;
 use crate::support::nginx::{free_addr, Nginx};
 use crate::support::op::{OpOptions, ACR_MFA};
-use crate::support::{http_client, wait_until, Setup, TestGateway};
+use crate::support::{http_client, now, wait_until, Setup, TestGateway};
 
 /// The server block of examples/nginx/forward-auth.conf without TLS: `/bff/` to the
 /// public listener, `/api/` behind `auth_request`, `/` straight to the upstream (the SPA).
@@ -140,12 +140,6 @@ fn setup() -> Setup {
         routes: ROUTES.into(),
         ..Setup::default()
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The names of the cookies in a request's `Cookie` headers.

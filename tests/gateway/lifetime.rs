@@ -1,15 +1,9 @@
 //! How long a session lives: `session.idle_timeout` slides with use,
 //! `session.absolute_timeout` ends it however much it is used.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use crate::support::{wait_until, Setup, TestGateway};
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use crate::support::{now, wait_until, Setup, TestGateway};
 
 fn lifetimes(idle: &str, absolute: &str) -> Setup {
     Setup {

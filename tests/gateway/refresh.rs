@@ -1,17 +1,11 @@
 //! Refreshing access tokens: after expiry a call carries a fresh token, and concurrent
 //! calls of one session share a single refresh grant at the provider.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{wait_until, OpOptions, Setup, TestGateway};
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use crate::support::{now, wait_until, OpOptions, Setup, TestGateway};
 
 async fn token_claims(b: &crate::support::Browser, gw: &TestGateway) -> Value {
     let (status, seen) = b.api(&gw.url("/api/token")).await;

@@ -1,8 +1,9 @@
-//! The store contract (habit 10): every backend passes these unchanged. `single` checks
-//! one store handle; `shared` checks two handles on one store, as two gateway instances
-//! see it.
+//! The store contract (habit 10): every backend passes these unchanged. One function per
+//! behaviour; `mod.rs` makes each a test per backend. The functions of one handle take
+//! `s`; those of two take `a` and `b` (the same handle twice for a single-process store,
+//! two instances' handles for a shared one). Every key and index name is fresh, so the
+//! tests of one backend may share a server.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::wait_until;
@@ -10,9 +11,14 @@ use tokengate::session::{
     unix_now, Change, Expect, IndexKey, Indexes, SessionStore, StoreKey, Written,
 };
 
-/// A key of this test run only: backends on a shared server must not see another run's.
+/// A key of this test only: backends on a shared server must not see another test's.
 pub fn fresh_key() -> StoreKey {
     StoreKey(tokengate::crypto::random_bytes::<32>())
+}
+
+/// `name` made unique to this test, for index names.
+fn unique(name: &str) -> String {
+    format!("{name}-{}", fresh_key().hex())
 }
 
 fn idx(sub: &str, sid: Option<&str>) -> Indexes {
@@ -20,6 +26,10 @@ fn idx(sub: &str, sid: Option<&str>) -> Indexes {
         sub: IndexKey::sub(sub),
         sid: sid.map(IndexKey::sid),
     }
+}
+
+fn later() -> u64 {
+    unix_now() + 3600
 }
 
 async fn put(
@@ -36,21 +46,22 @@ async fn put(
         .expect("put")
 }
 
-/// Values, versions, indexes, expiry, leases and remember-once on one handle. `tag`
-/// makes the index names of this run unique.
-pub async fn single(store: Arc<dyn SessionStore>) {
-    let s = store.as_ref();
-    let tag = StoreKey(tokengate::crypto::random_bytes::<32>()).hex();
-    let (alice, bob, dave) = (
-        format!("alice-{tag}"),
-        format!("bob-{tag}"),
-        format!("dave-{tag}"),
-    );
-    let (s1, s2) = (format!("s1-{tag}"), format!("s2-{tag}"));
-    let later = unix_now() + 3600;
-    let (k1, k2, k3, k4) = (fresh_key(), fresh_key(), fresh_key(), fresh_key());
+/// Creates `k` (`Expect::Absent`) and returns its version; panics if that is refused.
+async fn create(s: &dyn SessionStore, k: StoreKey, value: &[u8], indexes: &Indexes) -> u64 {
+    let Written::Ok(v) = put(s, k, value, later(), indexes, Expect::Absent).await else {
+        panic!("create failed")
+    };
+    v
+}
 
-    // === create, read
+// === One handle =========================================================================
+
+/// An absent key reads as nothing; once created, it reads back with its value, version
+/// and expiry.
+pub async fn put_then_get_returns_the_value_version_and_expiry(s: &dyn SessionStore) {
+    let (alice, s1) = (unique("alice"), unique("s1"));
+    let later = later();
+    let k1 = fresh_key();
     assert!(s.get(&k1).await.expect("get").is_none());
     let Written::Ok(v1) = put(
         s,
@@ -67,22 +78,40 @@ pub async fn single(store: Arc<dyn SessionStore>) {
     let got = s.get(&k1).await.expect("get").expect("present");
     assert_eq!((got.value.as_slice(), got.version), (&b"one"[..], v1));
     assert_eq!(got.expires_at, later);
+}
 
-    // === create is exclusive
-    let again = put(s, k1, b"x", later, &idx(&alice, None), Expect::Absent).await;
+/// Create is exclusive: `Expect::Absent` on a key that exists is a conflict.
+pub async fn expect_absent_refuses_an_existing_key(s: &dyn SessionStore) {
+    let (alice, s1) = (unique("alice"), unique("s1"));
+    let k1 = fresh_key();
+    create(s, k1, b"one", &idx(&alice, Some(&s1))).await;
+    let again = put(s, k1, b"x", later(), &idx(&alice, None), Expect::Absent).await;
     assert_eq!(again, Written::Conflict);
+}
 
-    // === compare-and-set on the version
+/// Compare-and-set: a version that is not the current one is a conflict.
+pub async fn version_mismatch_is_refused(s: &dyn SessionStore) {
+    let alice = unique("alice");
+    let k1 = fresh_key();
+    let v1 = create(s, k1, b"one", &idx(&alice, Some(&unique("s1")))).await;
     let stale = put(
         s,
         k1,
         b"x",
-        later,
+        later(),
         &idx(&alice, None),
         Expect::Version(v1 + 7),
     )
     .await;
     assert_eq!(stale, Written::Conflict);
+}
+
+/// The current version wins and gives a greater one; the old version then loses.
+pub async fn the_current_version_wins_and_the_old_one_then_loses(s: &dyn SessionStore) {
+    let (alice, s1) = (unique("alice"), unique("s1"));
+    let later = later();
+    let k1 = fresh_key();
+    let v1 = create(s, k1, b"one", &idx(&alice, Some(&s1))).await;
     let Written::Ok(v2) = put(
         s,
         k1,
@@ -102,18 +131,29 @@ pub async fn single(store: Arc<dyn SessionStore>) {
         Written::Conflict,
         "an old version must not win"
     );
+}
+
+/// `Expect::Version` of a key that does not exist is a conflict.
+pub async fn expect_version_of_an_absent_key_is_refused(s: &dyn SessionStore) {
     let missing = put(
         s,
         fresh_key(),
         b"x",
-        later,
-        &idx(&alice, None),
+        later(),
+        &idx(&unique("alice"), None),
         Expect::Version(1),
     )
     .await;
     assert_eq!(missing, Written::Conflict, "no version of an absent key");
+}
 
-    // === indexes
+/// `find` by subject and by session id gives exactly the keys written under them.
+pub async fn indexes_find_by_sub_and_sid(s: &dyn SessionStore) {
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let (s1, s2) = (unique("s1"), unique("s2"));
+    let later = later();
+    let (k1, k2, k3) = (fresh_key(), fresh_key(), fresh_key());
+    create(s, k1, b"one", &idx(&alice, Some(&s1))).await;
     put(s, k2, b"b", later, &idx(&alice, Some(&s2)), Expect::Absent).await;
     put(s, k3, b"c", later, &idx(&bob, None), Expect::Absent).await;
     let mut found = s.find(&IndexKey::sub(&alice)).await.expect("find");
@@ -123,10 +163,16 @@ pub async fn single(store: Arc<dyn SessionStore>) {
     assert_eq!(found, want);
     assert_eq!(s.find(&IndexKey::sid(&s2)).await.expect("find"), vec![k2]);
     assert_eq!(s.find(&IndexKey::sub(&bob)).await.expect("find"), vec![k3]);
-    let nobody = IndexKey::sub(&format!("carol-{tag}"));
+    let nobody = IndexKey::sub(&unique("carol"));
     assert!(s.find(&nobody).await.expect("find").is_empty());
+}
 
-    // === a rewrite moves the value between index entries
+/// A rewrite under other indexes moves the key from the old index entries to the new.
+pub async fn a_rewrite_moves_the_key_between_index_entries(s: &dyn SessionStore) {
+    let (bob, dave) = (unique("bob"), unique("dave"));
+    let later = later();
+    let k3 = fresh_key();
+    put(s, k3, b"c", later, &idx(&bob, None), Expect::Absent).await;
     let Written::Ok(_) = put(s, k3, b"c2", later, &idx(&dave, None), Expect::Version(1)).await
     else {
         panic!("rewrite of k3 failed")
@@ -134,8 +180,23 @@ pub async fn single(store: Arc<dyn SessionStore>) {
     assert!(s.find(&IndexKey::sub(&bob)).await.expect("find").is_empty());
     assert_eq!(s.find(&IndexKey::sub(&dave)).await.expect("find"), vec![k3]);
     assert!(s.delete(&k3).await.expect("delete"));
+}
 
-    // === delete removes value and index entries
+/// Delete removes the value and its index entries, once; the neighbours stay.
+pub async fn delete_removes_the_value_and_its_index_entries(s: &dyn SessionStore) {
+    let alice = unique("alice");
+    let (s1, s2) = (unique("s1"), unique("s2"));
+    let (k1, k2) = (fresh_key(), fresh_key());
+    create(s, k1, b"one", &idx(&alice, Some(&s1))).await;
+    put(
+        s,
+        k2,
+        b"b",
+        later(),
+        &idx(&alice, Some(&s2)),
+        Expect::Absent,
+    )
+    .await;
     assert!(s.delete(&k2).await.expect("delete"));
     assert!(!s.delete(&k2).await.expect("delete"));
     assert!(s.get(&k2).await.expect("get").is_none());
@@ -144,8 +205,12 @@ pub async fn single(store: Arc<dyn SessionStore>) {
         vec![k1]
     );
     assert!(s.find(&IndexKey::sid(&s2)).await.expect("find").is_empty());
+}
 
-    // === a value written already expired is gone at once, from reads and indexes
+/// A value written already expired is gone at once, from reads and indexes.
+pub async fn a_value_written_already_expired_is_gone_at_once(s: &dyn SessionStore) {
+    let dave = unique("dave");
+    let k4 = fresh_key();
     let past = unix_now().saturating_sub(1);
     put(s, k4, b"old", past, &idx(&dave, None), Expect::Absent).await;
     assert!(s.get(&k4).await.expect("get").is_none());
@@ -158,8 +223,12 @@ pub async fn single(store: Arc<dyn SessionStore>) {
         !s.delete(&k4).await.expect("delete"),
         "nothing live removed"
     );
+}
 
-    // === a value expires at its expiry, and leaves its index entries
+/// A value expires at its expiry (not before), leaves its index entries, and its key can
+/// be created again.
+pub async fn a_value_expires_at_its_expiry_and_leaves_its_index_entries(s: &dyn SessionStore) {
+    let dave = unique("dave");
     let soon_key = fresh_key();
     let soon = unix_now() + 1;
     let Written::Ok(_) = put(
@@ -188,7 +257,7 @@ pub async fn single(store: Arc<dyn SessionStore>) {
         s,
         soon_key,
         b"again",
-        later,
+        later(),
         &idx(&dave, None),
         Expect::Absent,
     )
@@ -196,15 +265,20 @@ pub async fn single(store: Arc<dyn SessionStore>) {
     else {
         panic!("an expired key can be created again")
     };
+}
 
-    leases(s, s).await;
-    remember_once(s, s).await;
+pub async fn ping_answers(s: &dyn SessionStore) {
     s.ping().await.expect("ping");
 }
 
-/// Lease exclusivity, renewal, release by the holder only and expiry, seen through two
-/// handles (the same one twice for a single-process store).
-pub async fn leases(a: &dyn SessionStore, b: &dyn SessionStore) {
+// === Two handles (or one twice) =========================================================
+
+/// A lease is exclusive; its holder re-acquires and renews it; only the holder renews or
+/// releases it, once; after release another takes it, and the first has lost it.
+pub async fn a_lease_is_exclusive_and_only_its_holder_renews_or_releases_it(
+    a: &dyn SessionStore,
+    b: &dyn SessionStore,
+) {
     let k = fresh_key();
     let long = Duration::from_secs(30);
     assert!(a.lease_acquire(&k, "A", long).await.expect("acquire"));
@@ -243,8 +317,14 @@ pub async fn leases(a: &dyn SessionStore, b: &dyn SessionStore) {
         "A lost it"
     );
     assert!(b.lease_release(&k, "B").await.expect("release"));
+}
 
-    // A lease ends at its deadline unless renewed; renewal pushes the deadline.
+/// A lease ends at its deadline unless renewed; renewal pushes the deadline.
+pub async fn a_lease_ends_at_its_deadline_unless_renewed(
+    a: &dyn SessionStore,
+    b: &dyn SessionStore,
+) {
+    let long = Duration::from_secs(30);
     let k = fresh_key();
     let short = Duration::from_millis(400);
     assert!(a.lease_acquire(&k, "A", short).await.expect("acquire"));
@@ -272,7 +352,10 @@ pub async fn leases(a: &dyn SessionStore, b: &dyn SessionStore) {
 }
 
 /// True once per key within the time to live, for every handle on the store.
-pub async fn remember_once(a: &dyn SessionStore, b: &dyn SessionStore) {
+pub async fn remember_once_is_true_once_per_key_within_its_ttl(
+    a: &dyn SessionStore,
+    b: &dyn SessionStore,
+) {
     let k: [u8; 32] = tokengate::crypto::random_bytes::<32>();
     let other: [u8; 32] = tokengate::crypto::random_bytes::<32>();
     let ttl = Duration::from_millis(500);
@@ -309,44 +392,47 @@ pub async fn remember_once(a: &dyn SessionStore, b: &dyn SessionStore) {
     );
 }
 
-/// Two handles on one store, as two instances: they see each other's writes, conflict on
-/// versions, share leases and the once-set, and each hears of the other's changes — not
-/// of its own. Both must be subscribed to notices already; `Lost` notices are skipped.
-pub async fn shared(a: Arc<dyn SessionStore>, b: Arc<dyn SessionStore>) {
+// === Two handles on one store, as two instances =========================================
+// Both must be subscribed to notices already, and nothing else may write to their store
+// meanwhile (a notice of another test's write would be out of place); `Lost` notices are
+// skipped.
+
+/// Each hears of the other's writes, never of its own: notices of one channel arrive in
+/// the order they were sent, so a notice of one's own write would come first. Each finds
+/// the index entries of both.
+pub async fn each_handle_hears_the_others_changes_not_its_own(
+    a: &dyn SessionStore,
+    b: &dyn SessionStore,
+) {
     let mut a_notices = a.changes().expect("a shared store reports changes");
     let mut b_notices = b.changes().expect("a shared store reports changes");
-    let later = unix_now() + 3600;
-    let tag = fresh_key().hex();
-    let sub = format!("erin-{tag}");
-    let create = |s: Arc<dyn SessionStore>, k: StoreKey| {
-        let sub = sub.clone();
-        async move {
-            let w = put(s.as_ref(), k, b"v", later, &idx(&sub, None), Expect::Absent).await;
-            assert!(matches!(w, Written::Ok(_)), "create failed");
-        }
-    };
-
-    // === each hears the other, never itself: notices of one channel arrive in the order
-    // they were sent, so a notice of one's own write would come first.
+    let sub = unique("erin");
+    let ix = idx(&sub, None);
     let (x, y, z) = (fresh_key(), fresh_key(), fresh_key());
-    create(a.clone(), x).await;
-    create(b.clone(), y).await;
+    create(a, x, b"v", &ix).await;
+    create(b, y, b"v", &ix).await;
     next_notice(&mut a_notices, y, "a hears b's create, not its own").await;
     next_notice(&mut b_notices, x, "b hears a's create").await;
-    create(a.clone(), z).await;
+    create(a, z, b"v", &ix).await;
     next_notice(&mut b_notices, z, "b hears a's next create, not its own").await;
+    let mut found = a.find(&IndexKey::sub(&sub)).await.expect("find");
+    found.sort();
+    let mut want = vec![x, y, z];
+    want.sort();
+    assert_eq!(found, want);
+}
 
-    // === writes, versions and deletes cross over
+/// Writes, versions and deletes of one are seen by the other, with a notice each.
+pub async fn writes_versions_and_deletes_cross_between_handles(
+    a: &dyn SessionStore,
+    b: &dyn SessionStore,
+) {
+    let mut a_notices = a.changes().expect("a shared store reports changes");
+    let mut b_notices = b.changes().expect("a shared store reports changes");
+    let later = later();
+    let sub = unique("erin");
     let k = fresh_key();
-    let Written::Ok(v1) = put(
-        a.as_ref(),
-        k,
-        b"from-a",
-        later,
-        &idx(&sub, None),
-        Expect::Absent,
-    )
-    .await
+    let Written::Ok(v1) = put(a, k, b"from-a", later, &idx(&sub, None), Expect::Absent).await
     else {
         panic!("create on a failed")
     };
@@ -354,7 +440,7 @@ pub async fn shared(a: Arc<dyn SessionStore>, b: Arc<dyn SessionStore>) {
     assert_eq!(seen.value, b"from-a");
     next_notice(&mut b_notices, k, "b hears of a's create").await;
     let Written::Ok(v2) = put(
-        b.as_ref(),
+        b,
         k,
         b"from-b",
         later,
@@ -366,32 +452,17 @@ pub async fn shared(a: Arc<dyn SessionStore>, b: Arc<dyn SessionStore>) {
         panic!("b's write failed")
     };
     assert!(v2 > v1);
-    let late = put(
-        a.as_ref(),
-        k,
-        b"stale",
-        later,
-        &idx(&sub, None),
-        Expect::Version(v1),
-    )
-    .await;
+    let late = put(a, k, b"stale", later, &idx(&sub, None), Expect::Version(v1)).await;
     assert_eq!(
         late,
         Written::Conflict,
         "a's stale version loses to b's write"
     );
     next_notice(&mut a_notices, k, "a hears of b's rewrite").await;
-    let mut found = a.find(&IndexKey::sub(&sub)).await.expect("find");
-    found.sort();
-    let mut want = vec![x, y, z, k];
-    want.sort();
-    assert_eq!(found, want);
+    assert_eq!(a.find(&IndexKey::sub(&sub)).await.expect("find"), vec![k]);
     assert!(a.delete(&k).await.expect("delete"));
     next_notice(&mut b_notices, k, "b hears of a's delete").await;
     assert!(b.get(&k).await.expect("get").is_none());
-
-    leases(a.as_ref(), b.as_ref()).await;
-    remember_once(a.as_ref(), b.as_ref()).await;
 }
 
 /// Waits for the next notice, which must be about `k`.

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test module uses a different part of the harness
 
 pub mod browser;
+pub mod capture;
 pub mod dbsc;
 pub mod instance;
 pub mod nginx;
@@ -37,6 +38,11 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Now, in seconds since the Unix epoch (as the gateway counts).
+pub fn now() -> u64 {
+    tokengate::session::unix_now()
 }
 
 /// The status of a plain GET of `url` (health and readiness probes).

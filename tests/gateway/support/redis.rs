@@ -1,10 +1,13 @@
 //! Real `redis-server` processes for the tests: one standalone server, or a 3-node Redis
-//! Cluster, on free loopback ports, each in a temporary directory, stopped on drop.
+//! Cluster, on free loopback ports, each in a temporary directory, stopped on drop. Tests
+//! that only need keys of their own may share one of each with the whole test process
+//! (`shared`): those are stopped when the process ends, however it ends.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// How long a server may take to answer PING, and a cluster to reach `cluster_state:ok`.
@@ -16,8 +19,20 @@ pub struct RedisServer {
     /// Also `--cluster-port` for a cluster node.
     bus_port: u16,
     cluster: bool,
+    /// Run under [`WATCHDOG`]: stopped, and its directory removed, when this process ends.
+    for_process: bool,
     dir: tempfile::TempDir,
 }
+
+/// `sh -c WATCHDOG sh DIR redis-server ARGS…`: runs the server, and stops it and removes
+/// DIR once its stdin (a pipe from the test process) reaches end of file, which happens
+/// when the test process ends, even killed; it exits with the server.
+const WATCHDOG: &str = r#"dir=$1; shift
+"$@" & pid=$!
+exec 3<&0
+( read -r _ <&3; kill "$pid" 2>/dev/null
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done; rm -rf "$dir" ) &
+wait "$pid""#;
 
 /// A port nothing listens on right now (the kernel's pick, released at once).
 pub fn free_port() -> u16 {
@@ -30,15 +45,24 @@ pub fn free_port() -> u16 {
 impl RedisServer {
     /// A standalone server; blocks until it answers PING.
     pub fn start() -> RedisServer {
-        RedisServer::launch(false)
+        RedisServer::launch(false, false)
     }
 
-    fn launch(cluster: bool) -> RedisServer {
+    /// The standalone server of this test process, started by the first test that asks
+    /// (blocking), then shared by every test until the process ends. Its users keep to
+    /// keys of their own, and do not count on hearing only their own change notices.
+    pub fn shared() -> &'static RedisServer {
+        static SHARED: OnceLock<RedisServer> = OnceLock::new();
+        SHARED.get_or_init(|| RedisServer::launch(false, true))
+    }
+
+    fn launch(cluster: bool, for_process: bool) -> RedisServer {
         let mut server = RedisServer {
             child: None,
             port: free_port(),
             bus_port: free_port(),
             cluster,
+            for_process,
             dir: tempfile::tempdir().expect("tempdir"),
         };
         server.spawn();
@@ -51,7 +75,13 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let dir = self.dir.path();
-        let mut cmd = Command::new("redis-server");
+        let mut cmd = if self.for_process {
+            let mut sh = Command::new("sh");
+            sh.args(["-c", WATCHDOG, "sh"]).arg(dir).arg("redis-server");
+            sh
+        } else {
+            Command::new("redis-server")
+        };
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
@@ -64,8 +94,13 @@ impl RedisServer {
                 .arg("--cluster-config-file")
                 .arg(dir.join("nodes.conf"));
         }
+        let stdin = if self.for_process {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
         let child = cmd
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -128,7 +163,19 @@ impl RedisCluster {
     /// Starts the nodes, joins them with `redis-cli --cluster create`, and waits until
     /// every node reports `cluster_state:ok`. Blocks.
     pub fn start() -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::launch(true)).collect();
+        RedisCluster::launch(false)
+    }
+
+    /// The cluster of this test process, shared as [`RedisServer::shared`] is.
+    pub fn shared() -> &'static RedisCluster {
+        static SHARED: OnceLock<RedisCluster> = OnceLock::new();
+        SHARED.get_or_init(|| RedisCluster::launch(true))
+    }
+
+    fn launch(for_process: bool) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| RedisServer::launch(true, for_process))
+            .collect();
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
