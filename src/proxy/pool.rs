@@ -245,8 +245,11 @@ impl Pool {
     }
 
     /// HTTP/1.1: an idle connection or a new one. A request that hyper hands back as not
-    /// written (the idle connection had closed under it) goes again on another; once any
-    /// of it was written it never does, whatever its method.
+    /// written (the idle connection had closed under it) goes again on another. Once any
+    /// of it was written, only a bodiless request of an idempotent method (RFC 9110
+    /// §9.2.2) goes again, and only when the reused connection closed before any answer:
+    /// an upstream that closes a keep-alive connection without saying so may do it just
+    /// as the next request is written.
     #[expect(
         clippy::manual_async_fn,
         reason = "an `async fn` keeps its arguments twice; see `proxy::forward`"
@@ -266,6 +269,7 @@ impl Pool {
                 };
                 // An idle connection was ready when it went back; a new one is ready once
                 // its handshake is done. One that closed since hands the request back.
+                let again = if reused { replayable(&req) } else { None };
                 let sent = tokio::time::timeout_at(deadline, conn.sender.try_send_request(req));
                 let Ok(sent) = sent.await else {
                     conn.task.abort();
@@ -273,8 +277,9 @@ impl Pool {
                 };
                 match sent {
                     Ok(resp) => return Ok(self.lease(conn, resp)),
-                    Err(mut e) => match e.take_message() {
-                        Some(back) if reused => req = back,
+                    Err(mut e) => match (e.take_message(), again) {
+                        (Some(back), _) if reused => req = back,
+                        (None, Some(copy)) if e.error().is_incomplete_message() => req = copy,
                         _ => return Err(SendError::Exchange(e.into_error())),
                     },
                 }
@@ -440,6 +445,26 @@ fn prune_period(idle: Duration) -> Duration {
 fn prunes_to_expire(idle: Duration) -> u64 {
     let period = prune_period(idle).as_nanos();
     u64::try_from(idle.as_nanos().div_ceil(period)).unwrap_or(u64::MAX)
+}
+
+/// A copy of `req` to send again, for a bodiless request of an idempotent method (its
+/// head; the header values are reference-counted bytes); `None` for any other. The
+/// copy's body is empty, as the original's was.
+fn replayable(req: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
+    use http::Method;
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    if !idempotent || !http_body::Body::is_end_stream(req.body()) {
+        return None;
+    }
+    let mut copy = Request::new(http_body_util::Either::Right(http_body_util::Empty::new()));
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
 }
 
 #[cfg(test)]
