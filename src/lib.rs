@@ -15,7 +15,7 @@
 //!   [`bff::logout`] and the provider's [`bff::backchannel`] logout, with [`bff::csrf`]
 //!   guarding the SPA's calls.
 //! - [`proxy::forward`] runs the phases of a proxied call: admit, authorise (CSRF,
-//!   session, token), prepare ([`proxy::headers`]), send ([`proxy::upstream`], with a
+//!   session, token), prepare ([`proxy::headers`]), send ([`net`] and [`proxy::pool`], with a
 //!   [`proxy::dpop`] proof for DPoP-bound tokens), respond (and [`proxy::upgrade`] for
 //!   WebSockets).
 //! - [`session`] finds the session behind the cookie: [`session::Sessions`] caches
@@ -53,6 +53,7 @@ pub mod crypto;
 pub mod forward_auth;
 pub mod logging;
 pub mod metrics;
+pub mod net;
 pub mod oidc;
 pub mod proxy;
 pub mod route;

@@ -24,6 +24,10 @@ tokio::task_local! {
     static REQUEST_ID: HeaderValue;
 }
 
+/// The target of the access log's lines (`[log] access`, `server::access_log`): on at
+/// `info` whatever the log level, unless the level names it.
+pub const ACCESS_TARGET: &str = "tokengate::access";
+
 /// `request` with `id` as its request ID: every line it logs names it. Only its own
 /// task: work it spawns logs without the ID. (Not an `async fn`: that would move the
 /// request's future once more.)
@@ -179,7 +183,7 @@ where
         let target = event.metadata().target();
         w.write_str(target)?;
         w.write_str(": ")?;
-        if target == crate::server::access_log::TARGET {
+        if target == ACCESS_TARGET {
             // One per request: written plainly (see `PlainFields`).
             let mut fields = PlainFields {
                 w: &mut w,

@@ -6,13 +6,11 @@
 //! fixed at start, so recording one is an index and two increments.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-
-use crate::server::listener::OpenConnections;
 
 #[derive(Default)]
 pub struct Counter(AtomicU64);
@@ -264,6 +262,64 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Connections currently open on a listener, for `/metrics` and for tests that prove a
+/// fault leaves none behind; those refused for `server.max_connections`; and those each
+/// worker accepted (how evenly the kernel spreads them).
+pub struct OpenConnections {
+    open: AtomicI64,
+    refused: AtomicU64,
+    accepted: Box<[AtomicU64]>,
+}
+
+impl Default for OpenConnections {
+    fn default() -> Self {
+        OpenConnections::new(1)
+    }
+}
+
+impl OpenConnections {
+    /// The counts of a listener served by `workers` workers.
+    pub fn new(workers: usize) -> OpenConnections {
+        OpenConnections {
+            open: AtomicI64::new(0),
+            refused: AtomicU64::new(0),
+            accepted: (0..workers.max(1)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    pub fn get(&self) -> i64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed as they were accepted, the listener being full.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted so far, by worker.
+    pub fn accepted(&self) -> impl Iterator<Item = u64> + '_ {
+        self.accepted.iter().map(|n| n.load(Ordering::Relaxed))
+    }
+
+    /// A connection accepted by `worker` is open.
+    pub fn opened(&self, worker: usize) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        if let Some(n) = self.accepted.get(worker) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// An open connection has closed.
+    pub fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A connection was closed as it was accepted, the listener being full.
+    pub fn refuse(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

@@ -437,3 +437,13 @@ impl Config {
         validate::validate(raw).map_err(|problems| ConfigError { problems })
     }
 }
+
+/// An ACR value as a parameter or a claim may carry it: 1 to 255 printable ASCII
+/// characters without spaces, quotes or backslashes (so it fits in a quoted challenge
+/// parameter and a space-separated list unchanged). A route's `acr` values are checked
+/// with it, as are `acr_values` at `/bff/login` (`oidc::params`).
+pub fn is_acr_value(v: &str) -> bool {
+    (1..=255).contains(&v.len())
+        && v.bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+}

@@ -18,7 +18,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context, Layer};
 
 /// The access log's target: on at `info` whatever the level, unless named.
-const ACCESS: &str = crate::server::access_log::TARGET;
+const ACCESS: &str = super::ACCESS_TARGET;
 
 /// The filter in force; `None` until [`install`].
 static CURRENT: ArcSwapOption<Targets> = ArcSwapOption::const_empty();

@@ -62,7 +62,7 @@ impl<'a> MakeWriter<'a> for Output {
 
     fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Line {
         Line {
-            gather: meta.target() == crate::server::access_log::TARGET,
+            gather: meta.target() == super::ACCESS_TARGET,
         }
     }
 }

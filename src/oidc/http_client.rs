@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::proxy::upstream::{connector, Connector};
+use crate::net::{connector, Connector};
 
 /// Largest provider answer read (discovery documents and JWKS are a few KiB).
 const MAX_BODY: usize = 1 << 20;
@@ -154,7 +154,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_idle_past_the_reuse_limit_is_not_used_again() {
-        let tls = crate::proxy::upstream::tls_client_config(&[], None).expect("tls");
+        let tls = crate::net::tls_client_config(&[], None).expect("tls");
         let http = ProviderHttp::new(Duration::from_secs(5), Duration::from_secs(5), tls);
         let (addr, accepted) = server().await;
         get(&http, addr).await;

@@ -6,7 +6,7 @@
 use super::http_client::ProviderHttp;
 use super::metadata::{self, LookFor, Metadata, Rfc8414, Source};
 use crate::config::{Config, OidcConfig, ProviderEndpoint};
-use crate::proxy::upstream::tls_client_config;
+use crate::net::tls_client_config;
 
 /// What the provider advertises, one line each, and the problems: configured features
 /// it does not offer (each with the key at fault).

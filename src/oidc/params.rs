@@ -103,14 +103,9 @@ fn prompt(value: &str) -> Result<Prompt, &'static str> {
     Ok(Prompt::Interactive(seen.join(" ")))
 }
 
-/// An ACR value as a parameter or a claim may carry it: 1 to 255 printable ASCII
-/// characters without spaces, quotes or backslashes (so it fits in a quoted challenge
-/// parameter and a space-separated list unchanged).
-pub fn is_acr_value(v: &str) -> bool {
-    (1..=255).contains(&v.len())
-        && v.bytes()
-            .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
-}
+/// An ACR value as a parameter or a claim may carry it (defined with the route `acr`
+/// rules the configuration checks).
+pub use crate::config::is_acr_value;
 
 /// Up to ten space-separated ACR values.
 pub fn acr_values(value: &str) -> Result<String, &'static str> {

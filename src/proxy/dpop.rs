@@ -10,9 +10,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request};
 use http_body_util::{Either, Empty};
 
-use super::upstream::UpstreamBody;
 use crate::app::Gateway;
 use crate::crypto::signing::SigningKey;
+use crate::net::UpstreamBody;
 use crate::oidc::dpop::{self, DPOP};
 use crate::server::Reject;
 

@@ -24,9 +24,7 @@ pub mod access;
 pub mod dpop;
 pub mod headers;
 pub mod pool;
-pub mod timeout;
 pub mod upgrade;
-pub mod upstream;
 
 use std::future::Future;
 use std::time::Instant;
@@ -41,13 +39,13 @@ use crate::app::Gateway;
 use crate::bff::csrf;
 use crate::config::TokenPolicy;
 use crate::crypto::cookie;
+use crate::net::timeout::TimedBody;
+use crate::net::UpstreamBody;
 use crate::route::Route;
 use crate::server::listener::ConnInfo;
 use crate::server::{Body, Reject};
 use crate::session::{unix_now, StoreKey};
 use pool::PooledBody;
-use timeout::TimedBody;
-use upstream::UpstreamBody;
 
 /// The phases, in order; a [`Reject`] is the caller's to turn into its response.
 ///

@@ -30,7 +30,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::task::AbortHandle;
 use tower_service::Service;
 
-use super::upstream::{Connector, UpstreamBody};
+use crate::net::{Connector, UpstreamBody};
 use crate::route::Route;
 
 pub use body::{BodyError, PooledBody};

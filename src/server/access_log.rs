@@ -53,11 +53,11 @@ use sha2::{Digest, Sha256};
 use super::Body;
 use crate::config::LogConfig;
 use crate::metrics::RouteStats;
+use crate::net::timeout::{BytesIn, CountBytes};
 use crate::session::StoreKey;
 
-/// The target of the access lines: on at `info` whatever the log level, unless the level
-/// names it (`logging::set_level`).
-pub const TARGET: &str = "tokengate::access";
+/// The target of the access lines (`logging::ACCESS_TARGET`).
+pub use crate::logging::ACCESS_TARGET as TARGET;
 
 /// The body of every public response: as the gateway made it, or, with the access log
 /// on, counted and logged when it is done.
@@ -205,7 +205,7 @@ pub fn upstream_answered(started: Instant) {
 
 /// Hook: a counter for the request body on its way upstream, if the access log is on.
 pub fn request_body() -> Option<BytesIn> {
-    ENTRY.try_with(|e| BytesIn(e.clone())).ok()
+    ENTRY.try_with(|e| e.clone() as BytesIn).ok()
 }
 
 /// Hook: the gateway read `n` bytes of the request body itself (a `/bff` endpoint).
@@ -214,11 +214,9 @@ pub fn read_body(n: usize) {
 }
 
 /// Counts request body bytes for the request's line, from whichever task reads them.
-pub struct BytesIn(Arc<Entry>);
-
-impl BytesIn {
-    pub fn add(&self, n: usize) {
-        self.0.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+impl CountBytes for Entry {
+    fn add(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 

@@ -7,7 +7,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::drain::Drain;
 use super::head_timer::{HeadSweep, HeadTimer};
+use crate::metrics::OpenConnections;
 use crate::shutdown::Shutdown;
 
 /// What the handler learns about the connection a request came on.
@@ -82,62 +82,19 @@ fn builder(limits: &Limits, heads: HeadTimer) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Connections currently open on a listener, for `/metrics` and for tests that prove a
-/// fault leaves none behind; those refused for `server.max_connections`; and those each
-/// worker accepted (how evenly the kernel spreads them).
-pub struct OpenConnections {
-    open: AtomicI64,
-    refused: AtomicU64,
-    accepted: Box<[AtomicU64]>,
-}
-
-impl Default for OpenConnections {
-    fn default() -> Self {
-        OpenConnections::new(1)
-    }
-}
-
-impl OpenConnections {
-    /// The counts of a listener served by `workers` workers.
-    pub fn new(workers: usize) -> OpenConnections {
-        OpenConnections {
-            open: AtomicI64::new(0),
-            refused: AtomicU64::new(0),
-            accepted: (0..workers.max(1)).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    pub fn get(&self) -> i64 {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    /// Connections closed as they were accepted, the listener being full.
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
-    }
-
-    /// Connections accepted so far, by worker.
-    pub fn accepted(&self) -> impl Iterator<Item = u64> + '_ {
-        self.accepted.iter().map(|n| n.load(Ordering::Relaxed))
-    }
-}
-
 /// Decrements the count when the connection's task ends, however it ends.
 struct Counted(Arc<OpenConnections>);
 
 impl Counted {
     fn new(open: Arc<OpenConnections>, worker: usize) -> Counted {
-        open.open.fetch_add(1, Ordering::Relaxed);
-        if let Some(n) = open.accepted.get(worker) {
-            n.fetch_add(1, Ordering::Relaxed);
-        }
+        open.opened(worker);
         Counted(open)
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.closed();
     }
 }
 
@@ -168,7 +125,7 @@ pub async fn run<H, F, B>(
         if open.get() >= i64::try_from(limits.max_connections).unwrap_or(i64::MAX) {
             // Full: closed at once, before a byte is read (nginx does the same when its
             // worker_connections run out); the client may try again.
-            open.refused.fetch_add(1, Ordering::Relaxed);
+            open.refuse();
             tracing::debug!(%remote, "server.max_connections reached; connection closed");
             drop(stream);
             continue;

@@ -1,5 +1,5 @@
 //! The OTLP exporter's HTTP client: hyper's, over the gateway's rustls connector
-//! ([`crate::proxy::upstream::connector`]: Mozilla roots, no OpenSSL), instead of the
+//! ([`crate::net::connector`]: Mozilla roots, no OpenSSL), instead of the
 //! reqwest client the exporter would otherwise bring.
 //!
 //! The SDK's batch processor exports from a thread of its own, through a blocking
@@ -17,7 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry_http::{HttpClient, HttpError, Request, Response};
 
-use crate::proxy::upstream::{connector, tls_client_config, Connector};
+use crate::net::{connector, tls_client_config, Connector};
 
 /// Longest exchange with the collector, connection included (OTLP's default).
 pub const TIMEOUT: Duration = Duration::from_secs(10);

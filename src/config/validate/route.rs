@@ -247,7 +247,7 @@ fn access(c: &mut Checker, i: usize, r: &RawRoute, token: TokenPolicy) -> (Vec<C
             c.fail(&at("acr"), "must list at least one value");
         }
         for (j, v) in values.iter().enumerate() {
-            if !crate::oidc::params::is_acr_value(v) {
+            if !crate::config::is_acr_value(v) {
                 c.fail(
                     &format!("route[{i}].acr[{j}]"),
                     format!("invalid acr value {v:?} (printable ASCII, no spaces or quotes)"),

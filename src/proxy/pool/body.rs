@@ -10,7 +10,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::{Conn, Pool};
-use crate::proxy::timeout::{ReadTimer, Silent};
+use crate::net::timeout::{ReadTimer, Silent};
 
 /// An upstream response body that returns its connection to the pool once read to the
 /// end; dropped before that, or failed, it closes the connection.

@@ -14,7 +14,13 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::server::access_log::BytesIn;
+/// Where a body's bytes are counted (the request's access line: `server::access_log`).
+pub trait CountBytes: Send + Sync {
+    fn add(&self, n: usize);
+}
+
+/// A counter for a body's bytes, shared with whoever writes them down.
+pub type BytesIn = std::sync::Arc<dyn CountBytes>;
 
 /// The silence allowed, and the timer of the silence under way.
 pub struct ReadTimer {

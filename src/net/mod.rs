@@ -1,5 +1,8 @@
 //! Outbound HTTP: the connectors and TLS set-up shared by the upstream pools
-//! ([`super::pool`]) and the provider client.
+//! (`proxy::pool`), the provider client (`oidc::http_client`) and the trace exporter,
+//! and the read timeout of the bodies they stream ([`timeout`]).
+
+pub mod timeout;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +12,8 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls_pki_types::CertificateDer;
 
-use super::timeout::TimedBody;
 use crate::config::{TlsIdentity, UpstreamConfig};
+use timeout::TimedBody;
 
 pub type Connector = HttpsConnector<HttpConnector>;
 
