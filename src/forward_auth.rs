@@ -40,13 +40,13 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::app::Gateway;
 use crate::crypto::cookie;
+use crate::gateway::Gateway;
 use crate::metrics::RouteStats;
 use crate::oidc::dpop::DPOP;
 use crate::proxy::{self, Credential};
 use crate::route::Route;
-use crate::server::dispatch::has_dot_segment;
+use crate::server::request::has_dot_segment;
 use crate::server::{Body, Reject};
 
 /// The refusal's JSON body again, as a header: what an nginx `auth_request` can read.
@@ -82,7 +82,7 @@ async fn decide<'g>(gw: &'g Gateway, headers: &HeaderMap) -> (Response<Body>, &'
         Err(reject) => return (refused(&reject), gw.metrics.unmatched()),
     };
     let path = target.path();
-    // The public listener's own order (`server::dispatch`): dot segments refused, `/bff`
+    // The public listener's own order (`app::dispatch`): dot segments refused, `/bff`
     // the gateway's own and never a route's, then the longest matching route.
     if has_dot_segment(path) {
         let reject = Reject::BadRequest("the path has dot segments");
@@ -144,7 +144,7 @@ fn original(headers: &HeaderMap) -> Result<(Method, PathAndQuery), Reject> {
 /// both. A browser's handshake always carries `Sec-WebSocket-Key`, which no page script
 /// can set (a `Sec-` name), so it stands for the upgrade as safely as `Upgrade` does.
 fn is_upgrade(headers: &HeaderMap) -> bool {
-    proxy::headers::is_upgrade(headers) || headers.contains_key(SEC_WEBSOCKET_KEY)
+    crate::server::headers::is_upgrade(headers) || headers.contains_key(SEC_WEBSOCKET_KEY)
 }
 
 /// 200 with what the ingress sends upstream.

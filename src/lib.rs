@@ -8,14 +8,14 @@
 //! The modules in the order a request meets them:
 //!
 //! - [`server::listener`] accepts connections (TLS via rustls, HTTP/1.1 and HTTP/2, head
-//!   limits, graceful drain) and hands each request to [`server::dispatch`].
-//! - [`server::dispatch`] sends `/bff/*` to [`bff`] and everything else through the
-//!   [`route`] table to [`proxy`].
+//!   limits, graceful drain) and hands each request to [`app::dispatch`].
+//! - [`app::dispatch`] names the request ([`server::request`]), sends `/bff/*` to [`bff`]
+//!   and everything else through the [`route`] table to [`proxy`].
 //! - [`bff`] answers login ([`bff::login`], [`bff::callback`]), [`bff::user`],
-//!   [`bff::logout`] and the provider's [`bff::backchannel`] logout, with [`bff::csrf`]
+//!   [`bff::logout`] and the provider's [`bff::backchannel`] logout, with [`server::csrf`]
 //!   guarding the SPA's calls.
 //! - [`proxy::forward`] runs the phases of a proxied call: admit, authorise (CSRF,
-//!   session, token), prepare ([`proxy::headers`]), send ([`net`] and [`proxy::pool`], with a
+//!   session, token), prepare ([`server::headers`]), send ([`net::pool`], with a
 //!   [`proxy::dpop`] proof for DPoP-bound tokens), respond (and [`proxy::upgrade`] for
 //!   WebSockets).
 //! - [`session`] finds the session behind the cookie: [`session::Sessions`] caches
@@ -37,8 +37,16 @@
 //!   admin listener.
 //! - [`logging`] writes the log lines, each line of a request naming its ID;
 //!   [`telemetry`] exports the request's trace (when `[telemetry]` names a collector).
-//! - [`config`] loads and validates the configuration; [`app`] builds the [`app::Gateway`]
-//!   from it and serves; [`shutdown`] carries the drain signal.
+//! - [`config`] loads and validates the configuration; [`gateway`] builds the
+//!   [`gateway::Gateway`] from it, the one object handlers share; [`app`] serves it and
+//!   reloads it; [`shutdown`] carries the drain signal.
+//!
+//! No two top-level modules import each other, even through others: from the bottom,
+//! [`crypto`], [`config`], [`logging`] and [`metrics`]; [`route`], [`session`] and
+//! [`net`] (outbound HTTP and the upstream pools); [`oidc`], [`telemetry`] and
+//! [`token`]; [`server`] (what every request meets before and after its handler); the
+//! [`gateway`]; the handlers [`bff`], [`proxy`], [`forward_auth`] and [`admin`]; and
+//! [`app`] on top.
 
 // Nothing the network, a user or a store controls may panic the gateway: outside tests,
 // `unwrap` and `expect` are refused by the linter (the one exception, the OS failing to
@@ -51,6 +59,7 @@ pub mod bff;
 pub mod config;
 pub mod crypto;
 pub mod forward_auth;
+pub mod gateway;
 pub mod logging;
 pub mod metrics;
 pub mod net;

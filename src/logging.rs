@@ -162,7 +162,7 @@ where
         }
         let mut spans = 0;
         if let Some(id) = request_id() {
-            // The ID is of `[A-Za-z0-9-_.:]` only (server::dispatch): written as it is.
+            // The ID is of `[A-Za-z0-9-_.:]` only (server::request): written as it is.
             w.write_str("request{id=")?;
             w.write_str(id.to_str().unwrap_or("-"))?;
             w.write_str("}:")?;

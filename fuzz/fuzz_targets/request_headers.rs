@@ -36,7 +36,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use tokengate::config::Config;
 use tokengate::crypto::cookie;
-use tokengate::proxy::headers::{self, Forwarding, RequestContext};
+use tokengate::server::headers::{self, Forwarding, RequestContext};
 use tokengate::route::Route;
 use tokengate::server::listener::ConnInfo;
 

@@ -28,7 +28,7 @@ mod common;
 use arbitrary::Arbitrary;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use tokengate::proxy::headers;
+use tokengate::server::headers;
 
 const LABELS: &[&str] = &[
     "rewritten or refused, invariants checked",

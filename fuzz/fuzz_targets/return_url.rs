@@ -5,7 +5,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use tokengate::bff::return_url::is_local;
+use tokengate::server::return_url::is_local;
 
 const LABELS: &[&str] = &["accepted, invariants checked"];
 

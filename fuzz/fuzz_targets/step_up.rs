@@ -11,7 +11,7 @@ mod common;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use libfuzzer_sys::fuzz_target;
 use tokengate::bff::login::read_query;
-use tokengate::bff::return_url::is_local;
+use tokengate::server::return_url::is_local;
 use tokengate::oidc::params::{self, Prompt};
 use tokengate::proxy::access::upstream_step_up;
 use tokengate::server::Reject;

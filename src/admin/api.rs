@@ -12,8 +12,8 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 
-use crate::app::Gateway;
-use crate::bff::query_param;
+use crate::gateway::Gateway;
+use crate::server::query_param;
 use crate::server::respond::json;
 use crate::server::{Body, Reject};
 use crate::session::{EndReason, IndexKey, StoreKey};

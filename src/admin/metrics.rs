@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::app::Gateway;
+use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 
 /// The whole `/metrics` page.

@@ -7,7 +7,7 @@ pub mod metrics;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::app::Gateway;
+use crate::gateway::Gateway;
 use crate::server::respond::{json, text};
 use crate::server::{Body, Reject};
 

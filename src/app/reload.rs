@@ -7,8 +7,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::serving::limits_of;
-use super::Gateway;
 use crate::config::Config;
+use crate::gateway::Gateway;
 use crate::server::listener::SharedLimits;
 
 /// The configuration being served: every new request takes the gateway current when it

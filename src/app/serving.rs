@@ -12,8 +12,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::reload::{reload_on_hangup, Current};
-use super::{Gateway, StartError};
 use crate::config::Config;
+use crate::gateway::{Gateway, StartError};
 use crate::server::listener::{self, Limits, SharedLimits};
 use crate::shutdown;
 
@@ -241,9 +241,7 @@ impl Worker {
             limits,
             stop,
             open,
-            move |req, conn| {
-                crate::server::dispatch::handle(current.gateway.load_full(), req, conn)
-            },
+            move |req, conn| super::dispatch::handle(current.gateway.load_full(), req, conn),
         )
     }
 

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 
-use crate::app::Gateway;
+use crate::gateway::Gateway;
 use crate::oidc::logout_token::{self, LogoutClaims, CLOCK_SKEW_SECS, MAX_AGE_SECS};
 use crate::server::{Body, Reject};
 use crate::session::{unix_now, EndReason, IndexKey, StoreKey};

@@ -11,9 +11,9 @@ use hyper::body::Incoming;
 
 use super::login::{LoginState, LOGIN_STATE_TTL};
 use super::query_param;
-use crate::app::Gateway;
 use crate::crypto::signing::SigningKey;
 use crate::crypto::{self, cookie};
+use crate::gateway::Gateway;
 use crate::oidc::{GrantError, Provider, TokenSet};
 use crate::server::respond::{redirect, PageError};
 use crate::server::Body;

@@ -12,13 +12,13 @@ use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
-use super::return_url;
-use crate::app::Gateway;
 use crate::crypto;
 use crate::crypto::signing::SigningKey;
+use crate::gateway::Gateway;
 use crate::oidc::params::LoginParams;
 use crate::oidc::provider::AuthRequest;
 use crate::server::respond::{redirect, PageError};
+use crate::server::return_url;
 use crate::server::Body;
 use crate::session::unix_now;
 

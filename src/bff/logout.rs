@@ -13,9 +13,10 @@ use std::time::Duration;
 use http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 
-use super::{csrf, query_param};
-use crate::app::Gateway;
+use super::query_param;
+use crate::gateway::Gateway;
 use crate::oidc::Provider;
+use crate::server::csrf;
 use crate::server::respond::redirect;
 use crate::server::{Body, Reject};
 use crate::session::EndReason;
@@ -26,7 +27,7 @@ const REVOKE_LIMIT: Duration = Duration::from_secs(5);
 pub async fn logout(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, Reject> {
     let session = gw.session_from(req.headers()).await?;
     if req.method() == Method::POST {
-        csrf::check(gw, req.headers())?;
+        csrf::check(&gw.config.server.public_origin, req.headers())?;
     } else {
         let Some(sid) = query_param(req, "sid") else {
             return Err(Reject::BadRequest(

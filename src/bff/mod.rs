@@ -7,17 +7,16 @@
 
 pub mod backchannel;
 pub mod callback;
-pub mod csrf;
 pub mod dbsc;
 pub mod login;
 pub mod logout;
-pub mod return_url;
 pub mod user;
 
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
-use crate::app::Gateway;
+use crate::gateway::Gateway;
+pub use crate::server::query_param;
 use crate::server::{Body, Reject};
 
 pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
@@ -48,12 +47,4 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
         _ => Err(Reject::NotFound),
     };
     result.unwrap_or_else(|r| r.response())
-}
-
-/// The value of query parameter `name`, percent-decoded; the first if repeated.
-pub fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
-    let q = req.uri().query()?;
-    url::form_urlencoded::parse(q.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
 }

@@ -6,13 +6,14 @@
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::{csrf, query_param};
-use crate::app::Gateway;
+use super::query_param;
+use crate::gateway::Gateway;
+use crate::server::csrf;
 use crate::server::respond::json;
 use crate::server::{Body, Reject};
 
 pub async fn get(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, Reject> {
-    csrf::check(gw, req.headers())?;
+    csrf::check(&gw.config.server.public_origin, req.headers())?;
     let slide = query_param(req, "slide").as_deref() != Some("false");
     let live = gw
         .session_with(req.headers(), slide)

@@ -1,7 +1,8 @@
 //! Outbound HTTP: the connectors and TLS set-up shared by the upstream pools
-//! (`proxy::pool`), the provider client (`oidc::http_client`) and the trace exporter,
+//! ([`pool`]), the provider client (`oidc::http_client`) and the trace exporter,
 //! and the read timeout of the bodies they stream ([`timeout`]).
 
+pub mod pool;
 pub mod timeout;
 
 use std::sync::Arc;

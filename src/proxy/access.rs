@@ -6,10 +6,10 @@
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 
-use crate::bff::return_url;
 use crate::config::ClaimRule;
 use crate::oidc::params;
 use crate::route::Route;
+use crate::server::return_url;
 use crate::server::Reject;
 use crate::session::LiveSession;
 

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request};
 use http_body_util::{Either, Empty};
 
-use crate::app::Gateway;
 use crate::crypto::signing::SigningKey;
+use crate::gateway::Gateway;
 use crate::net::UpstreamBody;
 use crate::oidc::dpop::{self, DPOP};
 use crate::server::Reject;

@@ -22,8 +22,6 @@
 
 pub mod access;
 pub mod dpop;
-pub mod headers;
-pub mod pool;
 pub mod upgrade;
 
 use std::future::Future;
@@ -35,22 +33,23 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
-use crate::app::Gateway;
-use crate::bff::csrf;
 use crate::config::TokenPolicy;
 use crate::crypto::cookie;
+use crate::gateway::Gateway;
+use crate::net::pool::{self, PooledBody};
 use crate::net::timeout::TimedBody;
 use crate::net::UpstreamBody;
 use crate::route::Route;
+use crate::server::csrf;
+use crate::server::headers;
 use crate::server::listener::ConnInfo;
 use crate::server::{Body, Reject};
 use crate::session::{unix_now, StoreKey};
-use pool::PooledBody;
 
 /// The phases, in order; a [`Reject`] is the caller's to turn into its response.
 ///
 /// Written as a function that returns an `async` block rather than as an `async fn`, like
-/// the other steps a proxied request takes through (`server::dispatch::handle`, [`send`],
+/// the other steps a proxied request takes through (`app::dispatch::handle`, [`send`],
 /// `Pool::send`): an `async fn` copies its arguments into locals of its future, so the
 /// future holds the request twice, and every layer's future is built and moved whole
 /// into the one above it: without those copies the plain release build serves about 4 %
@@ -180,8 +179,8 @@ async fn authorise(
     upgrading: bool,
 ) -> Result<Credential, Reject> {
     let csrf = |headers: &http::HeaderMap| match upgrading {
-        false => csrf::check(gw, headers),
-        true => csrf::check_upgrade(gw, headers),
+        false => csrf::check(&gw.config.server.public_origin, headers),
+        true => csrf::check_upgrade(&gw.config.server.public_origin, headers),
     };
     match route.token {
         TokenPolicy::None => Ok(Credential::default()),

@@ -15,7 +15,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 
-use crate::proxy::pool::PooledBody;
+use crate::net::pool::PooledBody;
 
 /// The body of every response: an upstream's streamed through, or one of our own.
 pub type Body = Either<PooledBody, Full<Bytes>>;

@@ -8,6 +8,7 @@
 //! serves a record the store no longer holds.
 
 pub mod coherence;
+pub mod device;
 pub mod embedded;
 mod local;
 pub mod memory;

@@ -7,13 +7,12 @@
 
 use http::{HeaderMap, HeaderName};
 
-use crate::app::Gateway;
-use crate::server::Reject;
+use super::Reject;
 
 static X_CSRF: HeaderName = HeaderName::from_static("x-csrf");
 static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
-pub fn check(gw: &Gateway, headers: &HeaderMap) -> Result<(), Reject> {
+pub fn check(public_origin: &str, headers: &HeaderMap) -> Result<(), Reject> {
     // One pass over the names present rather than a hashed lookup of each of the three
     // (two of them usually absent): this runs on every request to a token route. The
     // first value of each counts, as `HeaderMap::get` would take it.
@@ -30,7 +29,7 @@ pub fn check(gw: &Gateway, headers: &HeaderMap) -> Result<(), Reject> {
     if csrf.map(|v| v.as_bytes()) != Some(b"1") {
         return Err(Reject::CsrfHeaderMissing);
     }
-    if origin.is_some_and(|o| o.as_bytes() != gw.config.server.public_origin.as_bytes()) {
+    if origin.is_some_and(|o| o.as_bytes() != public_origin.as_bytes()) {
         return Err(Reject::ForeignOrigin);
     }
     if fetch_site.is_some_and(|v| v.as_bytes() == b"cross-site") {
@@ -43,12 +42,10 @@ pub fn check(gw: &Gateway, headers: &HeaderMap) -> Result<(), Reject> {
 /// `X-CSRF` to a WebSocket but always sends its page's `Origin`: an `Origin` of our own
 /// stands in for the header. An upgrade without `Origin` comes from no browser and needs
 /// the header, as any request does.
-pub fn check_upgrade(gw: &Gateway, headers: &HeaderMap) -> Result<(), Reject> {
+pub fn check_upgrade(public_origin: &str, headers: &HeaderMap) -> Result<(), Reject> {
     match headers.get(http::header::ORIGIN) {
-        None => check(gw, headers),
-        Some(origin) if origin.as_bytes() != gw.config.server.public_origin.as_bytes() => {
-            Err(Reject::ForeignOrigin)
-        }
+        None => check(public_origin, headers),
+        Some(origin) if origin.as_bytes() != public_origin.as_bytes() => Err(Reject::ForeignOrigin),
         Some(_) => match headers.get(&SEC_FETCH_SITE) {
             Some(v) if v.as_bytes() == b"cross-site" => Err(Reject::ForeignOrigin),
             _ => Ok(()),
