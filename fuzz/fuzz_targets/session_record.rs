@@ -166,11 +166,11 @@ fn build(r: &Record, now: u64, dpop_key: &str) -> Session {
         sub: r.sub.clone(),
         sid: r.sid.clone(),
         claims: Claims::from_map(&claims),
-        id_token: r.id_token.clone(),
-        access_token: r.access_token.clone(),
+        id_token: r.id_token.clone().into(),
+        access_token: r.access_token.clone().into(),
         access_expires_at: r.access_expires_at.map(|t| t.at(now)),
         refresh_at: r.refresh_at.map(|t| t.at(now)),
-        refresh_token: r.refresh_token.clone(),
+        refresh_token: r.refresh_token.clone().map(Into::into),
         refresh_expires_at: r.refresh_expires_at.map(|t| t.at(now)),
         resource_tokens: r
             .resources
@@ -179,7 +179,7 @@ fn build(r: &Record, now: u64, dpop_key: &str) -> Session {
                 (
                     res.name.clone(),
                     AccessToken {
-                        token: res.token.clone(),
+                        token: res.token.clone().into(),
                         expires_at: res.expires_at.map(|t| t.at(now)),
                         refresh_at: res.refresh_at.map(|t| t.at(now)),
                     },
@@ -211,17 +211,19 @@ fn dpop_loads(key: &str) -> bool {
 /// Whether the gateway can serve this record: every token a header value, the DPoP key
 /// one that loads.
 fn servable(s: &Session) -> bool {
-    header_safe(&s.access_token)
-        && s.resource_tokens.values().all(|t| header_safe(&t.token))
+    header_safe(s.access_token.secret())
+        && s.resource_tokens
+            .values()
+            .all(|t| header_safe(t.token.secret()))
         && s.dpop_key.as_deref().is_none_or(dpop_loads)
 }
 
 /// The record as the cache holds it: the tokens live only in the header values.
 fn without_tokens(s: &Session) -> Session {
     let mut s = s.clone();
-    s.access_token.clear();
+    s.access_token = Default::default();
     for t in s.resource_tokens.values_mut() {
-        t.token.clear();
+        t.token = Default::default();
     }
     s
 }
@@ -239,12 +241,15 @@ fn check_live(live: &tokengate::session::LiveSession, record: &Session) {
     };
     assert_eq!(
         live.bearer.as_bytes(),
-        format!("{scheme} {}", record.access_token).as_bytes()
+        format!("{scheme} {}", record.access_token.secret()).as_bytes()
     );
     assert!(live.bearer.is_sensitive());
     for (name, t) in &record.resource_tokens {
         let v = live.bearer_for(Some(name)).expect("resource bearer");
-        assert_eq!(v.as_bytes(), format!("{scheme} {}", t.token).as_bytes());
+        assert_eq!(
+            v.as_bytes(),
+            format!("{scheme} {}", t.token.secret()).as_bytes()
+        );
     }
     assert_eq!(live.dpop.is_some(), record.dpop_key.is_some());
 }
@@ -312,9 +317,13 @@ fuzz_target!(|data: &[u8]| {
     let envelope = &stored.value;
 
     // Sealed: no secret in the clear, opens under its own store key only.
-    let mut secrets: Vec<&str> = vec![&record.access_token, &record.id_token, &record.sub];
-    secrets.extend(record.refresh_token.as_deref());
-    secrets.extend(record.resource_tokens.values().map(|t| t.token.as_str()));
+    let mut secrets: Vec<&str> = vec![
+        record.access_token.secret(),
+        record.id_token.secret(),
+        &record.sub,
+    ];
+    secrets.extend(record.refresh_token.as_ref().map(|t| t.secret()));
+    secrets.extend(record.resource_tokens.values().map(|t| t.token.secret()));
     for s in secrets.iter().filter(|s| s.len() >= 12) {
         assert!(
             !envelope.windows(s.len()).any(|w| w == s.as_bytes()),

@@ -49,13 +49,13 @@ pub async fn logout(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Bo
         gw.metrics.logouts.user.inc();
         if let Some(provider) = gw.provider.get() {
             if let Some(rt) = &live.record.refresh_token {
-                revoke(&provider, rt).await;
+                revoke(&provider, rt.secret()).await;
             }
             let hint = gw
                 .config
                 .oidc
                 .logout_id_token_hint
-                .then_some(live.record.id_token.as_str())
+                .then_some(live.record.id_token.secret())
                 .filter(|t| !t.is_empty());
             if let Some(url) = provider.end_session_url(hint, &gw.post_logout_redirect_uri) {
                 location = url.to_string();

@@ -31,7 +31,7 @@ use crate::crypto::signing::SigningKey;
 use crate::crypto::KeyRing;
 use crate::metrics::Counter;
 pub use record::{
-    AccessToken, BoundDevice, Claims, EndReason, IndexKey, Session, SessionId, StoreKey,
+    AccessToken, BoundDevice, Claims, EndReason, IndexKey, Session, SessionId, StoreKey, Token,
 };
 pub use store::{Change, Expect, Indexes, Leases, SessionStore, StoreError, Stored, Written};
 
@@ -83,15 +83,15 @@ impl LiveSession {
             None => None,
         };
         let scheme = if dpop.is_some() { "DPoP" } else { "Bearer" };
-        let bearer = authorization_header(scheme, &record.access_token)?;
+        let bearer = authorization_header(scheme, record.access_token.secret())?;
         let resource_bearers = record
             .resource_tokens
             .iter()
-            .map(|(r, t)| Some((r.clone(), authorization_header(scheme, &t.token)?)))
+            .map(|(r, t)| Some((r.clone(), authorization_header(scheme, t.token.secret())?)))
             .collect::<Option<Vec<_>>>()?;
-        record.access_token = String::new();
+        record.access_token = Token::default();
         for t in record.resource_tokens.values_mut() {
-            t.token = String::new();
+            t.token = Token::default();
         }
         Some(LiveSession {
             key,

@@ -165,6 +165,41 @@ impl IndexKey {
     }
 }
 
+/// A token the session holds (access, refresh or ID token). Its `Debug` prints no byte
+/// of it, and its text is read only through [`Token::secret`], so a log line or a
+/// derived `Debug` cannot carry one by accident. Stored as the plain string it wraps.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Token(String);
+
+impl Token {
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<String> for Token {
+    fn from(text: String) -> Token {
+        Token(text)
+    }
+}
+
+impl From<&str> for Token {
+    fn from(text: &str) -> Token {
+        Token(text.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token([redacted])")
+    }
+}
+
 /// What a session knows, stored sealed. Times are Unix seconds.
 ///
 /// Fields added after the first release carry `#[serde(default)]`, so records written by
@@ -184,14 +219,14 @@ pub struct Session {
     #[serde(default)]
     pub auth_time: Option<u64>,
     /// Kept for `id_token_hint` at logout, when `oidc.logout_id_token_hint` asks for it.
-    pub id_token: String,
-    pub access_token: String,
+    pub id_token: Token,
+    pub access_token: Token,
     pub access_expires_at: Option<u64>,
     /// When to refresh: before expiry by `refresh_before_expiry`, or at half the lifetime
     /// of a token shorter than that. `None`: the token carries no expiry; never refreshed
     /// ahead of time.
     pub refresh_at: Option<u64>,
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<Token>,
     /// When the refresh token itself expires, if the provider said (`refresh_expires_in`).
     /// The session cannot outlive it.
     #[serde(default)]
@@ -283,9 +318,9 @@ pub struct BoundDevice {
 }
 
 /// An access token for one audience, with when to refresh it.
-#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct AccessToken {
-    pub token: String,
+    pub token: Token,
     pub expires_at: Option<u64>,
     pub refresh_at: Option<u64>,
 }
@@ -493,6 +528,12 @@ mod tests {
         ] {
             assert!(!dbg.contains(secret), "{dbg}");
         }
+        // Each token by itself too, and in any derived `Debug` that holds one.
+        let token = Token::from("ACCESS.TOKEN.X");
+        assert_eq!(format!("{token:?}"), "Token([redacted])");
+        let resource = format!("{:?}", s.resource_tokens);
+        assert!(!resource.contains("RESOURCE.TOKEN.X"), "{resource}");
+        assert_eq!(token.secret(), "ACCESS.TOKEN.X");
     }
 
     #[test]

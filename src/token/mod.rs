@@ -35,7 +35,7 @@ pub fn apply(
     let due = refresh_at(now, tokens.expires_in, skew);
     match resource {
         None => {
-            session.access_token.clone_from(&tokens.access_token);
+            session.access_token = tokens.access_token.as_str().into();
             session.access_expires_at = expires_at;
             session.refresh_at = due;
         }
@@ -43,7 +43,7 @@ pub fn apply(
             session.resource_tokens.insert(
                 r.to_owned(),
                 AccessToken {
-                    token: tokens.access_token.clone(),
+                    token: tokens.access_token.as_str().into(),
                     expires_at,
                     refresh_at: due,
                 },
@@ -51,7 +51,7 @@ pub fn apply(
         }
     }
     if let Some(rt) = &tokens.refresh_token {
-        session.refresh_token = Some(rt.clone());
+        session.refresh_token = Some(rt.as_str().into());
         // A new refresh token comes with its own lifetime, or none that we know of.
         session.refresh_expires_at = tokens
             .refresh_expires_in
@@ -60,7 +60,7 @@ pub fn apply(
         session.refresh_expires_at = Some(now.saturating_add(d.as_secs()));
     }
     if let Some(id) = &tokens.id_token {
-        session.id_token.clone_from(id);
+        session.id_token = id.as_str().into();
     }
     // The default token's grant brings the user's current claims: a new ID token's, and
     // userinfo's over them. (`acr` and `auth_time` stay the login's: a refresh is no

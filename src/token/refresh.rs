@@ -280,7 +280,7 @@ impl Job {
             ))?;
         let call = crate::telemetry::provider_call("oidc token", provider.token_endpoint());
         let result = provider
-            .refresh(&refresh_token, resource, current.dpop.as_deref())
+            .refresh(refresh_token.secret(), resource, current.dpop.as_deref())
             .await;
         if let Some(call) = call {
             call.finish(result.as_ref().err().map(GrantError::kind));

@@ -128,5 +128,10 @@ impl Json {
 
 /// A JSON object of `members`, in order (a later duplicate key wins).
 pub fn object(members: &[(String, Json)]) -> serde_json::Value {
-    serde_json::Value::Object(members.iter().map(|(k, v)| (k.clone(), v.value())).collect())
+    serde_json::Value::Object(
+        members
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value()))
+            .collect(),
+    )
 }
