@@ -367,6 +367,12 @@ impl ProviderCell {
         self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The provider, or why a grant cannot be asked of it yet.
+    pub fn discovered(&self) -> Result<Arc<Provider>, super::grant_error::Unavailable> {
+        self.get()
+            .ok_or(super::grant_error::Unavailable::NotDiscovered)
+    }
+
     fn set(&self, provider: Provider) {
         *self.inner.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(provider));
     }

@@ -16,7 +16,7 @@ use http::HeaderValue;
 use super::refresh::RefreshError;
 use super::refresh_at;
 use crate::metrics::Counter;
-use crate::oidc::grant_error::{Invalid, Unavailable};
+use crate::oidc::grant_error::Invalid;
 use crate::oidc::{GrantError, ProviderCell};
 use crate::session::{bearer_header, unix_now};
 
@@ -131,10 +131,8 @@ impl ClientTokens {
     ) -> Result<(HeaderValue, Option<u64>), RefreshError> {
         let provider = self
             .provider
-            .get()
-            .ok_or(RefreshError::ProviderUnavailable(
-                Unavailable::NotDiscovered,
-            ))?;
+            .discovered()
+            .map_err(RefreshError::ProviderUnavailable)?;
         let now = unix_now();
         let tokens = provider
             .client_credentials(scope.map(|s| &**s), resource.map(|r| &**r))

@@ -274,10 +274,8 @@ impl Job {
         };
         let provider = self
             .provider
-            .get()
-            .ok_or(RefreshError::ProviderUnavailable(
-                Unavailable::NotDiscovered,
-            ))?;
+            .discovered()
+            .map_err(RefreshError::ProviderUnavailable)?;
         let call = crate::telemetry::provider_call("oidc token", provider.token_endpoint());
         let result = provider
             .refresh(refresh_token.secret(), resource, current.dpop.as_deref())
