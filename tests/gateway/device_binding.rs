@@ -796,3 +796,44 @@ async fn logout_clears_the_bound_cookie_and_ends_the_dbsc_session() {
     let metrics = gw.metrics_text().await;
     assert!(sample(&metrics, &refreshes("ended")) >= 2.0, "{metrics}");
 }
+
+/// A bound session over a long stretch, on demand (it runs for minutes):
+/// `TOKENGATE_DBSC_SOAK_SECS=600 cargo test --test gateway long_stretch -- --ignored`.
+/// A call a second to `/api` or `/bff/user`, 20 s bound cookies, the access token
+/// refreshed as it falls due: every call answers 200, and the bound cookie is renewed
+/// about once per lifetime, never more than needed.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "runs for minutes: on demand"]
+async fn a_bound_session_lives_on_over_a_long_stretch() {
+    let secs: u64 = std::env::var("TOKENGATE_DBSC_SOAK_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let gw = TestGateway::start_with(binding("optional", "20s")).await;
+    let client = DbscClient::logged_in(&gw.url(""), "alice").await;
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed() < Duration::from_secs(secs) {
+        let url = if calls.is_multiple_of(2) {
+            gw.url(&format!("/api/long/{calls}"))
+        } else {
+            gw.url("/bff/user")
+        };
+        let (status, body) = client.api(&url).await;
+        assert_eq!(status, 200, "call {calls} at {:?}: {body}", start.elapsed());
+        calls += 1;
+        // Pacing, not a proof: a call a second.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let lifetimes = secs / 20;
+    let renewed = client.refreshes() as u64;
+    assert!(
+        renewed + 1 >= lifetimes && renewed <= lifetimes + 1,
+        "{renewed} renewals over {lifetimes} lifetimes of the bound cookie"
+    );
+    let metrics = gw.metrics_text().await;
+    for outcome in ["stale", "forged", "ended"] {
+        assert_eq!(sample(&metrics, &refreshes(outcome)), 0.0, "{metrics}");
+    }
+    println!("{calls} calls over {secs} s, {renewed} bound-cookie renewals, all answered 200");
+}
