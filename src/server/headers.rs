@@ -64,12 +64,14 @@ impl Forwarding {
         self.trusted.iter().any(|net| net.contains(&peer))
     }
 
-    /// One RFC 7239 element for a request from `peer`.
-    fn element(&self, peer: std::net::IpAddr) -> String {
-        match peer {
-            std::net::IpAddr::V4(ip) => format!("for={ip}{}", self.element_tail),
-            std::net::IpAddr::V6(ip) => format!("for=\"[{ip}]\"{}", self.element_tail),
-        }
+    /// Our RFC 7239 element for a request on `conn`: its node (formatted when the
+    /// connection was accepted) and this gateway's `host` and `proto`.
+    fn element(&self, conn: &ConnInfo) -> bytes::BytesMut {
+        let mut element =
+            bytes::BytesMut::with_capacity(conn.forwarded_for.len() + self.element_tail.len());
+        element.extend_from_slice(&conn.forwarded_for);
+        element.extend_from_slice(self.element_tail.as_bytes());
+        element
     }
 }
 
@@ -215,14 +217,14 @@ fn set_forwarding(headers: &mut HeaderMap, conn: &ConnInfo, fw: &Forwarding) {
         None => ip.clone(),
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
-    let element = fw.element(peer);
+    let element = fw.element(conn);
     let forwarded = match forwarded {
         Some(mut chain) => {
             chain.extend_from_slice(b", ");
-            chain.extend_from_slice(element.as_bytes());
+            chain.extend_from_slice(&element);
             HeaderValue::from_maybe_shared(bytes::Bytes::from(chain)).ok()
         }
-        None => HeaderValue::from_str(&element).ok(),
+        None => HeaderValue::from_maybe_shared(element.freeze()).ok(),
     };
     match forwarded {
         Some(v) => headers.insert(FORWARDED, v),
@@ -368,12 +370,7 @@ mod tests {
             },
         )
         .expect("route");
-        let conn = ConnInfo {
-            remote: "192.0.2.7:50000".parse().expect("address"),
-            client_ip: HeaderValue::from_static("192.0.2.7"),
-            tls: false,
-            worker: 0,
-        };
+        let conn = ConnInfo::new("192.0.2.7:50000".parse().expect("address"), false, 0);
         let public = url::Url::parse("https://app.example").expect("url");
         let forwarding = Forwarding::new(&public, trusted);
         let cookies = cookie::scan(&headers, "tokengate").mix;
@@ -387,6 +384,26 @@ mod tests {
         };
         rewrite_request(&mut headers, &ctx);
         headers
+    }
+
+    #[test]
+    fn a_forwarded_node_quotes_an_ipv6_address() {
+        // RFC 7239 §6: an IPv6 node is bracketed and quoted, an IPv4 one is bare.
+        let v6 = ConnInfo::new("[2001:db8::7]:50000".parse().expect("address"), false, 0);
+        let v4 = ConnInfo::new("192.0.2.7:50000".parse().expect("address"), false, 0);
+        let fw = Forwarding::new(
+            &url::Url::parse("https://app.example:8443").expect("url"),
+            vec![],
+        );
+        assert_eq!(
+            &fw.element(&v6)[..],
+            b"for=\"[2001:db8::7]\";host=\"app.example:8443\";proto=https"
+        );
+        assert_eq!(
+            &fw.element(&v4)[..],
+            b"for=192.0.2.7;host=\"app.example:8443\";proto=https"
+        );
+        assert_eq!(v6.client_ip, "2001:db8::7");
     }
 
     #[test]

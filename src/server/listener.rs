@@ -32,6 +32,10 @@ pub struct ConnInfo {
     /// `remote`'s IP as a header value (`X-Forwarded-For`): formatted once per
     /// connection, not for every request on it; cloning it is a reference count.
     pub client_ip: HeaderValue,
+    /// `remote`'s IP as an RFC 7239 node (`for=192.0.2.1`, `for="[2001:db8::1]"`), formatted
+    /// once per connection like `client_ip`: formatting an address costs more than the
+    /// rest of the forwarding headers together.
+    pub forwarded_for: bytes::Bytes,
     pub tls: bool,
     /// The worker that accepted the connection: whose upstream pools its requests use.
     pub worker: usize,
@@ -39,11 +43,16 @@ pub struct ConnInfo {
 
 impl ConnInfo {
     /// The connection from `remote`, accepted by `worker`.
-    fn new(remote: SocketAddr, tls: bool, worker: usize) -> ConnInfo {
+    pub fn new(remote: SocketAddr, tls: bool, worker: usize) -> ConnInfo {
+        let forwarded_for = match remote.ip() {
+            std::net::IpAddr::V4(ip) => format!("for={ip}"),
+            std::net::IpAddr::V6(ip) => format!("for=\"[{ip}]\""),
+        };
         ConnInfo {
             remote,
             client_ip: HeaderValue::try_from(remote.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            forwarded_for: forwarded_for.into(),
             tls,
             worker,
         }
