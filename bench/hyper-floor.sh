@@ -38,20 +38,6 @@ PAD="${PAD:-0}"
 
 [ "$SPLIT_SECONDS" = 0 ] || apt_install_missing perf:linux-perf
 bench_init
-# floor_build RUSTFLAGS TARGET_DIR — bench/hyper_floor.rs built in TARGET_DIR; prints
-# the executable's path.
-floor_build() {
-  local exe
-  exe="$(RUSTFLAGS="$1" cargo bench --no-run --quiet --bench hyper_floor --target-dir "$2" \
-    --message-format=json 2>/dev/null | python3 -c 'import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "hyper_floor":
-        print(m["executable"])')"
-  [ -x "$exe" ] || { echo "bench/hyper_floor.rs did not build" >&2; exit 1; }
-  echo "$exe"
-}
-
 UP=$(free_port) NGX=$(free_port) FL=$(free_port) GW=$(free_port) ADMIN=$(free_port)
 upstream_start "$UP"
 log "building bench/hyper_floor.rs"

@@ -332,6 +332,20 @@ profiling_build() {
   PROF_BIN="$CARGO_TARGET_DIR/profiling/tokengate"
 }
 
+# floor_build RUSTFLAGS TARGET_DIR — bench/hyper_floor.rs built in TARGET_DIR; prints
+# the executable's path.
+floor_build() {
+  local exe
+  exe="$(RUSTFLAGS="$1" cargo bench --no-run --quiet --bench hyper_floor --target-dir "$2" \
+    --message-format=json 2>/dev/null | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "hyper_floor":
+        print(m["executable"])')"
+  [ -x "$exe" ] || { echo "bench/hyper_floor.rs did not build" >&2; exit 1; }
+  echo "$exe"
+}
+
 # login_once GATEWAY_PORT PATH — logs in once through the provider's form (bench/login.mjs)
 # and checks that PATH answers 200 with the session; sets $headers (the cookie and
 # `X-CSRF: 1`, as curl/wrk arguments).
