@@ -38,20 +38,8 @@ echo "this:    $(git rev-parse --short HEAD) (and the working tree); build: $BUI
 echo "other:   $OTHER"
 
 upstream_start "$UP"
-nginx_start proxy "upstream api { server 127.0.0.1:$UP; keepalive 128; }
-  server {
-    listen 127.0.0.1:$NGX;
-    location / {
-      proxy_pass http://api;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-    }
-  }" "$PROXY_CPU"
+nginx_proxy proxy "$NGX" "$UP"
 declare -A server_pid=([nginx]=$last_pid) url=([nginx]="http://127.0.0.1:$NGX/api/items") cookie
-wait_http "${url[nginx]}"
 
 declare -A binary=([this]="$BIN" [other]="$OTHER") port admin
 for t in this other; do port[$t]=$(free_port) admin[$t]=$(free_port); done

@@ -211,6 +211,26 @@ CONF
   bench_bg $(placed "$3") nginx -p "$dir" -e "$dir/logs/error.log" -c "$dir/nginx.conf"
 }
 
+# nginx_proxy NAME PORT UPSTREAM_PORT [DIRECTIVE] — nginx as a plain reverse proxy with
+# upstream keep-alive to the upstream on UPSTREAM_PORT (on PROXY_CPU when pinned), with one
+# more directive in its location; waits until it answers. Sets $last_pid.
+nginx_proxy() {
+  nginx_start "$1" "upstream api { server 127.0.0.1:$3; keepalive 128; }
+  server {
+    listen 127.0.0.1:$2;
+    location / {
+      proxy_pass http://api;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      ${4:-}
+    }
+  }" "$PROXY_CPU"
+  wait_http "http://127.0.0.1:$2/"
+}
+
 upstream_start() { # upstream_start PORT [NAME] — NAME: its directory under $work
   nginx_start "${2:-upstream}" "server {
     listen 127.0.0.1:$1;

@@ -57,25 +57,7 @@ echo "commit:  $(git rev-parse --short HEAD); build: $BUILD"
 
 upstream_start "$UP"
 up_pid=$last_pid
-# nginx_proxy NAME PORT [DIRECTIVE] — nginx as a plain reverse proxy to the upstream (on
-# PROXY_CPU when pinned), with one more directive in its location.
-nginx_proxy() {
-  nginx_start "$1" "upstream api { server 127.0.0.1:$UP; keepalive 128; }
-  server {
-    listen 127.0.0.1:$2;
-    location / {
-      proxy_pass http://api;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-      ${3:-}
-    }
-  }" "$PROXY_CPU"
-  wait_http "http://127.0.0.1:$2/"
-}
-nginx_proxy proxy "$NGX"
+nginx_proxy proxy "$NGX" "$UP"
 ngx_pid=$last_pid
 
 # An access token that outlives the run: the steady state, no refresh on the way.
@@ -126,7 +108,7 @@ case "$bearer" in
   "Bearer "?*) log "the bearer tokengate sends: ${#bearer} bytes" ;;
   *) echo "the upstream did not see a bearer through tokengate: '$bearer'" >&2; exit 1 ;;
 esac
-nginx_proxy proxy-token "$NGXT" "proxy_set_header Authorization \"$bearer\";"
+nginx_proxy proxy-token "$NGXT" "$UP" "proxy_set_header Authorization \"$bearer\";"
 ngxt_pid=$last_pid
 
 declare -A url=(
