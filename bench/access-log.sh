@@ -78,8 +78,7 @@ results="$work/results"
 echo
 echo "machine after the run: $(machine_line)"
 echo "median of $ROUNDS rounds of ${DURATION} s; $(mode_line); logs to files in $work ($(df --output=source "$work" | tail -n 1))"
-awk -v conns="$CONNS" "$AWK_MEDIAN"'
-  { k = $1 SUBSEP $2; rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6; failed[k] += $7; cpu[k] = cpu[k] " " $8 }
+awk -v conns="$CONNS" "$AWK_MEDIAN$AWK_ROUNDS"'
   END {
     printf "%-6s %-6s %11s %9s %9s %7s %8s %12s %10s\n", "conns", "target", "requests/s", "p50 ms", "p99 ms", "failed", "vs off", "CPU us/req", "CPU vs off"
     n = split(conns, cs, " ")

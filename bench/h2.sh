@@ -64,12 +64,7 @@ else
   listen_h2c="listen 127.0.0.1:$NGC http2;"
 fi
 proxy_location="location / {
-      proxy_pass http://api;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme;
+      $NGINX_PROXY_PASS
     }"
 # One nginx for both nginx targets (one is loaded at a time): the TLS server and the
 # cleartext one.

@@ -211,6 +211,15 @@ CONF
   bench_bg $(placed "$3") nginx -p "$dir" -e "$dir/logs/error.log" -c "$dir/nginx.conf"
 }
 
+# The proxying every nginx target does: to upstream `api`, HTTP/1.1 keep-alive, with the
+# forwarding headers tokengate sets too.
+NGINX_PROXY_PASS='proxy_pass http://api;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;'
+
 # nginx_proxy NAME PORT UPSTREAM_PORT [DIRECTIVE] — nginx as a plain reverse proxy with
 # upstream keep-alive to the upstream on UPSTREAM_PORT (on PROXY_CPU when pinned), with one
 # more directive in its location; waits until it answers. Sets $last_pid.
@@ -219,12 +228,7 @@ nginx_proxy() {
   server {
     listen 127.0.0.1:$2;
     location / {
-      proxy_pass http://api;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme;
+      $NGINX_PROXY_PASS
       ${4:-}
     }
   }" "$PROXY_CPU"
@@ -481,6 +485,14 @@ AWK_MEDIAN='
     for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
   }
+'
+
+# AWK_ROUNDS — an awk rule for the reports of interleaved_rounds' results (lines "TARGET
+# CONNS ROUND requests/s p50 p99 failed CPU"): each figure's values per target and
+# connection count, in rps[k], p50[k], p99[k] and cpu[k] (lists for median) and failed[k]
+# (a sum), k being TARGET SUBSEP CONNS.
+AWK_ROUNDS='
+  { k = $1 SUBSEP $2; rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6; failed[k] += $7; cpu[k] = cpu[k] " " $8 }
 '
 
 machine_line() {

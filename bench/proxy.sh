@@ -155,8 +155,7 @@ loaded_rss=$(rss_kib "$gw_pid")
 echo
 echo "machine after the run: $(machine_line)"
 echo "median of $ROUNDS rounds of ${DURATION} s; $(mode_line)"
-awk -v conns="$CONNS" "$AWK_MEDIAN"'
-  { k = $1 SUBSEP $2; rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6; failed[k] += $7; cpu[k] = cpu[k] " " $8 }
+awk -v conns="$CONNS" "$AWK_MEDIAN$AWK_ROUNDS"'
   END {
     printf "%-6s %-9s %11s %9s %9s %7s %9s %9s %12s\n", "conns", "target", "requests/s", "p50 ms", "p99 ms", "failed", "vs nginx", "vs +tok", "CPU us/req"
     n = split(conns, cs, " ")
