@@ -147,6 +147,58 @@ async fn slow_upstream_is_504_json() {
     assert_eq!(resp.status(), 200);
 }
 
+/// Connecting counts against `upstream.response_timeout` too: an upstream whose accept
+/// queue is full (the kernel drops the SYN, so the connect hangs) is a 504 by that limit,
+/// not a wait for `connect_timeout`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connect_slower_than_the_response_timeout_is_504() {
+    use socket2::{Domain, Socket, Type};
+    let stuck = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    stuck.bind(&any.into()).expect("bind");
+    stuck.listen(0).expect("listen");
+    let addr = stuck
+        .local_addr()
+        .expect("address")
+        .as_socket()
+        .expect("inet");
+    // Never accepted: connections fill its queue until one no longer completes.
+    let mut queued = Vec::new();
+    loop {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => queued.push(conn),
+            Ok(Err(e)) => panic!("connect: {e}"),
+            Err(_) => break,
+        }
+        assert!(queued.len() < 64, "the accept queue never filled");
+    }
+    let gw = TestGateway::start_with(Setup {
+        extra: "[upstream]\nresponse_timeout = \"500ms\"\nconnect_timeout = \"20s\"\n".into(),
+        routes: format!(
+            "[[route]]\npath = \"/stuck\"\nupstream = \"http://{addr}\"\ntoken = \"none\"\n\n\
+             [[route]]\npath = \"/\"\nupstream = \"{{upstream}}\"\ntoken = \"none\"\n"
+        ),
+        ..Setup::default()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let resp = reqwest::get(gw.url("/stuck/x")).await.expect("request");
+    let took = started.elapsed();
+    assert_eq!(resp.status(), 504);
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_secs(5),
+        "504 after {took:?}"
+    );
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "upstream_timeout");
+    drop(queued);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn upgrade_requests_are_tunnelled() {
     let gw = TestGateway::start().await;
