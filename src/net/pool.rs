@@ -138,20 +138,26 @@ impl Upstreams {
     }
 }
 
-/// An HTTP/1.1 connection: the handle requests are sent through, and the task that
-/// drives it (aborting it closes the connection at once).
+/// An HTTP/1.1 connection: the handle requests are sent through, and what the pool's
+/// sweep watches on it.
 struct Conn {
     sender: http1::SendRequest<UpstreamBody>,
-    task: AbortHandle,
-    /// The response deadline of its exchange under way, which the pool's sweep watches.
-    due: Arc<Due>,
+    watch: Arc<Watch>,
 }
 
-/// When the response head on a connection is due, as the pool's sweep sees it.
-struct Due {
+impl Conn {
+    /// Closes the connection at once (aborts the task that drives it).
+    fn close(&self) {
+        self.watch.task.abort();
+    }
+}
+
+/// A connection as the pool's sweep sees it: when the response head of its exchange
+/// under way is due, and the task that drives it.
+struct Watch {
     /// On the pool's [`Millis`] clock; 0 while no exchange waits for a head.
-    at: AtomicU64,
-    /// Set by the sweep when `at` passed: it has aborted the connection.
+    due: AtomicU64,
+    /// Set by the sweep when `due` passed: it has aborted the connection.
     overdue: AtomicBool,
     task: AbortHandle,
 }
@@ -203,7 +209,7 @@ pub struct Pool {
     /// The clock of the response deadlines, and the connections whose deadlines the
     /// sweep checks.
     clock: Millis,
-    exchanges: Watched<Due>,
+    exchanges: Watched<Watch>,
 }
 
 impl Pool {
@@ -310,12 +316,12 @@ impl Pool {
                 // An idle connection was ready when it went back; a new one is ready once
                 // its handshake is done. One that closed since hands the request back.
                 let again = if reused { replayable(&req) } else { None };
-                conn.due.at.store(due, Ordering::Relaxed);
+                conn.watch.due.store(due, Ordering::Relaxed);
                 let sent = conn.sender.try_send_request(req).await;
-                conn.due.at.store(0, Ordering::Relaxed);
+                conn.watch.due.store(0, Ordering::Relaxed);
                 // Overdue: the sweep has aborted the connection, whatever came of it (a head
                 // that came as the sweep ran is refused with it: its body cannot follow).
-                if conn.due.overdue.load(Ordering::Relaxed) {
+                if conn.watch.overdue.load(Ordering::Relaxed) {
                     return Err(SendError::Timeout);
                 }
                 match sent {
@@ -364,11 +370,11 @@ impl Pool {
     /// Aborts the connections whose response head was due before `now` (on the pool's
     /// clock); forgets the closed ones.
     fn expire(&self, now: u64) {
-        self.exchanges.sweep(|due| {
-            let at = due.at.load(Ordering::Relaxed);
-            if at != 0 && now >= at {
-                due.overdue.store(true, Ordering::Relaxed);
-                due.task.abort();
+        self.exchanges.sweep(|watch| {
+            let due = watch.due.load(Ordering::Relaxed);
+            if due != 0 && now >= due {
+                watch.overdue.store(true, Ordering::Relaxed);
+                watch.task.abort();
             }
         });
     }
@@ -420,7 +426,7 @@ impl Pool {
             .position(|e| now.saturating_sub(e.since) <= keep)
             .unwrap_or(idle.len());
         for gone in idle.drain(..expired) {
-            gone.conn.task.abort();
+            gone.conn.close();
         }
         idle.retain(|e| !e.conn.sender.is_closed());
     }
@@ -457,17 +463,13 @@ impl Pool {
                 tracing::debug!(error = %e, "upstream connection ended");
             }
         });
-        let due = Arc::new(Due {
-            at: AtomicU64::new(0),
+        let watch = Arc::new(Watch {
+            due: AtomicU64::new(0),
             overdue: AtomicBool::new(false),
             task: task.abort_handle(),
         });
-        self.exchanges.add(&due);
-        Ok(Conn {
-            sender,
-            task: task.abort_handle(),
-            due,
-        })
+        self.exchanges.add(&watch);
+        Ok(Conn { sender, watch })
     }
 
     async fn http2_sender(&self) -> Result<http2::SendRequest<UpstreamBody>, SendError> {

@@ -60,14 +60,14 @@ impl PooledBody {
         }
         // Outside a runtime (a body dropped as the process ends) the connection just closes.
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            conn.task.abort();
+            conn.close();
             return;
         };
         let limit = pool.timeouts.idle;
         rt.spawn(async move {
             match tokio::time::timeout(limit, conn.sender.ready()).await {
                 Ok(Ok(())) => pool.checkin(conn),
-                _ => conn.task.abort(),
+                _ => conn.close(),
             }
         });
     }
@@ -75,7 +75,7 @@ impl PooledBody {
     /// The body failed or was abandoned: its connection is in an unknown state and closes.
     fn close(&mut self) {
         if let Some((conn, _)) = self.lease.take() {
-            conn.task.abort();
+            conn.close();
         }
     }
 }
